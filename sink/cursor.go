@@ -39,6 +39,9 @@ type Cursor struct {
 	// MarginSec is how far before MaxSec a resume starts. It must exceed the largest
 	// out-of-order skew between timestamps in the file; the runtime's is milliseconds.
 	MarginSec int64 `json:"marginSec"`
+	// NotBefore is the sinceTime the instance was first read from (--since), if any: a
+	// resume never starts before it, since lines before it were never written.
+	NotBefore time.Time `json:"notBefore,omitzero"`
 }
 
 // SecondCount is the number of lines written whose timestamp falls in one whole second.
@@ -122,6 +125,9 @@ func (c *Cursor) Resume() (since time.Time, skip int64, ok bool) {
 		return time.Time{}, 0, false
 	}
 	start := c.MaxSec - c.MarginSec
+	if nb := c.NotBefore.Unix(); !c.NotBefore.IsZero() && nb > start {
+		start = nb
+	}
 	for _, s := range c.Seconds {
 		if s.Sec >= start {
 			skip += s.N
