@@ -1,0 +1,229 @@
+package fakekubelet
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Fault hooks select containers by namespace, pod and container name; an empty name matches
+// any, so ("", "", "") targets every container and ("ns", "p", "") every container of a pod.
+
+// target selects containers by names; an empty field matches any.
+type target struct{ ns, pod, container string }
+
+func (t target) matches(ns, pod, container string) bool {
+	return (t.ns == "" || t.ns == ns) && (t.pod == "" || t.pod == pod) && (t.container == "" || t.container == container)
+}
+
+// faults holds the hooks that apply to future requests. Guarded by Kubelet.mu.
+type faults struct {
+	stalls   []target
+	failures []*failure
+	// changed is closed and replaced whenever stalls change, to wake stalled writers.
+	changed chan struct{}
+}
+
+// failure answers matching log requests with an HTTP error, n times or until a deadline.
+type failure struct {
+	target
+	remaining int       // requests left to fail; unused when until is set
+	until     time.Time // fail every request before this time, when set
+	code      int
+	body      string
+}
+
+func (f *faults) stalled(ns, pod, container string) bool {
+	for _, t := range f.stalls {
+		if t.matches(ns, pod, container) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *faults) notify() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// takeFailure returns the failure that applies to a request now, consuming one of its
+// requests, and drops failures that are used up or expired.
+func (f *faults) takeFailure(ns, pod, container string, now time.Time) *failure {
+	var hit *failure
+	kept := f.failures[:0]
+	for _, fl := range f.failures {
+		if !fl.until.IsZero() && !now.Before(fl.until) {
+			continue // expired
+		}
+		if hit == nil && fl.matches(ns, pod, container) {
+			hit = fl
+			if fl.until.IsZero() {
+				fl.remaining--
+				if fl.remaining == 0 {
+					continue
+				}
+			}
+		}
+		kept = append(kept, fl)
+	}
+	f.failures = kept
+	return hit
+}
+
+// CutStreams abruptly ends the open log streams of the selected containers: the connection
+// is closed without the end of the chunked body (HTTP/1.1) or the stream is reset (HTTP/2).
+// Through the apiserver's proxy the client sees a clean EOF. With midLine the cut waits for
+// the next line the stream sends, writes only its first half, and then cuts, so the client
+// gets a torn line. It returns the number of streams affected.
+func (k *Kubelet) CutStreams(namespace, pod, container string, midLine bool) int {
+	t := target{namespace, pod, container}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for s := range k.streams {
+		if !s.matches(t) {
+			continue
+		}
+		n++
+		if midLine {
+			s.midCut = true
+		} else {
+			s.end(endCut)
+		}
+	}
+	return n
+}
+
+// Stall stops (on) or resumes (off) the log streams of the selected containers: open streams
+// stop sending bytes and new ones do not even send their response headers, while every
+// connection stays open, as with a node that stopped answering. Turning a stall off removes
+// the stalls set with exactly these names; ("", "", "", false) removes them all.
+func (k *Kubelet) Stall(namespace, pod, container string, on bool) {
+	t := target{namespace, pod, container}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if on {
+		k.faults.stalls = append(k.faults.stalls, t)
+	} else {
+		kept := k.faults.stalls[:0]
+		for _, s := range k.faults.stalls {
+			if s != t && t != (target{}) {
+				kept = append(kept, s)
+			}
+		}
+		k.faults.stalls = kept
+	}
+	k.faults.notify()
+}
+
+// FailNext makes the next n log requests for the selected containers answer an HTTP error
+// with code and body, before anything else is checked; for example 404 with
+// `pod "p" does not exist`, as a kubelet that just restarted answers.
+func (k *Kubelet) FailNext(namespace, pod, container string, n int, code int, body string) {
+	if n < 1 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.faults.failures = append(k.faults.failures, &failure{
+		target: target{namespace, pod, container}, remaining: n, code: code, body: body,
+	})
+}
+
+// FailFor makes every log request for the selected containers answer an HTTP error with
+// code and body for the duration d from now.
+func (k *Kubelet) FailFor(namespace, pod, container string, d time.Duration, code int, body string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.faults.failures = append(k.faults.failures, &failure{
+		target: target{namespace, pod, container}, until: time.Now().Add(d), code: code, body: body,
+	})
+}
+
+// InjectBodyError writes text into the body of the open log streams of the selected
+// containers, without timestamp or newline, and ends them, as the kubelet does when it
+// fails after the stream started (e.g. "failed to create fsnotify watcher: too many open
+// files"). It returns the number of streams affected.
+func (k *Kubelet) InjectBodyError(namespace, pod, container, text string) int {
+	return k.endStreams(target{namespace, pod, container}, false, &injectedError{text: text})
+}
+
+// EndFollow ends the open follow streams of the selected containers cleanly (the body ends
+// normally) while the containers keep running, as the kubelet's write timeout does after
+// hours. It returns the number of streams affected.
+func (k *Kubelet) EndFollow(namespace, pod, container string) int {
+	return k.endStreams(target{namespace, pod, container}, true, endFollow)
+}
+
+func (k *Kubelet) endStreams(t target, followOnly bool, cause error) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for s := range k.streams {
+		if s.matches(t) && (s.follow || !followOnly) {
+			s.end(cause)
+			n++
+		}
+	}
+	return n
+}
+
+// ResetFaults removes every stall and pending failure and disarms mid-line cuts. Streams
+// already ended stay ended.
+func (k *Kubelet) ResetFaults() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.faults.stalls = nil
+	k.faults.failures = nil
+	for s := range k.streams {
+		s.midCut = false
+	}
+	k.faults.notify()
+}
+
+// OpenStreams is the number of log streams of the selected containers open now (including
+// stalled ones still waiting to send their headers).
+func (k *Kubelet) OpenStreams(namespace, pod, container string) int {
+	t := target{namespace, pod, container}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for s := range k.streams {
+		if s.matches(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitForStreams waits until at least n log streams of the selected containers are open.
+func (k *Kubelet) WaitForStreams(ctx context.Context, namespace, pod, container string, n int) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if got := k.OpenStreams(namespace, pod, container); got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d open log streams of %s/%s/%s: %d open: %w",
+				n, namespace, pod, container, k.OpenStreams(namespace, pod, container), context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+// Requests returns the log requests received for the selected containers, oldest first.
+func (k *Kubelet) Requests(namespace, pod, container string) []Request {
+	t := target{namespace, pod, container}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []Request
+	for _, r := range k.requests {
+		if t.matches(r.Namespace, r.Pod, r.Container) {
+			out = append(out, *r)
+		}
+	}
+	return out
+}
