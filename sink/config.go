@@ -1,0 +1,213 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+)
+
+// Format selects how records are laid out in the files.
+type Format int
+
+const (
+	// FormatTimestamped writes "<kubelet timestamp> <line>" per line, the layout of
+	// kubectl logs --timestamps. It is the default.
+	FormatTimestamped Format = iota
+	// FormatRaw writes the line alone, as the application printed it.
+	FormatRaw
+	// FormatJSON writes one JSON object per line with the time, the container's
+	// coordinates and the line (or its base64 when it is not valid UTF-8).
+	FormatJSON
+)
+
+// String returns the name ParseFormat accepts for f.
+func (f Format) String() string {
+	switch f {
+	case FormatTimestamped:
+		return "timestamped"
+	case FormatRaw:
+		return "raw"
+	case FormatJSON:
+		return "json"
+	}
+	return fmt.Sprintf("Format(%d)", int(f))
+}
+
+// ParseFormat turns a format name ("timestamped", "raw" or "json") into a Format.
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "timestamped":
+		return FormatTimestamped, nil
+	case "raw":
+		return FormatRaw, nil
+	case "json":
+		return FormatJSON, nil
+	}
+	return 0, fmt.Errorf("unknown log format %q: use timestamped, raw or json", s)
+}
+
+// Defaults applied by NewManager to zero Config fields.
+const (
+	DefaultMaxSizeMB      = 100
+	DefaultFlushInterval  = time.Second
+	DefaultMaxLineBytes   = 1 << 20
+	DefaultCursorInterval = time.Second
+	DefaultSyncInterval   = 10 * time.Second
+)
+
+// megabyte is lumberjack's unit for MaxSize.
+const megabyte = 1 << 20
+
+// Size bounds used to prove that one part of a line always fits in a file.
+const (
+	// maxRawTimeLen bounds Record.RawTime; a longer one is ignored and Time is formatted
+	// instead, so that a broken timestamp cannot make a record overflow a file.
+	maxRawTimeLen = 64
+	// textOverhead bounds what the text formats add to a part: the time, a space, the
+	// marker and continuation prefixes and the newline.
+	textOverhead = maxRawTimeLen + 1 + len(markerPrefix) + len(contPrefix) + 1
+	// jsonEscapeFactor is the worst growth of a JSON-escaped byte ("\u00XX"); base64
+	// (4/3) stays below it.
+	jsonEscapeFactor = 6
+	// jsonFixedOverhead bounds the keys, punctuation, part number, the escaped time and the
+	// validated names (label 63 + subdomain 253 + label 63); the node is added separately.
+	jsonFixedOverhead = 256 + jsonEscapeFactor*maxRawTimeLen + 63 + 253 + 63
+)
+
+// Config configures a Manager. The zero value of each field but Dir selects its default.
+type Config struct {
+	// Dir is the output root; it is created (0750) if missing.
+	Dir string
+	// Format is the layout of the files.
+	Format Format
+	// MaxSizeMB is the size in MiB a current file reaches at most before it is rotated.
+	MaxSizeMB int
+	// MaxBackups is how many rotated files are kept per container; 0 keeps all.
+	MaxBackups int
+	// MaxAgeDays removes rotated files older than this many days (by rotation time);
+	// 0 keeps them forever.
+	MaxAgeDays int
+	// Compress gzips rotated files.
+	Compress bool
+	// FlushInterval bounds how long a written record may sit in a File's buffer; see
+	// File.FlushDue.
+	FlushInterval time.Duration
+	// MaxLineBytes is the longest line written as one record; longer lines are split into
+	// parts of at most this many bytes. It must leave room for the format's overhead
+	// within MaxSizeMB; when left zero it is lowered to fit.
+	MaxLineBytes int
+	// CursorInterval is how often at most a File persists its cursor while writing. The
+	// cursor is also persisted on Close and before every rotation.
+	CursorInterval time.Duration
+	// SyncInterval is how often at most a File fsyncs its data and then its cursor. Without
+	// a sync, data survives a crash of the process but not a power loss.
+	SyncInterval time.Duration
+	// Node is the node name written by the json format.
+	Node string
+	// Logger receives warnings, e.g. about retention; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// maxSizeBytes, when set by a test, replaces MaxSizeMB as the rotation size so tests
+	// need not write megabytes. It must not exceed MaxSizeMB MiB, lumberjack's own limit.
+	maxSizeBytes int64
+}
+
+// settings is a Config with defaults applied and derived limits computed.
+type settings struct {
+	Config
+	maxBytes int64 // rotation size in bytes
+	bufLimit int   // a File flushes before appending to a buffer this full
+}
+
+// bufferLimit is how much a File buffers before it writes without waiting for Flush.
+const bufferLimit = 256 << 10
+
+// complete validates cfg and fills in defaults.
+func (cfg Config) complete() (settings, error) {
+	if cfg.Dir == "" {
+		return settings{}, errors.New("no output directory configured: set Config.Dir")
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return settings{}, fmt.Errorf("resolving output directory %s: %w", cfg.Dir, err)
+	}
+	cfg.Dir = dir
+	switch cfg.Format {
+	case FormatTimestamped, FormatRaw, FormatJSON:
+	default:
+		return settings{}, fmt.Errorf("unknown log format %v: use timestamped, raw or json", cfg.Format)
+	}
+	for _, v := range []struct {
+		name string
+		val  int64
+	}{
+		{"max size", int64(cfg.MaxSizeMB)},
+		{"max backups", int64(cfg.MaxBackups)},
+		{"max age", int64(cfg.MaxAgeDays)},
+		{"max line bytes", int64(cfg.MaxLineBytes)},
+		{"flush interval", int64(cfg.FlushInterval)},
+		{"cursor interval", int64(cfg.CursorInterval)},
+		{"sync interval", int64(cfg.SyncInterval)},
+	} {
+		if v.val < 0 {
+			return settings{}, fmt.Errorf("%s must not be negative, got %d", v.name, v.val)
+		}
+	}
+	if cfg.MaxSizeMB == 0 {
+		cfg.MaxSizeMB = DefaultMaxSizeMB
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.CursorInterval == 0 {
+		cfg.CursorInterval = DefaultCursorInterval
+	}
+	if cfg.SyncInterval == 0 {
+		cfg.SyncInterval = DefaultSyncInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := settings{Config: cfg, maxBytes: int64(cfg.MaxSizeMB) * megabyte, bufLimit: bufferLimit}
+	if cfg.maxSizeBytes > 0 {
+		if cfg.maxSizeBytes > s.maxBytes {
+			return settings{}, fmt.Errorf("test max size %d exceeds %d MiB", cfg.maxSizeBytes, cfg.MaxSizeMB)
+		}
+		s.maxBytes = cfg.maxSizeBytes
+	}
+
+	// A part of a line plus the format's overhead must stay below the rotation size:
+	// lumberjack rejects a write larger than MaxSize, and a record must never be split
+	// across two files.
+	factor, fixed := s.partBound()
+	largest := (s.maxBytes - 1 - fixed) / factor
+	if largest < 1 {
+		return settings{}, fmt.Errorf("max size of %d bytes leaves no room for a line in the %v format: raise max size", s.maxBytes, cfg.Format)
+	}
+	switch {
+	case cfg.MaxLineBytes == 0:
+		s.MaxLineBytes = int(min(DefaultMaxLineBytes, largest))
+	case int64(cfg.MaxLineBytes) > largest:
+		return settings{}, fmt.Errorf("max line bytes %d is too large for files of %d bytes in the %v format (at most %d fit): lower max line bytes or raise max size",
+			cfg.MaxLineBytes, s.maxBytes, cfg.Format, largest)
+	}
+	s.bufLimit = int(min(int64(s.bufLimit), s.maxBytes/2))
+	return s, nil
+}
+
+// partBound returns factor and fixed such that one part of n line bytes encodes to at
+// most factor*n+fixed bytes.
+func (s *settings) partBound() (factor, fixed int64) {
+	if s.Format == FormatJSON {
+		node := appendJSONString(nil, []byte(s.Node))
+		return jsonEscapeFactor, int64(jsonFixedOverhead + len(node))
+	}
+	return 1, int64(textOverhead)
+}

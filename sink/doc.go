@@ -1,0 +1,11 @@
+// Package sink writes container log lines to rotated files under one output directory,
+// one file per container, and persists with each file the cursor the collector resumes from.
+//
+// Layout: <Dir>/<namespace>/<pod>/<container>.log is the current file, rotated backups are
+// <container>-<UTC time>.log (or .log.gz when compressed) beside it, and
+// .<container>.cursor records how far the current file is covered by the cursor
+// (see Cursor). A lock file, <Dir>/.kubelogd.lock, keeps a second kubelogd out.
+//
+// A File is owned by one goroutine (the collector's stream for that container); the
+// Manager that opens Files is safe for concurrent use.
+package sink

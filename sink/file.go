@@ -1,0 +1,363 @@
+package sink
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"gopkg.in/natefinch/lumberjack.v2"
+)
+
+// Record is one line to write.
+type Record struct {
+	// Time is the kubelet's timestamp of the line, parsed.
+	Time time.Time
+	// RawTime is the timestamp exactly as the kubelet sent it (RFC3339 with a 9-digit
+	// fraction). The timestamped format writes it verbatim; when empty, Time is formatted.
+	RawTime []byte
+	// Line is the line without its trailing newline: arbitrary bytes, possibly invalid
+	// UTF-8 or holding control characters.
+	Line []byte
+	// Marker is set for a kubelogd event line (restart, gap, pod recreated) rather than an
+	// application line. Its text is in Line, without the "kubelogd: " prefix the text
+	// formats add. Markers are not counted by the cursor.
+	Marker bool
+}
+
+// Stats counts what a File did since Open.
+type Stats struct {
+	// Lines and Markers count accepted application lines and marker lines.
+	Lines, Markers int64
+	// SplitLines counts lines longer than MaxLineBytes, written in several parts.
+	SplitLines int64
+	// Bytes counts bytes written to files.
+	Bytes int64
+	// Rotations counts rotations of the current file.
+	Rotations int64
+}
+
+// output is what a File writes through: the pooled *lumberjack.Logger, or in tests a
+// wrapper that fails on demand.
+type output interface {
+	io.WriteCloser
+	Rotate() error
+}
+
+var (
+	_ output    = (*lumberjack.Logger)(nil)
+	_ io.Closer = (*File)(nil)
+)
+
+// File writes one container's records to <Dir>/<ns>/<pod>/<container>.log and keeps its
+// cursor. It is not safe for concurrent use: one goroutine owns it from Open to Close.
+//
+// Invariants, which crash recovery (Open) relies on:
+//   - Records are buffered whole and written in order; a write to the file never starts
+//     a record that would end in the next file, so a record is never split by rotation.
+//   - The live cursor covers exactly the data written plus the data buffered. It is
+//     persisted only when the buffer is empty, so a saved cursor never covers bytes that
+//     are not in the file, and (Offset, Inode) say where the covered data ends.
+//   - The cursor is persisted right before every rotation, so every backup is entirely
+//     covered and only the current file can hold bytes no saved cursor covers.
+type File struct {
+	m      *Manager
+	cfg    *settings
+	key    Key
+	p      paths
+	log    *slog.Logger
+	enc    encoder
+	logger *lumberjack.Logger // pooled; handed back on Close
+	out    output             // logger, unless a test interposes
+
+	buf      []byte    // encoded records not yet written; may start with the tail of a record a failed write cut short
+	bufSince time.Time // when buf last became non-empty
+	ends     []int     // scratch: where each part of the line being added ends, from the line's start
+
+	size  int64  // bytes in the current file; the rotation decision depends on it being exact
+	inode uint64 // inode of the current file
+
+	cursor    Cursor
+	savedFP   cursorPrint // what the persisted cursor said, to skip saving an unchanged one
+	lastSave  time.Time
+	lastSync  time.Time
+	lastRot   time.Time // wall time after the last rotation; see waitForNextMillisecond
+	recovered Recovery
+	stats     Stats
+	closed    bool
+}
+
+// Cursor returns the live cursor, which Write advances. Only the File's owner goroutine
+// may use it; the collector calls Reset on it when a new container instance starts.
+func (f *File) Cursor() *Cursor { return &f.cursor }
+
+// Recovered reports what Open found and repaired in the container's existing files.
+func (f *File) Recovered() Recovery { return f.recovered }
+
+// Stats returns counters of what the File did since Open.
+func (f *File) Stats() Stats { return f.stats }
+
+// Path returns the current file's path.
+func (f *File) Path() string { return f.p.current }
+
+// Write adds rec to the buffer, writing earlier records out first if the buffer is full
+// or if rec needs a fresh file. On error rec was not accepted (the cursor does not count
+// it) and may be written again; earlier records stay buffered. The one exception is a
+// line too long for even an empty file: if writing it fails part way, or the process
+// dies before the next cursor save, its first parts may end up written twice.
+func (f *File) Write(rec Record) error {
+	if f.closed {
+		return fmt.Errorf("writing to %s: %w", f.p.current, os.ErrClosed)
+	}
+	if len(f.buf) >= f.cfg.bufLimit {
+		if err := f.flushBuffer(); err != nil {
+			return err
+		}
+	}
+	lineStart := len(f.buf)
+	f.ends = f.ends[:0]
+	line := rec.Line
+	for partNo := 1; ; partNo++ {
+		n := splitAt(line, f.cfg.MaxLineBytes)
+		f.buf = f.enc.appendPart(f.buf, &rec, line[:n], partNo)
+		f.ends = append(f.ends, len(f.buf)-lineStart)
+		line = line[n:]
+		if len(line) == 0 {
+			break
+		}
+	}
+	if f.size+int64(len(f.buf)) >= f.cfg.maxBytes {
+		if err := f.makeRoom(lineStart); err != nil {
+			return err
+		}
+	}
+	// Observe only now: the record is in the buffer (or written), so from here on a
+	// persisted cursor may count it.
+	if rec.Marker {
+		f.stats.Markers++
+	} else {
+		f.cursor.ObserveHashed(rec.Time, hashLine(rec.Line))
+		f.stats.Lines++
+	}
+	if len(f.ends) > 1 {
+		f.stats.SplitLines++
+	}
+	if len(f.buf) > 0 && f.bufSince.IsZero() {
+		f.bufSince = f.cfg.Now()
+	}
+	return nil
+}
+
+// makeRoom handles a line, buffered at buf[lineStart:], that would make the current file
+// reach MaxSize: the data before it goes to the current file, the cursor (which covers
+// exactly that data) is persisted, and the file is rotated, so the line starts the next
+// file. A line larger than a whole file is then written part by part across files.
+// On error the line is dropped from the buffer, except for the unwritten rest of a part
+// a failed write cut short, which must still be completed to keep the file line-aligned.
+func (f *File) makeRoom(lineStart int) error {
+	if f.size > 0 || lineStart > 0 {
+		if n, err := f.writeOut(lineStart); err != nil {
+			f.buf = f.buf[:lineStart-n]
+			return err
+		}
+		if err := f.persistCursor(len(f.buf)); err != nil {
+			f.buf = f.buf[:0]
+			return err
+		}
+		if err := f.rotate(); err != nil {
+			f.buf = f.buf[:0]
+			return err
+		}
+	}
+	if int64(len(f.buf)) < f.cfg.maxBytes {
+		return nil
+	}
+
+	// The line alone exceeds a file. Its parts are whole records each and go out in
+	// groups that fit, rotating in between; the cursor is not saved at these rotations
+	// because it cannot count half a line.
+	base := 0 // bytes of the line written so far
+	for j := 0; j < len(f.ends); {
+		group := 0
+		for j < len(f.ends) && f.size+int64(f.ends[j]-base) < f.cfg.maxBytes {
+			group = f.ends[j] - base
+			j++
+		}
+		if group == 0 {
+			// Validation guarantees a part fits in an empty file, so size > 0 here.
+			if err := f.rotate(); err != nil {
+				f.buf = f.buf[:0]
+				return err
+			}
+			continue
+		}
+		n, err := f.writeOut(group)
+		if err != nil {
+			// Keep the rest of the part being written, drop the later parts.
+			// base is a part boundary, so with n == 0 no part was begun.
+			written, keep := base+n, 0
+			for _, e := range f.ends {
+				if n > 0 && e >= written {
+					keep = e - written
+					break
+				}
+			}
+			f.buf = f.buf[:keep]
+			return err
+		}
+		base += group
+	}
+	return nil
+}
+
+// writeOut writes buf[:k] (whole records, or a record's tail left by a failed write) to
+// the current file and removes what was written from buf. It returns how many bytes were
+// written, which on error may be fewer than k: those are in the file and must not be
+// written again.
+func (f *File) writeOut(k int) (int, error) {
+	if k == 0 {
+		return 0, nil
+	}
+	n, err := f.out.Write(f.buf[:k])
+	n = max(0, min(n, k))
+	f.size += int64(n)
+	f.stats.Bytes += int64(n)
+	if n > 0 {
+		f.buf = f.buf[:copy(f.buf, f.buf[n:])]
+	}
+	if err == nil && n < k {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return n, fmt.Errorf("writing %s (%d of %d bytes written, the rest stays buffered): %w; check free space and permissions in %s",
+			f.p.current, n, k, err, f.p.dir)
+	}
+	return n, nil
+}
+
+// flushBuffer writes the whole buffer to the current file. It never rotates: Write keeps
+// the buffer small enough to fit.
+func (f *File) flushBuffer() error {
+	if len(f.buf) == 0 {
+		return nil
+	}
+	if _, err := f.writeOut(len(f.buf)); err != nil {
+		return err
+	}
+	f.bufSince = time.Time{}
+	return nil
+}
+
+// Flush writes the buffered records to the file and persists the cursor if
+// CursorInterval has passed since it was last persisted. The owner calls it when its
+// reader has nothing more buffered, and when FlushDue says so. On error the unwritten
+// records stay buffered and a later Flush retries them.
+func (f *File) Flush() error {
+	if f.closed {
+		return fmt.Errorf("flushing %s: %w", f.p.current, os.ErrClosed)
+	}
+	if err := f.flushBuffer(); err != nil {
+		return err
+	}
+	if f.cfg.Now().Sub(f.lastSave) >= f.cfg.CursorInterval && f.printCursor() != f.savedFP {
+		return f.persistCursor(0)
+	}
+	return nil
+}
+
+// SaveCursor flushes the buffer and persists the cursor now, whatever CursorInterval
+// says: for the collector to call after it changed the cursor itself (Reset, Done).
+func (f *File) SaveCursor() error {
+	if f.closed {
+		return fmt.Errorf("saving cursor of %s: %w", f.p.current, os.ErrClosed)
+	}
+	if err := f.flushBuffer(); err != nil {
+		return err
+	}
+	return f.persistCursor(0)
+}
+
+// FlushDue reports whether buffered data has waited FlushInterval or longer at now.
+func (f *File) FlushDue(now time.Time) bool {
+	return len(f.buf) > 0 && now.Sub(f.bufSince) >= f.cfg.FlushInterval
+}
+
+// Close flushes the buffer, persists the cursor and closes the file. If the buffer
+// cannot be written, the cursor is not persisted either: the saved one covers only data
+// in the file, so the lost records will be read again after a restart. Close is
+// idempotent.
+func (f *File) Close() error {
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	err := f.flushBuffer()
+	if err != nil {
+		err = fmt.Errorf("closing %s: %d buffered bytes dropped, the saved cursor does not cover them: %w", f.p.current, len(f.buf), err)
+	} else if f.printCursor() != f.savedFP {
+		err = f.persistCursor(0)
+	}
+	if cerr := f.logger.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("closing %s: %w", f.p.current, cerr)
+	}
+	f.buf = nil
+	f.m.release(f)
+	return err
+}
+
+// rotate moves the current file aside as a backup, starts a new one and applies
+// retention to the backups.
+func (f *File) rotate() error {
+	waitForNextMillisecond(f.lastRot)
+	err := f.out.Rotate()
+	f.lastRot = time.Now().Round(0)
+	if err != nil {
+		// lumberjack may have failed before or after renaming the file away; learn
+		// from the disk which, so that size matches what the next open will find.
+		f.size, f.inode = 0, 0
+		if st, serr := os.Stat(f.p.current); serr == nil {
+			f.size, f.inode = st.Size(), inodeOf(st)
+		}
+		return fmt.Errorf("rotating %s: %w; check free space and permissions in %s", f.p.current, err, f.p.dir)
+	}
+	f.size = 0
+	f.stats.Rotations++
+	// lumberjack created the new file with the old file's mode, minus the umask.
+	if err := os.Chmod(f.p.current, fileMode); err != nil {
+		f.log.Warn("cannot set mode of rotated log file", "path", f.p.current, "err", err)
+	}
+	if st, err := os.Stat(f.p.current); err == nil {
+		f.inode = inodeOf(st)
+	}
+	f.applyRetention()
+	return nil
+}
+
+// waitForNextMillisecond sleeps until the wall clock is past the millisecond of last.
+// lumberjack names a backup after the rotation time in milliseconds and renames over
+// an existing name; two rotations in one millisecond would make the first backup vanish.
+func waitForNextMillisecond(last time.Time) {
+	if last.IsZero() {
+		return
+	}
+	next := last.Truncate(time.Millisecond).Add(time.Millisecond)
+	if d := next.Sub(time.Now().Round(0)); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// hashLine is HashLine (FNV-1a 64) written out, because hash/fnv's interface value
+// costs an allocation per line.
+func hashLine(line []byte) uint64 {
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	h := uint64(offset64)
+	for _, c := range line {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return h
+}

@@ -1,0 +1,242 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"gopkg.in/natefinch/lumberjack.v2"
+)
+
+var _ io.Closer = (*Manager)(nil)
+
+// Manager owns the output directory: it holds the lock that keeps other kubelogd
+// processes out and opens one File per container. It is safe for concurrent use.
+type Manager struct {
+	cfg  settings
+	log  *slog.Logger
+	lock *os.File // holds the flock on <Dir>/.kubelogd.lock until Close
+
+	mu sync.Mutex
+	// idle holds closed lumberjack Loggers for reuse. Each Logger starts a goroutine on
+	// its first open that lives as long as the process (lumberjack#56), so Loggers are
+	// never dropped: reusing them bounds those goroutines by the peak number of open
+	// Files instead of the number of containers ever seen.
+	idle    []*lumberjack.Logger
+	loggers int              // Loggers ever created, each with its goroutine
+	open    map[Key]struct{} // one File per container: two would interleave in one file
+	closed  bool
+}
+
+// NewManager validates cfg, creates the output directory (0750) if needed, checks that
+// it is writable and locks it against other kubelogd processes, since lumberjack
+// assumes a single writer.
+func NewManager(cfg Config) (*Manager, error) {
+	s, err := cfg.complete()
+	if err != nil {
+		return nil, err
+	}
+	if err := mkdirAll(s.Dir); err != nil {
+		return nil, fmt.Errorf("creating output directory %s: %w; create it or choose another output directory", s.Dir, err)
+	}
+	probe, err := os.CreateTemp(s.Dir, probeFilePatt)
+	if err != nil {
+		return nil, fmt.Errorf("output directory %s is not writable: %w; fix its owner or permissions, or choose another output directory", s.Dir, err)
+	}
+	_ = probe.Close()
+	if err := os.Remove(probe.Name()); err != nil {
+		return nil, fmt.Errorf("output directory %s does not allow removing files: %w; fix its permissions", s.Dir, err)
+	}
+	lock, err := lockDir(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{
+		cfg:  s,
+		log:  s.Logger,
+		lock: lock,
+		open: make(map[Key]struct{}),
+	}, nil
+}
+
+// lockDir takes an exclusive, non-blocking flock on <dir>/.kubelogd.lock. The kernel
+// drops it when the process dies, so a crash never leaves a stale lock.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFileName)
+	fd, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock file %s: %w; check permissions of %s", path, err, dir)
+	}
+	_ = fd.Chmod(fileMode) // despite the umask, like every file here
+	if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = fd.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("output directory %s is in use by another kubelogd (lock %s is held)", dir, path)
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	// The pid is for humans wondering who holds the lock; the flock is what counts.
+	if err := fd.Truncate(0); err == nil {
+		_, _ = fd.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return fd, nil
+}
+
+// Open opens the File of a container, recovering its files from a crash first (see
+// Recovery). A container can be open only once at a time.
+func (m *Manager) Open(key Key) (*File, error) {
+	p, err := pathsFor(m.cfg.Dir, key)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		m.mu.Unlock()
+		return nil, fmt.Errorf("opening %s: the log sink is closed", p.current)
+	case hasKey(m.open, key):
+		m.mu.Unlock()
+		return nil, fmt.Errorf("opening %s: already open for container %s", p.current, key)
+	}
+	m.open[key] = struct{}{}
+	m.mu.Unlock()
+
+	f, err := m.openFile(key, p)
+	if err != nil {
+		m.mu.Lock()
+		delete(m.open, key)
+		m.mu.Unlock()
+		return nil, err
+	}
+	return f, nil
+}
+
+func hasKey(set map[Key]struct{}, key Key) bool {
+	_, ok := set[key]
+	return ok
+}
+
+func (m *Manager) openFile(key Key, p paths) (*File, error) {
+	if err := mkdirAll(p.dir); err != nil {
+		return nil, fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", p.dir, err, m.cfg.Dir)
+	}
+	cur, rec, size, inode, err := recoverFiles(p)
+	if err != nil {
+		return nil, err
+	}
+	log := m.log.With("namespace", key.Namespace, "pod", key.Pod, "container", key.Container)
+	if rec.CursorError != nil {
+		log.Warn("ignoring unreadable cursor, lines already written may be written again", "err", rec.CursorError)
+	}
+	if rec.TruncatedBytes > 0 || rec.ShortBy > 0 {
+		log.Info("recovered log file", "path", p.current, "truncatedBytes", rec.TruncatedBytes, "shortBy", rec.ShortBy)
+	}
+	lg := m.acquireLogger()
+	lg.Filename = p.current
+	lg.MaxSize = m.cfg.MaxSizeMB
+	now := m.cfg.Now()
+	f := &File{
+		m:         m,
+		cfg:       &m.cfg,
+		key:       key,
+		p:         p,
+		log:       log,
+		enc:       newEncoder(m.cfg.Format, key, m.cfg.Node),
+		logger:    lg,
+		out:       lg,
+		size:      size,
+		inode:     inode,
+		cursor:    cur,
+		lastSave:  now,
+		lastSync:  now,
+		recovered: rec,
+	}
+	if rec.HadCursor && rec.TruncatedBytes == 0 && rec.ShortBy == 0 {
+		f.savedFP = f.printCursor() // the saved cursor is exactly the live one
+	}
+	f.applyRetention()
+	return f, nil
+}
+
+// acquireLogger returns an idle Logger, or a new one. Only Filename and MaxSize ever
+// change, and only while the Logger is closed; MaxBackups, MaxAge and Compress stay
+// zero so that its goroutine returns from every cleanup at once without reading
+// anything else, which makes the reuse race-free.
+func (m *Manager) acquireLogger() *lumberjack.Logger {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := len(m.idle); n > 0 {
+		lg := m.idle[n-1]
+		m.idle[n-1] = nil
+		m.idle = m.idle[:n-1]
+		return lg
+	}
+	m.loggers++
+	return &lumberjack.Logger{MaxBackups: 0, MaxAge: 0, Compress: false, LocalTime: false}
+}
+
+// release takes back a closed File's Logger.
+func (m *Manager) release(f *File) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.open, f.key)
+	m.idle = append(m.idle, f.logger)
+	f.logger, f.out = nil, nil
+}
+
+// Close releases the directory lock. Every File must be closed first: if some are still
+// open, Close keeps the lock (their writes would otherwise race a new owner) and says so.
+// The goroutines lumberjack started, one per Logger ever needed at once, stay parked
+// until the process exits; lumberjack offers no way to stop them.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true // no more Opens
+	if m.lock == nil {
+		return nil
+	}
+	if n := len(m.open); n > 0 {
+		return fmt.Errorf("closing log sink %s: %d files still open; close them first", m.cfg.Dir, n)
+	}
+	err := m.lock.Close()
+	m.lock = nil
+	if err != nil {
+		return fmt.Errorf("releasing lock %s: %w", filepath.Join(m.cfg.Dir, lockFileName), err)
+	}
+	return nil
+}
+
+// mkdirAll creates dir and its missing parents with mode 0750, chmod-ing each directory
+// it creates because the umask may have narrowed or (if 0) not narrowed the mode.
+// Existing directories keep their mode: an administrator may have chosen it.
+func mkdirAll(dir string) error {
+	st, err := os.Stat(dir)
+	if err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, dirMode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // created concurrently by another Open
+		}
+		return err
+	}
+	return os.Chmod(dir, dirMode)
+}

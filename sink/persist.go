@@ -1,0 +1,304 @@
+package sink
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// persistedCursor is the content of <Dir>/<ns>/<pod>/.<container>.cursor: the Cursor's
+// fields, plus where in which file the data it covers ends.
+type persistedCursor struct {
+	// Version is the layout of this file; 1 so far.
+	Version int `json:"version"`
+	Cursor
+	// Offset is the size of the current file once it held exactly the data the cursor
+	// covers.
+	Offset int64 `json:"offset"`
+	// Inode identifies that current file, which may since have been rotated away.
+	Inode uint64 `json:"inode"`
+}
+
+const cursorVersion = 1
+
+// cursorPrint is what decides whether a cursor needs saving again. Comparing these few
+// fields is much cheaper than encoding the cursor, and any change to what it covers
+// moves Lines or size.
+type cursorPrint struct {
+	lines, size  int64
+	inode        uint64
+	pod, id      string
+	restartCount int32
+	done         bool
+}
+
+func (f *File) printCursor() cursorPrint {
+	c := &f.cursor
+	return cursorPrint{c.Lines, f.size, f.inode, c.PodUID, c.ContainerID, c.RestartCount, c.Done}
+}
+
+// persistCursor saves the live cursor with the current file's size and inode. The
+// live cursor must cover exactly the file's data: the buffer must hold nothing but the
+// unobserved bytes of a line Write has not counted yet.
+//
+// The cursor is written to a temporary file and renamed over the old one, so a crash
+// leaves either the old or the new cursor. When SyncInterval has passed, the data file
+// is fsynced first and then the cursor, so that after a power loss a durable cursor
+// never covers data that is not durable (Open reports the opposite case as ShortBy).
+func (f *File) persistCursor(unobserved int) error {
+	if len(f.buf) != unobserved {
+		return fmt.Errorf("internal error: saving the cursor of %s with %d bytes unwritten", f.p.current, len(f.buf)-unobserved)
+	}
+	now := f.cfg.Now()
+	sync := now.Sub(f.lastSync) >= f.cfg.SyncInterval
+	if sync {
+		if err := syncPath(f.p.current); err != nil {
+			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
+		}
+	}
+	data, err := json.Marshal(persistedCursor{Version: cursorVersion, Cursor: f.cursor, Offset: f.size, Inode: f.inode})
+	if err != nil {
+		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
+	}
+	if err := writeFileAtomic(f.p.cursor, append(data, '\n'), sync); err != nil {
+		return err
+	}
+	f.lastSave = now
+	if sync {
+		f.lastSync = now
+	}
+	f.savedFP = f.printCursor()
+	return nil
+}
+
+// writeFileAtomic replaces path with data via a temporary file in the same directory.
+func writeFileAtomic(path string, data []byte, sync bool) (err error) {
+	dir, base := filepath.Split(path)
+	tmp, err := os.CreateTemp(dir, base+tmpInfix+"*")
+	if err != nil {
+		return fmt.Errorf("saving %s: %w; check free space and permissions in %s", path, err, dir)
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(fileMode); err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("saving %s: %w; check free space in %s", path, err, dir)
+	}
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("saving %s: %w", path, err)
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if sync {
+		if err := syncPath(dir); err != nil {
+			return fmt.Errorf("syncing directory %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// syncPath fsyncs a file or directory by name. Any descriptor of an inode flushes its
+// data, so the file need not be the one lumberjack writes through.
+func syncPath(path string) error {
+	fd, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = fd.Sync()
+	if cerr := fd.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Recovery reports what Open found in a container's existing files and what it repaired.
+// The zero value means a fresh start: no cursor, an empty file.
+type Recovery struct {
+	// HadCursor is set when a saved cursor was loaded into File.Cursor.
+	HadCursor bool
+	// CursorError is set when a cursor file existed but could not be read. The File
+	// starts with an empty cursor then, as without one.
+	CursorError error
+	// TruncatedBytes were cut from the end of the current file: data written after the
+	// saved cursor (the collector reads those lines again from the cursor), or, without a
+	// cursor, a torn last line that a crash left without its newline.
+	TruncatedBytes int64
+	// ShortBy is how many bytes the file the saved cursor points into lacks of what the
+	// cursor covers: written data was lost, typically to a power failure before a sync.
+	// The collector should write a gap marker.
+	ShortBy int64
+	// KeptBytes is the size of the current file after repair, which new records follow.
+	KeptBytes int64
+}
+
+// recoverFiles brings a container's current file back to a state consistent with its
+// saved cursor after any crash, creating the file (0640) if missing. It returns the
+// cursor, the file's size and inode. The file must not be open for writing.
+func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, err error) {
+	removeLeftovers(p)
+	saved, found, cerr := loadCursor(p.cursor)
+	rec.CursorError = cerr
+
+	fd, err := os.OpenFile(p.current, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return cur, rec, 0, 0, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
+	}
+	defer fd.Close()
+	// lumberjack keeps the mode of the file it finds, also across rotations; the umask
+	// must not decide it.
+	if err := fd.Chmod(fileMode); err != nil {
+		return cur, rec, 0, 0, fmt.Errorf("setting mode of %s: %w", p.current, err)
+	}
+	st, err := fd.Stat()
+	if err != nil {
+		return cur, rec, 0, 0, fmt.Errorf("inspecting %s: %w", p.current, err)
+	}
+	size, inode = st.Size(), inodeOf(st)
+
+	keep := size
+	switch {
+	case found && inode == saved.Inode:
+		if size >= saved.Offset {
+			// Lines past Offset are not counted by the cursor and will be read again.
+			keep = saved.Offset
+			break
+		}
+		rec.ShortBy = saved.Offset - size
+		if keep, err = lastLineEnd(fd, size); err != nil {
+			return cur, rec, 0, 0, err
+		}
+	case found:
+		// Rotated after the cursor was saved: the cursor is saved right before every
+		// rotation, so all of the current file is uncovered.
+		keep = 0
+		if bsize, ok := backupSize(p, saved.Inode); ok && bsize < saved.Offset {
+			rec.ShortBy = saved.Offset - bsize
+		}
+	default:
+		// No cursor: keep the data, but never let a torn line be glued to the next one.
+		if keep, err = lastLineEnd(fd, size); err != nil {
+			return cur, rec, 0, 0, err
+		}
+	}
+	if keep < size {
+		if err := fd.Truncate(keep); err != nil {
+			return cur, rec, 0, 0, fmt.Errorf("truncating %s to %d bytes: %w", p.current, keep, err)
+		}
+		rec.TruncatedBytes = size - keep
+		size = keep
+	}
+	rec.KeptBytes = size
+	if found {
+		rec.HadCursor = true
+		cur = saved.Cursor
+	}
+	return cur, rec, size, inode, nil
+}
+
+// loadCursor reads a persisted cursor; found is false if there is none or it is unreadable
+// (err says why).
+func loadCursor(path string) (persistedCursor, bool, error) {
+	var pc persistedCursor
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return pc, false, nil
+	}
+	if err != nil {
+		return pc, false, fmt.Errorf("reading cursor %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, &pc); err != nil {
+		return persistedCursor{}, false, fmt.Errorf("decoding cursor %s: %w", path, err)
+	}
+	if pc.Version != cursorVersion {
+		return persistedCursor{}, false, fmt.Errorf("cursor %s has version %d, this kubelogd reads %d", path, pc.Version, cursorVersion)
+	}
+	return pc, true, nil
+}
+
+// lastLineEnd returns the offset just past the last '\n' in the first size bytes of fd
+// (0 if there is none).
+func lastLineEnd(fd *os.File, size int64) (int64, error) {
+	var block [64 << 10]byte
+	for end := size; end > 0; {
+		start := max(0, end-int64(len(block)))
+		b := block[:end-start]
+		if _, err := fd.ReadAt(b, start); err != nil && err != io.EOF {
+			return 0, fmt.Errorf("reading %s: %w", fd.Name(), err)
+		}
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] == '\n' {
+				return start + int64(i) + 1, nil
+			}
+		}
+		end = start
+	}
+	return 0, nil
+}
+
+// backupSize finds the uncompressed backup with the given inode.
+func backupSize(p paths, inode uint64) (int64, bool) {
+	backups, err := listBackups(p)
+	if err != nil {
+		return 0, false
+	}
+	for _, b := range backups {
+		if b.gz {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(p.dir, b.name)); err == nil && inodeOf(st) == inode {
+			return st.Size(), true
+		}
+	}
+	return 0, false
+}
+
+// removeLeftovers removes the temporary files of cursor saves and compressions a crash
+// interrupted. Their names are matched exactly, so another container's are never touched.
+func removeLeftovers(p paths) {
+	entries, err := os.ReadDir(p.dir)
+	if err != nil {
+		return
+	}
+	cursorTmp := filepath.Base(p.cursor) + tmpInfix
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, cursorTmp) {
+			_ = os.Remove(filepath.Join(p.dir, name))
+			continue
+		}
+		if !strings.HasPrefix(name, ".") {
+			continue
+		}
+		if target, _, ok := strings.Cut(name[1:], gzExt+tmpInfix); ok {
+			if _, gz, ok := parseBackup(target, p.name); ok && !gz {
+				_ = os.Remove(filepath.Join(p.dir, name))
+			}
+		}
+	}
+}
+
+// inodeOf returns the inode number of a file on Linux (0 elsewhere).
+func inodeOf(st os.FileInfo) uint64 {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino
+	}
+	return 0
+}

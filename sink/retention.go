@@ -1,0 +1,170 @@
+package sink
+
+import (
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// backupTimeLayout is lumberjack's layout of the rotation time (UTC) in backup names.
+const backupTimeLayout = "2006-01-02T15-04-05.000"
+
+// backup is one rotated file of a container.
+type backup struct {
+	name string // base name
+	t    time.Time
+	gz   bool
+}
+
+// parseBackup recognises "<container>-<time>.log" and "<container>-<time>.log.gz".
+// The time must parse exactly, so that container "a" never claims the files of a
+// container "a-b" in the same pod.
+func parseBackup(name, container string) (t time.Time, gz bool, ok bool) {
+	rest, found := strings.CutPrefix(name, container+"-")
+	if !found {
+		return time.Time{}, false, false
+	}
+	if r, found := strings.CutSuffix(rest, gzExt); found {
+		rest, gz = r, true
+	}
+	stamp, found := strings.CutSuffix(rest, logExt)
+	if !found || len(stamp) != len(backupTimeLayout) {
+		return time.Time{}, false, false
+	}
+	t, err := time.Parse(backupTimeLayout, stamp)
+	if err != nil {
+		return time.Time{}, false, false
+	}
+	return t, gz, true
+}
+
+// listBackups returns the container's backups, newest first.
+func listBackups(p paths) ([]backup, error) {
+	entries, err := os.ReadDir(p.dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing backups in %s: %w", p.dir, err)
+	}
+	current := filepath.Base(p.current)
+	var out []backup
+	for _, e := range entries {
+		name := e.Name()
+		if name == current || !e.Type().IsRegular() {
+			continue
+		}
+		if t, gz, ok := parseBackup(name, p.name); ok {
+			out = append(out, backup{name: name, t: t, gz: gz})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].t.Equal(out[j].t) {
+			return out[i].t.After(out[j].t)
+		}
+		return out[i].gz && !out[j].gz // the compressed copy of a pair first
+	})
+	return out, nil
+}
+
+// applyRetention enforces MaxBackups, MaxAgeDays and Compress on the container's
+// backups. lumberjack's own retention is switched off (see Manager): it runs in a
+// goroutine per Logger that never ends. This runs in the File owner's goroutine instead,
+// right after a rotation and on Open, so nothing outlives Close and no two cleanups of
+// one container ever race. Compressing synchronously pauses the stream for the time it
+// takes (about a second per 100 MB); the kubelet's stream simply waits meanwhile.
+//
+// The current file never matches a backup name, and is excluded by name besides.
+// Failures are logged, not returned: the records were written, only cleanup lags.
+func (f *File) applyRetention() {
+	backups, err := listBackups(f.p)
+	if err != nil {
+		f.log.Warn("cannot apply log retention", "err", err)
+		return
+	}
+	cutoff := time.Time{}
+	if f.cfg.MaxAgeDays > 0 {
+		cutoff = f.cfg.Now().Add(-time.Duration(f.cfg.MaxAgeDays) * 24 * time.Hour)
+	}
+	kept := 0
+	for i, b := range backups {
+		path := filepath.Join(f.p.dir, b.name)
+		if !b.gz && i > 0 && backups[i-1].gz && backups[i-1].t.Equal(b.t) {
+			// A compression was interrupted after the .gz was renamed into place,
+			// which only happens once it is complete: the original is redundant.
+			f.remove(path)
+			continue
+		}
+		kept++
+		switch {
+		case f.cfg.MaxBackups > 0 && kept > f.cfg.MaxBackups, !cutoff.IsZero() && b.t.Before(cutoff):
+			f.remove(path)
+		case f.cfg.Compress && !b.gz:
+			if err := compressFile(path); err != nil {
+				f.log.Warn("cannot compress rotated log file", "path", path, "err", err)
+			}
+		}
+	}
+}
+
+func (f *File) remove(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		f.log.Warn("cannot remove rotated log file", "path", path, "err", err)
+	}
+}
+
+// compressFile replaces path with path.gz. The gzip stream goes to a temporary file that
+// is synced and renamed into place only when complete, and the original is removed only
+// after that: a crash leaves the original, a complete .gz, or both, never a partial .gz
+// in place of the original.
+func compressFile(path string) (err error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	dir, base := filepath.Split(path)
+	tmp, err := os.CreateTemp(dir, "."+base+gzExt+tmpInfix+"*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(fileMode); err != nil {
+		return err
+	}
+	zw := gzip.NewWriter(tmp)
+	zw.Name = base
+	zw.ModTime = st.ModTime()
+	if _, err := io.Copy(zw, in); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path+gzExt); err != nil {
+		return err
+	}
+	if err := syncPath(dir); err != nil {
+		return err
+	}
+	return os.Remove(path)
+}
