@@ -44,7 +44,8 @@ test-short:
 
 ## demo: a local control plane, pods that log, kubelogd writing ./demo-logs.
 demo: testbin $(BIN)/kubelogd
-	$(GO) run ./hack/demo --kubelogd $(BIN)/kubelogd --output-dir $(CURDIR)/demo-logs
+	$(GO) build -o $(BIN)/kubelogd-demo ./hack/demo
+	$(BIN)/kubelogd-demo --kubelogd $(BIN)/kubelogd --output-dir $(CURDIR)/demo-logs
 
 clean:
 	rm -rf $(BIN) demo-logs

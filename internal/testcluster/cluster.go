@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kubelogd/kubelogd/internal/fakekubelet"
 )
 
 // Options configures Start.
@@ -52,6 +54,7 @@ type Cluster struct {
 	etcd, api  *process
 	janitor    *os.Process
 	kubeletKey keyPair // the apiserver's client cert towards kubelets
+	kubelets   []*fakekubelet.Kubelet
 }
 
 // Start brings up etcd and kube-apiserver and waits until the apiserver is ready and the
@@ -353,6 +356,10 @@ func (c *Cluster) Stop() {
 	if c == nil {
 		return
 	}
+	for _, k := range c.kubelets {
+		_ = k.Close()
+	}
+	c.kubelets = nil
 	c.api.stop(5 * time.Second)
 	c.etcd.stop(5 * time.Second)
 	if c.Dir != "" {

@@ -1,0 +1,147 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/sink"
+)
+
+// Config tunes the collector.
+type Config struct {
+	// Since limits how far back a container is read when kubelogd sees it for the first
+	// time and has no cursor for it; zero reads everything the kubelet still has.
+	Since time.Duration
+	// MinRetryDelay and MaxRetryDelay bound the jittered exponential backoff between
+	// attempts to open a stream. Defaults 500ms and 30s.
+	MinRetryDelay, MaxRetryDelay time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.MinRetryDelay <= 0 {
+		c.MinRetryDelay = 500 * time.Millisecond
+	}
+	if c.MaxRetryDelay <= 0 {
+		c.MaxRetryDelay = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Collector runs one stream per collected container. It implements informer.Handler.
+type Collector struct {
+	cfg    Config
+	pods   corev1client.PodsGetter
+	sink   *sink.Manager
+	logger *slog.Logger
+	start  time.Time
+
+	mu      sync.Mutex
+	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
+	wake    chan struct{}              // signalled (capacity 1) when pending gains an entry
+}
+
+var _ informer.Handler = (*Collector)(nil)
+
+// New returns a Collector that opens log streams through pods and writes to s.
+// The caller's rest.Config rate limiter (QPS, burst) bounds how fast streams are opened.
+func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, logger *slog.Logger) *Collector {
+	cfg.defaults()
+	return &Collector{
+		cfg: cfg, pods: pods, sink: s, logger: logger, start: cfg.Now(),
+		pending: map[types.UID]informer.Pod{},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// OnPod records a pod's latest state for the reconcile loop. It never blocks.
+func (c *Collector) OnPod(p informer.Pod) {
+	c.mu.Lock()
+	if old, ok := c.pending[p.UID]; ok && old.Deleted && !p.Deleted {
+		// A delete is final; an add for the same UID cannot follow it.
+		p = old
+	}
+	c.pending[p.UID] = p
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Collector) takePending() map[types.UID]informer.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
+	}
+	p := c.pending
+	c.pending = map[types.UID]informer.Pod{}
+	return p
+}
+
+type streamKey struct {
+	uid       types.UID
+	container string
+}
+
+// Run reconciles until ctx is cancelled, then stops every stream and waits for each to
+// flush and close its file before returning.
+func (c *Collector) Run(ctx context.Context) error {
+	streams := map[streamKey]*stream{}
+	finished := make(chan streamKey)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case key := <-finished:
+			delete(streams, key)
+		case <-c.wake:
+			for _, p := range c.takePending() {
+				c.reconcile(ctx, p, streams, finished, &wg)
+			}
+		}
+	}
+}
+
+// reconcile starts a stream for every started container of p that has none, and passes
+// the new state to the streams that exist. Streams end by themselves once the pod is
+// deleted or excluded and their logs are read.
+func (c *Collector) reconcile(ctx context.Context, p informer.Pod, streams map[streamKey]*stream, finished chan<- streamKey, wg *sync.WaitGroup) {
+	for name, s := range streams {
+		if name.uid == p.UID {
+			s.update(p)
+		}
+	}
+	if p.Excluded {
+		return
+	}
+	for _, ct := range p.Containers {
+		key := streamKey{p.UID, ct.Name}
+		if _, ok := streams[key]; ok || !ct.Started() {
+			continue
+		}
+		s := newStream(c, p, ct.Name)
+		streams[key] = s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx)
+			select {
+			case finished <- key:
+			case <-ctx.Done():
+			}
+		}()
+	}
+}

@@ -1,0 +1,317 @@
+package collector
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/sink"
+)
+
+// maxLineBytes bounds how much of one line is held in memory while reading. The sink splits
+// long lines further; this only keeps a runaway line from exhausting memory.
+const maxLineBytes = 64 << 20
+
+var (
+	// errNoPrevious: previous=true found no terminated instance.
+	errNoPrevious = errors.New("no previous instance")
+	// errTornLine: a follow stream ended in the middle of a line.
+	errTornLine = errors.New("stream ended in the middle of a line")
+	// errShortReplay: a resumed stream ended before the lines already written were replayed.
+	errShortReplay = errors.New("resumed stream ended before reaching the last line written")
+)
+
+// readInstance makes one request for the cursor's instance and writes what it returns,
+// then backs off as the outcome warrants. It reports whether the request was answered, so
+// the caller can judge the instance's state afresh.
+func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.Container, follow, previous bool) bool {
+	progress, err := s.readOnce(ctx, follow, previous)
+	if progress {
+		s.progress()
+	}
+	cur := s.file.Cursor()
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case err == nil && !follow:
+		// A read without follow returns everything up to the end of the instance's log.
+		cur.Done = true
+		s.flush(ctx)
+		return true
+	case err == nil:
+		// The kubelet ended a follow stream: the container stopped, the stream was cut (a
+		// dying kubelet looks the same), or the log rotated. The pod status decides, so
+		// loop; back off only if nothing came, so a stream that keeps ending is no hot loop.
+		if !progress {
+			s.sleep(ctx)
+		}
+		return true
+	case errors.Is(err, errNoPrevious):
+		s.gap(p, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
+		cur.Done = true
+		return true
+	case apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "waiting to start"):
+		s.logger.Debug("container waiting to start", "err", err)
+	case apierrors.IsForbidden(err):
+		s.logger.Error("permission denied reading container log (needs get on pods/log)", "err", err)
+	default:
+		s.logger.Info("log stream failed, will retry", "err", err)
+	}
+	s.sleep(ctx)
+	return false
+}
+
+// readOnce opens one log request and writes its lines until it ends. When the cursor has
+// written lines of this instance already, the request resumes a margin before them and the
+// lines it replays are skipped by position and checked against the last line written.
+func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress bool, err error) {
+	cur := s.file.Cursor()
+	opts := &corev1.PodLogOptions{Container: s.container, Follow: follow, Previous: previous, Timestamps: true}
+	since, skip, resuming := cur.Resume()
+	switch {
+	case resuming:
+		t := metav1.NewTime(since)
+		opts.SinceTime = &t
+	case !cur.NotBefore.IsZero():
+		t := metav1.NewTime(cur.NotBefore)
+		opts.SinceTime = &t
+	case s.c.cfg.Since > 0:
+		// Nothing of this instance was written yet: --since bounds how far back to go.
+		// sinceTime is whole seconds on the wire, so the bound is whole seconds here too,
+		// and the cursor keeps it so that a resume never reaches further back.
+		cur.NotBefore = s.c.cfg.Now().Add(-s.c.cfg.Since).Truncate(time.Second)
+		t := metav1.NewTime(cur.NotBefore)
+		opts.SinceTime = &t
+	}
+	body, err := s.c.pods.Pods(s.ns).GetLogs(s.pod, opts).Stream(ctx)
+	if err != nil {
+		if previous && apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "previous terminated container") {
+			return false, errNoPrevious
+		}
+		return false, fmt.Errorf("opening log stream: %w", err)
+	}
+	defer body.Close()
+	s.everRead = true
+
+	var sk *skipper
+	if resuming && skip > 0 {
+		sk = &skipper{remaining: skip, lastTime: cur.LastTime, lastHash: cur.LastHash}
+	}
+	r := bufio.NewReaderSize(body, 64<<10)
+	var long []byte // a line longer than the reader's buffer is gathered here
+	for {
+		line, rerr := r.ReadSlice('\n')
+		if rerr == bufio.ErrBufferFull {
+			if len(long)+len(line) <= maxLineBytes {
+				long = append(long, line...)
+			}
+			continue
+		}
+		if long != nil {
+			line = append(long, line...)
+			long = nil
+		}
+		if len(line) > 0 {
+			complete := line[len(line)-1] == '\n'
+			if complete {
+				line = line[:len(line)-1]
+			}
+			ts, raw, text, ok := parseLine(line)
+			if !ok {
+				// No timestamp: after the 200 the kubelet reports failures inside the body,
+				// without timestamp or newline. It is not a line of the container.
+				return progress, fmt.Errorf("kubelet error inside the log stream: %q", truncate(line, 200))
+			}
+			if !complete {
+				// The stream ended mid-line. Following, the line is read again on resume. At
+				// the end of a finished instance it may be a last line without newline:
+				// write it once a second read ends with the same line.
+				if follow || !s.confirmFragment(ts, text) {
+					return progress, errTornLine
+				}
+			}
+			if sk != nil {
+				held, marker := sk.offer(ts, raw, text)
+				if marker != "" {
+					s.marker(s.c.cfg.Now(), marker)
+				}
+				for _, h := range held {
+					if err := s.write(ctx, h.ts, h.raw, h.text); err != nil {
+						return progress, err
+					}
+					progress = true
+				}
+				if sk.done {
+					sk = nil
+				}
+			} else {
+				if err := s.write(ctx, ts, raw, text); err != nil {
+					return progress, err
+				}
+				progress = true
+			}
+			if r.Buffered() == 0 || s.file.FlushDue(s.c.cfg.Now()) {
+				// Nothing more is waiting: make what was read visible before blocking.
+				s.flush(ctx)
+			}
+		}
+		if rerr == nil {
+			continue
+		}
+		if rerr != io.EOF {
+			return progress, rerr
+		}
+		if sk != nil {
+			held, marker, ok := sk.end(follow)
+			if !ok {
+				return progress, errShortReplay
+			}
+			if marker != "" {
+				s.marker(s.c.cfg.Now(), marker)
+			}
+			for _, h := range held {
+				if err := s.write(ctx, h.ts, h.raw, h.text); err != nil {
+					return progress, err
+				}
+				progress = true
+			}
+		}
+		s.flush(ctx)
+		return progress, nil
+	}
+}
+
+// confirmFragment reports whether an unterminated last line was seen at the end of the
+// previous read too, so it is the instance's real last line rather than a torn one.
+func (s *stream) confirmFragment(ts time.Time, text []byte) bool {
+	h := sink.HashLine(text)
+	if f := s.fragment; f != nil && f.ts.Equal(ts) && f.hash == h {
+		s.fragment = nil
+		return true
+	}
+	s.fragment = &pendingLine{ts: ts, hash: h}
+	return false
+}
+
+// write hands one application line to the sink, which also advances the cursor.
+func (s *stream) write(ctx context.Context, ts time.Time, raw, text []byte) error {
+	rec := sink.Record{Time: ts, RawTime: raw, Line: text}
+	if err := s.file.Write(rec); err != nil {
+		// The sink keeps what it could not write buffered; wait until the disk takes it.
+		s.flush(ctx)
+		return ctx.Err()
+	}
+	return nil
+}
+
+// parseLine splits a line of a timestamps=true stream into its timestamp and text.
+func parseLine(line []byte) (ts time.Time, raw, text []byte, ok bool) {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 20 || sp > 40 {
+		return time.Time{}, nil, nil, false
+	}
+	ts, err := time.Parse(time.RFC3339Nano, string(line[:sp]))
+	if err != nil {
+		return time.Time{}, nil, nil, false
+	}
+	return ts, line[:sp], line[sp+1:], true
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}
+
+// pendingLine identifies a line by timestamp and hash.
+type pendingLine struct {
+	ts   time.Time
+	hash uint64
+}
+
+// heldLine is a replayed line kept until the replay is verified.
+type heldLine struct {
+	ts        time.Time
+	raw, text []byte
+	hash      uint64
+}
+
+// skipper consumes the lines a resumed stream replays. It holds them until it has seen as
+// many as were written from the replay window, then checks that the last one is the line
+// written last. If the count is off but the last line written is among them, what follows
+// it is new; if it is not there at all (the kubelet rotated it away), every held line is
+// new and a marker says that lines may be missing before them. Nothing is dropped without
+// proof that it was written already.
+type skipper struct {
+	remaining int64
+	lastTime  time.Time
+	lastHash  uint64
+	held      []heldLine
+	done      bool
+}
+
+func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, marker string) {
+	k.held = append(k.held, heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: sink.HashLine(text)})
+	k.remaining--
+	if k.remaining > 0 {
+		return nil, ""
+	}
+	k.done = true
+	if last := k.held[len(k.held)-1]; last.ts.Equal(k.lastTime) && last.hash == k.lastHash {
+		k.held = nil
+		return nil, ""
+	}
+	return k.resync(true)
+}
+
+// end is called when the stream ends before the replay was verified. Following, a short
+// replay may just be a cut: ok is false and the caller retries. Without follow it is final.
+func (k *skipper) end(follow bool) (release []heldLine, marker string, ok bool) {
+	if i := k.find(); i >= 0 {
+		rel := k.held[i+1:]
+		k.held, k.done = nil, true
+		return rel, "", true
+	}
+	if follow {
+		return nil, "", false
+	}
+	rel, m := k.resync(false)
+	return rel, m, true
+}
+
+// find returns the index of the last held line that is the line written last, or -1.
+func (k *skipper) find() int { return k.findIn(k.held) }
+
+func (k *skipper) resync(counted bool) ([]heldLine, string) {
+	k.done = true
+	held := k.held
+	k.held = nil
+	if i := k.findIn(held); i >= 0 {
+		return held[i+1:], ""
+	}
+	why := "the kubelet no longer has the last line written"
+	if counted {
+		why = "the replayed log does not contain the last line written"
+	}
+	return held, "gap: " + why + " (its log was probably rotated); lines logged between it and the next line may be missing"
+}
+
+func (k *skipper) findIn(held []heldLine) int {
+	for i := len(held) - 1; i >= 0; i-- {
+		if h := held[i]; h.ts.Equal(k.lastTime) && h.hash == k.lastHash {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,282 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/sink"
+)
+
+// stream owns everything about one container of one pod (one pod UID): its file, its
+// cursor and, one after the other, the log streams of each of its instances. Only its run
+// goroutine touches the file and the cursor.
+type stream struct {
+	c         *Collector
+	ns, pod   string
+	container string
+	logger    *slog.Logger
+
+	mu     sync.Mutex
+	latest informer.Pod
+	wake   chan struct{} // capacity 1: a newer state is in latest
+
+	file    *sink.File
+	backoff time.Duration
+	// everRead is set once a request for the cursor's instance was answered with a body;
+	// a pod deleted before that had its log never read.
+	everRead bool
+	// fragment remembers an unterminated last line seen at the end of a non-follow read;
+	// it is written only when a second read ends with it too (see readOnce).
+	fragment *pendingLine
+}
+
+func newStream(c *Collector, p informer.Pod, container string) *stream {
+	s := &stream{
+		c: c, ns: p.Namespace, pod: p.Name, container: container,
+		logger: c.logger.With("namespace", p.Namespace, "pod", p.Name, "container", container),
+		latest: p, wake: make(chan struct{}, 1),
+	}
+	return s
+}
+
+func (s *stream) update(p informer.Pod) {
+	s.mu.Lock()
+	s.latest = p
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *stream) snapshot() informer.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest
+}
+
+// run drives the container's instances until the pod is gone or excluded and everything
+// readable has been written, or until ctx is cancelled.
+func (s *stream) run(ctx context.Context) {
+	defer s.closeFile()
+	for ctx.Err() == nil {
+		p := s.snapshot()
+		ct := p.Container(s.container)
+		if ct == nil || p.Excluded {
+			s.logger.Info("container no longer collected")
+			return
+		}
+		if err := s.openFile(); err != nil {
+			s.logger.Error("cannot open output file", "err", err)
+			s.sleep(ctx)
+			continue
+		}
+		cur := s.file.Cursor()
+		switch {
+		case cur.PodUID != string(p.UID):
+			if !ct.Started() {
+				s.waitForChange(ctx)
+				continue
+			}
+			if cur.PodUID != "" {
+				s.marker(s.c.cfg.Now(), fmt.Sprintf("pod %s/%s recreated with UID %s (previous UID %s)", s.ns, s.pod, p.UID, cur.PodUID))
+			}
+			s.beginInstance(string(p.UID), ct)
+
+		case ct.Started() && cur.ContainerID != ct.ContainerID:
+			if done := s.finishReplacedInstance(ctx, p, ct); !done {
+				continue
+			}
+			s.restartMarkers(ct, cur.RestartCount)
+			s.beginInstance(string(p.UID), ct)
+
+		case cur.Done || !ct.Started():
+			if p.Deleted {
+				return
+			}
+			s.flush(ctx)
+			s.waitForChange(ctx)
+
+		default:
+			if p.Deleted && s.everRead {
+				// The pod object is gone, so its log cannot be read any more. The last stream
+				// ended; if the instance had terminated by then that stream saw its end.
+				if ct.Terminated == nil && !ct.Running {
+					cur.Done = true
+					continue
+				}
+				if ct.Terminated == nil {
+					s.gap(p, "pod deleted while its container was running; lines logged after the stream ended are missing")
+				}
+				cur.Done = true
+				continue
+			}
+			follow := ct.Running && !p.Deleted
+			s.readInstance(ctx, p, ct, follow, false)
+		}
+	}
+}
+
+// beginInstance points the cursor at a new container instance.
+func (s *stream) beginInstance(uid string, ct *informer.Container) {
+	cur := s.file.Cursor()
+	cur.Reset(uid, ct.ContainerID, ct.RestartCount)
+	s.everRead = false
+	s.fragment = nil
+}
+
+// finishReplacedInstance reads what is left of the cursor's instance after the container
+// restarted. It reports true once the old instance is finished with, read or given up as
+// unreadable (with a gap marker).
+func (s *stream) finishReplacedInstance(ctx context.Context, p informer.Pod, ct *informer.Container) bool {
+	cur := s.file.Cursor()
+	if cur.Done {
+		return true
+	}
+	if ct.LastTerminated != nil && ct.LastTerminated.ContainerID == cur.ContainerID && !p.Deleted {
+		// The kubelet keeps exactly one previous instance: ours. Read its remainder.
+		if !s.readInstance(ctx, p, ct, false, true) {
+			return false
+		}
+		return cur.Done
+	}
+	s.gap(p, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
+	cur.Done = true
+	return true
+}
+
+// restartMarkers writes the restart marker, and a gap marker if instances were skipped.
+func (s *stream) restartMarkers(ct *informer.Container, prevRestarts int32) {
+	at := s.c.cfg.Now()
+	text := fmt.Sprintf("container restarted (restartCount %d)", ct.RestartCount)
+	if lt := ct.LastTerminated; lt != nil {
+		if !lt.FinishedAt.IsZero() {
+			at = lt.FinishedAt
+		}
+		text += fmt.Sprintf(": previous instance exited with code %d", lt.ExitCode)
+		if lt.Reason != "" {
+			text += " (" + lt.Reason + ")"
+		}
+	}
+	s.marker(at, text)
+	if skipped := ct.RestartCount - prevRestarts - 1; skipped > 0 {
+		s.marker(at, fmt.Sprintf("gap: %d container instance(s) between restartCount %d and %d exited before their logs could be read", skipped, prevRestarts, ct.RestartCount))
+	}
+}
+
+// gap writes a marker saying that continuity could not be proven here.
+func (s *stream) gap(p informer.Pod, why string) {
+	s.logger.Warn("gap in collected log", "reason", why)
+	s.marker(s.c.cfg.Now(), "gap: "+why)
+}
+
+// marker writes a kubelogd event line. Markers are not application lines: the cursor does
+// not count them.
+func (s *stream) marker(at time.Time, text string) {
+	rec := sink.Record{Time: at, RawTime: formatTime(at), Line: []byte(text), Marker: true}
+	if err := s.file.Write(rec); err != nil {
+		s.logger.Error("cannot write marker", "marker", text, "err", err)
+	}
+}
+
+func (s *stream) openFile() error {
+	if s.file != nil {
+		return nil
+	}
+	f, err := s.c.sink.Open(sink.Key{Namespace: s.ns, Pod: s.pod, Container: s.container})
+	if err != nil {
+		return err
+	}
+	s.file = f
+	return nil
+}
+
+func (s *stream) closeFile() {
+	if s.file == nil {
+		return
+	}
+	if err := s.file.Close(); err != nil {
+		s.logger.Error("closing output file", "err", err)
+	}
+	s.file = nil
+}
+
+// flush writes buffered lines, retrying with backoff while the disk refuses them: the data
+// stays buffered and the cursor covers it, so nothing is lost or written twice.
+func (s *stream) flush(ctx context.Context) {
+	if s.file == nil {
+		return
+	}
+	logged := false
+	for {
+		err := s.file.Flush()
+		if err == nil {
+			if logged {
+				s.logger.Info("writing resumed")
+			}
+			return
+		}
+		if !logged {
+			s.logger.Error("cannot write output file; collection paused until it can", "err", err)
+			logged = true
+		}
+		if !s.sleep(ctx) {
+			return
+		}
+	}
+}
+
+// waitForChange blocks until the pod's state changes or ctx is cancelled.
+func (s *stream) waitForChange(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-s.wake:
+	}
+}
+
+// sleep waits out the current backoff (with jitter) and doubles it. It returns false if
+// ctx was cancelled meanwhile. A state change cuts the wait short.
+func (s *stream) sleep(ctx context.Context) bool {
+	cfg := &s.c.cfg
+	if s.backoff < cfg.MinRetryDelay {
+		s.backoff = cfg.MinRetryDelay
+	}
+	d := s.backoff/2 + rand.N(s.backoff/2+1)
+	s.backoff = min(2*s.backoff, cfg.MaxRetryDelay)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-s.wake:
+		// Put the signal back for waitForChange; a change may end the wait for good.
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// progress resets the backoff: the stream delivered lines.
+func (s *stream) progress() { s.backoff = 0 }
+
+var errStreamBroken = errors.New("stream broken")
+
+func shortID(id string) string {
+	if i := len(id) - 12; i > 0 {
+		return id[i:]
+	}
+	return id
+}
+
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func formatTime(t time.Time) []byte { return []byte(t.UTC().Format(timeLayout)) }

@@ -1,0 +1,205 @@
+// Package daemon wires kubelogd together: API client, pod informers, collector, sink and
+// the metrics and health server, all driven by one context.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubelogd/kubelogd/collector"
+	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/sink"
+)
+
+// Config is kubelogd's validated configuration.
+type Config struct {
+	// Kubeconfig is a kubeconfig path; empty uses the in-cluster configuration.
+	Kubeconfig string
+	// QPS and Burst bound the client's request rate, log stream opens included.
+	QPS   float32
+	Burst int
+	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables the server.
+	MetricsAddr string
+	// ShutdownTimeout bounds the final flush after a stop signal.
+	ShutdownTimeout time.Duration
+
+	Informer  informer.Config
+	Collector collector.Config
+	Sink      sink.Config
+}
+
+// Validate checks what can be checked before contacting anything.
+func (c *Config) Validate() error {
+	if c.QPS <= 0 || c.Burst <= 0 {
+		return errors.New("--kube-api-qps and --kube-api-burst must be positive")
+	}
+	if c.Sink.Dir == "" {
+		return errors.New("--output-dir must not be empty")
+	}
+	if c.Collector.Since < 0 {
+		return errors.New("--since must not be negative")
+	}
+	return c.Informer.Validate()
+}
+
+// ErrUsage marks errors caused by the configuration or the environment kubelogd was
+// started in (bad flag, unreachable API server, unwritable directory): exit code 2.
+var ErrUsage = errors.New("usage")
+
+// RestConfig loads the client configuration with kubelogd's rate limits.
+func (c *Config) RestConfig() (*rest.Config, error) {
+	var rc *rest.Config
+	var err error
+	if c.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			// Outside a cluster, behave like kubectl: $KUBECONFIG or ~/.kube/config.
+			rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+				clientcmd.NewDefaultClientConfigLoadingRules(), nil).ClientConfig()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading Kubernetes client configuration: %w", err)
+	}
+	rc.QPS, rc.Burst = c.QPS, c.Burst
+	rc.UserAgent = "kubelogd"
+	return rc, nil
+}
+
+// Run runs kubelogd until ctx is cancelled, then stops every stream, flushes and closes
+// every file and returns. Errors that prevent starting wrap ErrUsage.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	rc, err := cfg.RestConfig()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if err := checkReachable(ctx, client, rc.Host); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	cfg.Sink.Logger = logger
+	files, err := sink.NewManager(cfg.Sink)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	defer func() {
+		if err := files.Close(); err != nil {
+			logger.Error("closing output files", "err", err)
+		}
+	}()
+
+	coll := collector.New(cfg.Collector, client.CoreV1(), files, logger)
+	disc, err := informer.New(client, cfg.Informer, coll, logger)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	if cfg.MetricsAddr != "" {
+		srv, err := newServer(cfg.MetricsAddr, reg, disc, cfg.Sink.Dir)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		logger.Info("serving metrics and health", "addr", srv.addr(), "metrics", "http://"+srv.addr()+"/metrics")
+		run("metrics server", srv.run)
+	}
+	run("collector", coll.Run)
+	run("informer", disc.Run)
+	logger.Info("kubelogd started", "apiserver", rc.Host, "output_dir", cfg.Sink.Dir)
+	<-ctx.Done()
+	logger.Info("stopping: closing streams and flushing files")
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// checkReachable asks the API server for its version, so an unreachable or misconfigured
+// server is one clear line at start rather than endless retries.
+func checkReachable(ctx context.Context, client kubernetes.Interface, host string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := client.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Error(); err != nil {
+		return fmt.Errorf("cannot reach the Kubernetes API server at %s: %w", host, err)
+	}
+	return nil
+}
+
+// server serves metrics and health endpoints.
+type server struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+func newServer(addr string, reg *prometheus.Registry, disc *informer.Discovery, dir string) (*server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on --metrics-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !disc.Synced() {
+			http.Error(w, "not ready: pod informers not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		if err := checkWritable(dir); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return &server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+}
+
+func (s *server) addr() string { return s.ln.Addr().String() }
+
+func (s *server) run(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+	}()
+	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
