@@ -83,6 +83,7 @@ type File struct {
 	lastSave  time.Time
 	lastSync  time.Time
 	lastRot   time.Time // wall time after the last rotation; see waitForNextMillisecond
+	spanned   bool      // a line longer than a file was just written across files
 	recovered Recovery
 	stats     Stats
 	closed    bool
@@ -143,6 +144,16 @@ func (f *File) Write(rec Record) error {
 	if len(f.ends) > 1 {
 		f.stats.SplitLines++
 	}
+	if f.spanned {
+		// The line spanned files and the saved cursor still points before it, into a
+		// file that retention has not touched yet; cover the line, then clean up.
+		f.spanned = false
+		if err := f.persistCursor(0); err != nil {
+			f.log.Warn("cannot save cursor after a line longer than a file", "err", err)
+		} else {
+			f.applyRetention()
+		}
+	}
 	if len(f.buf) > 0 && f.bufSince.IsZero() {
 		f.bufSince = f.cfg.Now()
 	}
@@ -156,6 +167,13 @@ func (f *File) Write(rec Record) error {
 // On error the line is dropped from the buffer, except for the unwritten rest of a part
 // a failed write cut short, which must still be completed to keep the file line-aligned.
 func (f *File) makeRoom(lineStart int) error {
+	// Retention waits while a line longer than a file is written: it might free the inode
+	// the saved cursor names, a file created meanwhile could get that number, and
+	// recovery would mistake it for the cursor's file. Write applies it after the line.
+	spans := int64(len(f.buf)-lineStart) >= f.cfg.maxBytes
+	if spans {
+		f.spanned = true
+	}
 	if f.size > 0 || lineStart > 0 {
 		if n, err := f.writeOut(lineStart); err != nil {
 			f.buf = f.buf[:lineStart-n]
@@ -165,12 +183,12 @@ func (f *File) makeRoom(lineStart int) error {
 			f.buf = f.buf[:0]
 			return err
 		}
-		if err := f.rotate(); err != nil {
+		if err := f.rotate(!spans); err != nil {
 			f.buf = f.buf[:0]
 			return err
 		}
 	}
-	if int64(len(f.buf)) < f.cfg.maxBytes {
+	if !spans {
 		return nil
 	}
 
@@ -186,7 +204,7 @@ func (f *File) makeRoom(lineStart int) error {
 		}
 		if group == 0 {
 			// Validation guarantees a part fits in an empty file, so size > 0 here.
-			if err := f.rotate(); err != nil {
+			if err := f.rotate(false); err != nil {
 				f.buf = f.buf[:0]
 				return err
 			}
@@ -306,9 +324,9 @@ func (f *File) Close() error {
 	return err
 }
 
-// rotate moves the current file aside as a backup, starts a new one and applies
-// retention to the backups.
-func (f *File) rotate() error {
+// rotate moves the current file aside as a backup, starts a new one and, if retain,
+// applies retention to the backups.
+func (f *File) rotate(retain bool) error {
 	waitForNextMillisecond(f.lastRot)
 	err := f.out.Rotate()
 	f.lastRot = time.Now().Round(0)
@@ -330,7 +348,9 @@ func (f *File) rotate() error {
 	if st, err := os.Stat(f.p.current); err == nil {
 		f.inode = inodeOf(st)
 	}
-	f.applyRetention()
+	if retain {
+		f.applyRetention()
+	}
 	return nil
 }
 

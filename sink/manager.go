@@ -161,6 +161,18 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	if rec.HadCursor && rec.TruncatedBytes == 0 && rec.ShortBy == 0 {
 		f.savedFP = f.printCursor() // the saved cursor is exactly the live one
 	}
+	// Persist the recovered state at once, and a first cursor for a new file: a crash
+	// before the first periodic save must find a cursor to cut the file back to, or
+	// the lines written meanwhile would be written again after the restart.
+	if f.printCursor() != f.savedFP {
+		if err := f.persistCursor(0); err != nil {
+			_ = lg.Close()
+			m.mu.Lock()
+			m.idle = append(m.idle, lg)
+			m.mu.Unlock()
+			return nil, err
+		}
+	}
 	f.applyRetention()
 	return f, nil
 }

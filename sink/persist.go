@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // persistedCursor is the content of <Dir>/<ns>/<pod>/.<container>.cursor: the Cursor's
@@ -27,20 +28,21 @@ type persistedCursor struct {
 
 const cursorVersion = 1
 
-// cursorPrint is what decides whether a cursor needs saving again. Comparing these few
-// fields is much cheaper than encoding the cursor, and any change to what it covers
-// moves Lines or size.
+// cursorPrint is what decides whether a cursor needs saving again. Comparing these
+// fields is much cheaper than encoding the cursor: what Write changes moves Lines or
+// size, and the rest are the fields the collector sets itself (Reset, Done, NotBefore).
 type cursorPrint struct {
-	lines, size  int64
-	inode        uint64
-	pod, id      string
-	restartCount int32
-	done         bool
+	lines, size, margin int64
+	inode               uint64
+	pod, id             string
+	restartCount        int32
+	done                bool
+	notBefore           time.Time
 }
 
 func (f *File) printCursor() cursorPrint {
 	c := &f.cursor
-	return cursorPrint{c.Lines, f.size, f.inode, c.PodUID, c.ContainerID, c.RestartCount, c.Done}
+	return cursorPrint{c.Lines, f.size, c.MarginSec, f.inode, c.PodUID, c.ContainerID, c.RestartCount, c.Done, c.NotBefore}
 }
 
 // persistCursor saves the live cursor with the current file's size and inode. The
@@ -157,6 +159,8 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 	saved, found, cerr := loadCursor(p.cursor)
 	rec.CursorError = cerr
 
+	_, statErr := os.Lstat(p.current)
+	existed := statErr == nil
 	fd, err := os.OpenFile(p.current, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
 		return cur, rec, 0, 0, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
@@ -175,6 +179,12 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 
 	keep := size
 	switch {
+	case found && !existed:
+		// Gone (deleted, or rotated away and a crash came before the new file was
+		// created). A new file may reuse the old inode number, so only a backup tells.
+		if bsize, ok := backupSize(p, saved.Inode); ok && bsize < saved.Offset {
+			rec.ShortBy = saved.Offset - bsize
+		}
 	case found && inode == saved.Inode:
 		if size >= saved.Offset {
 			// Lines past Offset are not counted by the cursor and will be read again.
