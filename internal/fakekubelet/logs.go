@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Line is one application line for Append.
@@ -163,8 +165,17 @@ func (k *Kubelet) RotateLog(namespace, pod, container string) (string, error) {
 // order, repeats included, for the newest pod with that name (Append and AppendPartial
 // record them; AppendRaw does not). It is nil for a container that never started.
 func (k *Kubelet) Emitted(namespace, pod, container string) []string {
+	return texts(k.Instances(namespace, pod, container))
+}
+
+// EmittedByUID is Emitted for one pod UID, for pods replaced by a pod of the same name.
+func (k *Kubelet) EmittedByUID(uid types.UID, container string) []string {
+	return texts(k.InstancesByUID(uid, container))
+}
+
+func texts(instances []Instance) []string {
 	var out []string
-	for _, in := range k.Instances(namespace, pod, container) {
+	for _, in := range instances {
 		for _, l := range in.Lines {
 			out = append(out, l.Text)
 		}
@@ -181,6 +192,22 @@ func (k *Kubelet) Instances(namespace, pod, container string) []Instance {
 	if err != nil {
 		return nil
 	}
+	return describe(c)
+}
+
+// InstancesByUID is Instances for one pod UID.
+func (k *Kubelet) InstancesByUID(uid types.UID, container string) []Instance {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ps := k.state[uid]
+	if ps == nil || ps.containers[container] == nil {
+		return nil
+	}
+	return describe(ps.containers[container])
+}
+
+// describe copies a container's instances for callers. Called with k.mu held.
+func describe(c *containerState) []Instance {
 	out := make([]Instance, 0, len(c.instances))
 	for _, in := range c.instances {
 		out = append(out, Instance{

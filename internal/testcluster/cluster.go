@@ -315,8 +315,9 @@ func (c *Cluster) ServiceAccountConfig(ctx context.Context, ns, name string) (*r
 	}, nil
 }
 
-// StopAPIServer stops kube-apiserver (etcd keeps running), for outage scenarios.
-func (c *Cluster) StopAPIServer() { c.api.stop(10 * time.Second) }
+// StopAPIServer stops kube-apiserver (etcd keeps running), for outage scenarios. It is
+// killed after a second: an outage is abrupt, and a graceful drain only slows tests down.
+func (c *Cluster) StopAPIServer() { c.api.stop(time.Second) }
 
 // StartAPIServer starts kube-apiserver again on the same port with the same arguments and
 // waits until it is ready.
