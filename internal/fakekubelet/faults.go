@@ -199,19 +199,49 @@ func (k *Kubelet) OpenStreams(namespace, pod, container string) int {
 
 // WaitForStreams waits until at least n log streams of the selected containers are open.
 func (k *Kubelet) WaitForStreams(ctx context.Context, namespace, pod, container string, n int) error {
+	return poll(ctx, func() bool { return k.OpenStreams(namespace, pod, container) >= n }, func() error {
+		return fmt.Errorf("waiting for %d open log streams of %s/%s/%s: %d open: %w",
+			n, namespace, pod, container, k.OpenStreams(namespace, pod, container), context.Cause(ctx))
+	})
+}
+
+// WaitForFollowers waits until at least n follow streams of the selected containers have
+// read their file to the end and watch it for changes.
+//
+// The kubelet's ReadLogs sets up its fsnotify watcher only when it first reaches the end of
+// the file: a rotation before that goes unnoticed and the stream keeps following the rotated
+// file, missing every later line. A test that rotates a followed log waits here first.
+func (k *Kubelet) WaitForFollowers(ctx context.Context, namespace, pod, container string, n int) error {
+	t := target{namespace, pod, container}
+	count := func() int {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		got := 0
+		for s := range k.streams {
+			if s.matches(t) && s.follow && s.watching {
+				got++
+			}
+		}
+		return got
+	}
+	return poll(ctx, func() bool { return count() >= n }, func() error {
+		return fmt.Errorf("waiting for %d watching follow streams of %s/%s/%s: %d: %w",
+			n, namespace, pod, container, count(), context.Cause(ctx))
+	})
+}
+
+// poll checks cond every few milliseconds until it holds, or returns fail() once ctx ends.
+func poll(ctx context.Context, cond func() bool, fail func() error) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		if got := k.OpenStreams(namespace, pod, container); got >= n {
-			return nil
-		}
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d open log streams of %s/%s/%s: %d open: %w",
-				n, namespace, pod, container, k.OpenStreams(namespace, pod, container), context.Cause(ctx))
+			return fail()
 		case <-tick.C:
 		}
 	}
+	return nil
 }
 
 // Requests returns the log requests received for the selected containers, oldest first.

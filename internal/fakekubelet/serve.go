@@ -148,7 +148,7 @@ func (k *Kubelet) readLogs(ctx context.Context, s *stream, containerID string, o
 	if opts.SinceTime != nil && opts.SinceTime.After(lopts.Since) {
 		lopts.Since = opts.SinceTime.Time
 	}
-	return logs.ReadLogs(ctx, resp.GetStatus().GetLogPath(), containerID, lopts, k.runtime, s, s)
+	return logs.ReadLogs(ctx, resp.GetStatus().GetLogPath(), containerID, lopts, streamRuntime{k.runtime, s}, s, s)
 }
 
 // podForLogs returns the status and spec logs are served from: the status the fake kubelet

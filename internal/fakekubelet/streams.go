@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	critest "k8s.io/cri-api/pkg/apis/testing"
 )
 
 // stream is one open log response. ReadLogs writes to it from the handler goroutine, its
@@ -22,6 +25,25 @@ type stream struct {
 	// midCut makes the next non-empty write send half its bytes and then cut the
 	// connection. Guarded by Kubelet.mu.
 	midCut bool
+	// watching is set once ReadLogs reached the end of the file with its fsnotify watcher
+	// in place: from then on it sees rotations. Guarded by Kubelet.mu.
+	watching bool
+}
+
+// streamRuntime is the runtime as one stream's ReadLogs sees it. ReadLogs asks for the
+// container's status only at the end of the file and after it set up its fsnotify watcher,
+// so that call tells that the stream is watching.
+type streamRuntime struct {
+	*critest.FakeRuntimeService
+	s *stream
+}
+
+// ContainerStatus marks the stream as watching and asks the fake runtime.
+func (r streamRuntime) ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatusResponse, error) {
+	r.s.k.mu.Lock()
+	r.s.watching = true
+	r.s.k.mu.Unlock()
+	return r.FakeRuntimeService.ContainerStatus(ctx, id, verbose)
 }
 
 var _ io.Writer = (*stream)(nil)
