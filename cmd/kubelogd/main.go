@@ -27,6 +27,9 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "tail" {
+		return runTail(args[1:], os.Stdout, stderr)
+	}
 	cfg, logger, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
