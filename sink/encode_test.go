@@ -125,14 +125,6 @@ func TestSplitAt(t *testing.T) {
 	}
 }
 
-func TestHashLineMatchesCursor(t *testing.T) {
-	for _, s := range []string{"", "a", "hello world", "\xff\x00"} {
-		if got, want := hashLine([]byte(s)), HashLine([]byte(s)); got != want {
-			t.Errorf("hashLine(%q) = %x, HashLine = %x", s, got, want)
-		}
-	}
-}
-
 // jsonLine is what a consumer decodes from the json format.
 type jsonLine struct {
 	Time      string  `json:"time"`

@@ -138,7 +138,7 @@ func (f *File) Write(rec Record) error {
 	if rec.Marker {
 		f.stats.Markers++
 	} else {
-		f.cursor.ObserveHashed(rec.Time, hashLine(rec.Line))
+		f.cursor.Observe(rec.Time, rec.Line)
 		f.stats.Lines++
 	}
 	if len(f.ends) > 1 {
@@ -365,19 +365,4 @@ func waitForNextMillisecond(last time.Time) {
 	if d := next.Sub(time.Now().Round(0)); d > 0 {
 		time.Sleep(d)
 	}
-}
-
-// hashLine is HashLine (FNV-1a 64) written out, because hash/fnv's interface value
-// costs an allocation per line.
-func hashLine(line []byte) uint64 {
-	const (
-		offset64 = 14695981039346656037
-		prime64  = 1099511628211
-	)
-	h := uint64(offset64)
-	for _, c := range line {
-		h ^= uint64(c)
-		h *= prime64
-	}
-	return h
 }
