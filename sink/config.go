@@ -50,11 +50,16 @@ func ParseFormat(s string) (Format, error) {
 
 // Defaults applied by NewManager to zero Config fields.
 const (
-	DefaultMaxSizeMB      = 100
-	DefaultFlushInterval  = time.Second
-	DefaultMaxLineBytes   = 1 << 20
+	// DefaultMaxSizeMB is the default Config.MaxSizeMB.
+	DefaultMaxSizeMB = 100
+	// DefaultFlushInterval is the default Config.FlushInterval.
+	DefaultFlushInterval = time.Second
+	// DefaultMaxLineBytes is the default Config.MaxLineBytes, lowered if it does not fit.
+	DefaultMaxLineBytes = 1 << 20
+	// DefaultCursorInterval is the default Config.CursorInterval.
 	DefaultCursorInterval = time.Second
-	DefaultSyncInterval   = 10 * time.Second
+	// DefaultSyncInterval is the default Config.SyncInterval.
+	DefaultSyncInterval = 10 * time.Second
 )
 
 // megabyte is lumberjack's unit for MaxSize.

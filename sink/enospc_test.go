@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // mountTmpfs mounts a small tmpfs for a real disk-full test, or skips when it cannot.
@@ -186,5 +187,81 @@ func TestWriteRejectedWhenBufferFull(t *testing.T) {
 	}
 	if pc := readCursorFile(t, f); pc.Lines != 0 {
 		t.Errorf("cursor saved at a failed Close covers %d lines", pc.Lines)
+	}
+}
+
+// rotateFailOutput fails the next Rotate calls, after renaming the file away if
+// renamed is set, as lumberjack does when it cannot create the new file.
+type rotateFailOutput struct {
+	output
+	path    string
+	fails   int
+	renamed bool
+}
+
+func (o *rotateFailOutput) Rotate() error {
+	if o.fails == 0 {
+		return o.output.Rotate()
+	}
+	o.fails--
+	_ = o.output.Close()
+	if o.renamed {
+		backup := strings.TrimSuffix(o.path, logExt) + "-" + time.Now().UTC().Format(backupTimeLayout) + logExt
+		if err := os.Rename(o.path, backup); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond) // keep the next backup name distinct
+	}
+	return errors.New("can't open new logfile: no space left on device")
+}
+
+func TestRotationFailure(t *testing.T) {
+	for _, renamed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("renamed %v", renamed), func(t *testing.T) {
+			dir := t.TempDir()
+			m := newTestManager(t, Config{Dir: dir, Format: FormatRaw, maxSizeBytes: 1000})
+			f := mustOpen(t, m, testKey)
+			o := &rotateFailOutput{output: f.out, path: f.Path(), fails: 2, renamed: renamed}
+			f.out = o
+			var sent []string
+			failures := 0
+			for i := range 60 {
+				r := rec(i, fmt.Sprintf("%02d %s", i, strings.Repeat("r", 60)))
+				for {
+					err := f.Write(r)
+					if err == nil {
+						break
+					}
+					if failures++; failures > 2 {
+						t.Fatalf("Write keeps failing: %v", err)
+					}
+					if !strings.Contains(err.Error(), "rotating "+f.Path()) {
+						t.Errorf("error %q does not name the rotation of %s", err, f.Path())
+					}
+				}
+				sent = append(sent, string(r.Line))
+			}
+			if failures != 2 {
+				t.Fatalf("%d failed rotations, want 2", failures)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := allLines(t, dir, testKey); !slices.Equal(got, sent) {
+				t.Errorf("files hold %d lines, want the %d sent, each once", len(got), len(sent))
+			}
+			for _, path := range fileSet(t, dir, testKey) {
+				if got := mode(t, path); got != fileMode {
+					t.Errorf("%s has mode %03o", path, got)
+				}
+			}
+			f = mustOpen(t, m, testKey)
+			if r := f.Recovered(); r.TruncatedBytes != 0 || r.ShortBy != 0 {
+				t.Errorf("reopening after a clean Close recovered %+v", r)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

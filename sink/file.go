@@ -18,7 +18,8 @@ type Record struct {
 	// fraction). The timestamped format writes it verbatim; when empty, Time is formatted.
 	RawTime []byte
 	// Line is the line without its trailing newline: arbitrary bytes, possibly invalid
-	// UTF-8 or holding control characters.
+	// UTF-8 or holding control characters. The text formats write it verbatim, so it
+	// should hold no '\n' (the kubelet's lines never do); the json format escapes all.
 	Line []byte
 	// Marker is set for a kubelogd event line (restart, gap, pod recreated) rather than an
 	// application line. Its text is in Line, without the "kubelogd: " prefix the text
@@ -179,6 +180,7 @@ func (f *File) makeRoom(lineStart int) error {
 			f.buf = f.buf[:lineStart-n]
 			return err
 		}
+		f.bufSince = time.Time{} // what waited is written; Write restarts the wait
 		if err := f.persistCursor(len(f.buf)); err != nil {
 			f.buf = f.buf[:0]
 			return err
@@ -331,11 +333,16 @@ func (f *File) rotate(retain bool) error {
 	err := f.out.Rotate()
 	f.lastRot = time.Now().Round(0)
 	if err != nil {
-		// lumberjack may have failed before or after renaming the file away; learn
-		// from the disk which, so that size matches what the next open will find.
+		// lumberjack may have failed before or after renaming the file away. Learn from
+		// the disk which, so that size matches what its next open will find, and if the
+		// file is gone create it as Open does: lumberjack would create it 0600.
 		f.size, f.inode = 0, 0
-		if st, serr := os.Stat(f.p.current); serr == nil {
-			f.size, f.inode = st.Size(), inodeOf(st)
+		if fd, cerr := os.OpenFile(f.p.current, os.O_WRONLY|os.O_CREATE, fileMode); cerr == nil {
+			_ = fd.Chmod(fileMode)
+			if st, serr := fd.Stat(); serr == nil {
+				f.size, f.inode = st.Size(), inodeOf(st)
+			}
+			_ = fd.Close()
 		}
 		return fmt.Errorf("rotating %s: %w; check free space and permissions in %s", f.p.current, err, f.p.dir)
 	}

@@ -222,3 +222,62 @@ func TestGoroutinesBoundedByOpenFiles(t *testing.T) {
 	}
 	t.Logf("goroutines: %d before, %d after 2,000 files, %d after 6,000", before, after2000, after6000)
 }
+
+// TestConcurrentFiles has many owners open, write and close files at once, so pooled
+// Loggers pass between goroutines and files; -race checks the hand-over and each file
+// must hold exactly its own lines.
+func TestConcurrentFiles(t *testing.T) {
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Format: FormatRaw, maxSizeBytes: 4096})
+	const owners, rounds, lines = 8, 25, 40
+	errs := make(chan error, owners)
+	for g := range owners {
+		go func() {
+			errs <- func() error {
+				for r := range rounds {
+					key := Key{Namespace: "ns", Pod: fmt.Sprintf("pod-%d", g), Container: fmt.Sprintf("c-%d", r)}
+					f, err := m.Open(key)
+					if err != nil {
+						return err
+					}
+					for i := range lines {
+						if err := f.Write(Record{Line: []byte(fmt.Sprintf("%s %d %s", key, i, strings.Repeat("w", 100)))}); err != nil {
+							return err
+						}
+						if i%7 == 0 {
+							if err := f.Flush(); err != nil {
+								return err
+							}
+						}
+					}
+					if err := f.Close(); err != nil {
+						return err
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range owners {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for g := range owners {
+		for r := range rounds {
+			key := Key{Namespace: "ns", Pod: fmt.Sprintf("pod-%d", g), Container: fmt.Sprintf("c-%d", r)}
+			got := allLines(t, dir, key)
+			if len(got) != lines {
+				t.Fatalf("%s holds %d lines, want %d", key, len(got), lines)
+			}
+			for i, l := range got {
+				if want := fmt.Sprintf("%s %d ", key, i); !strings.HasPrefix(l, want) {
+					t.Fatalf("%s line %d is %.40q, want it to start with %q", key, i, l, want)
+				}
+			}
+		}
+	}
+	if m.loggers > owners {
+		t.Errorf("%d Loggers for %d concurrent owners", m.loggers, owners)
+	}
+}
