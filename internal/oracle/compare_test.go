@@ -80,7 +80,7 @@ func TestCompare(t *testing.T) {
 			name: "swap", emitted: lines, collected: swap(lines, 3, 4), want: counts{reord: 1},
 		},
 		{
-			name: "swap of stdout and stderr lines in a burst of repeats",
+			name:    "swap of stdout and stderr lines in a burst of repeats",
 			emitted: []string{"x", "x", "err", "x", "x"}, collected: []string{"x", "x", "x", "err", "x"},
 			want: counts{reord: 1},
 		},
