@@ -21,6 +21,14 @@ type Config struct {
 	// MinRetryDelay and MaxRetryDelay bound the jittered exponential backoff between
 	// attempts to open a stream. Defaults 500ms and 30s.
 	MinRetryDelay, MaxRetryDelay time.Duration
+	// StallTimeout is how long an open stream may deliver nothing before a probe checks
+	// whether the kubelet has lines it did not deliver. Default 2m.
+	StallTimeout time.Duration
+	// ProbeTimeout bounds one probe request. Default 30s.
+	ProbeTimeout time.Duration
+	// MaxStreamLifetime reopens a follow stream after this long (minus up to 10% jitter),
+	// before the kubelet's own streaming timeout cuts it. Default 1h; negative disables it.
+	MaxStreamLifetime time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -31,6 +39,15 @@ func (c *Config) defaults() {
 	}
 	if c.MaxRetryDelay <= 0 {
 		c.MaxRetryDelay = 30 * time.Second
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 2 * time.Minute
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = 30 * time.Second
+	}
+	if c.MaxStreamLifetime == 0 {
+		c.MaxStreamLifetime = time.Hour
 	}
 	if c.Now == nil {
 		c.Now = time.Now

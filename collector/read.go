@@ -60,6 +60,11 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		s.gap(p, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
 		cur.Done = true
 		return true
+	case errors.Is(err, errLifetime):
+		s.logger.Debug("reopening stream at its maximum lifetime")
+		return true
+	case errors.Is(err, errStalled):
+		s.logger.Warn("log stream stalled: the kubelet has lines it did not deliver; reconnecting")
 	case apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "waiting to start"):
 		s.logger.Debug("container waiting to start", "err", err)
 	case apierrors.IsForbidden(err):
@@ -93,6 +98,8 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		t := metav1.NewTime(cur.NotBefore)
 		opts.SinceTime = &t
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	body, err := s.c.pods.Pods(s.ns).GetLogs(s.pod, opts).Stream(ctx)
 	if err != nil {
 		if previous && apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "previous terminated container") {
@@ -102,12 +109,20 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	}
 	defer body.Close()
 	s.everRead = true
+	wd := s.startWatchdog(ctx, cancel, follow, previous)
+	defer wd.stop()
+	defer func() {
+		// A stream the watchdog cancelled ends in a read error; report why instead.
+		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime)) {
+			err = cause
+		}
+	}()
 
 	var sk *skipper
 	if resuming && skip > 0 {
 		sk = &skipper{remaining: skip, lastTime: cur.LastTime, lastHash: cur.LastHash}
 	}
-	r := bufio.NewReaderSize(body, 64<<10)
+	r := bufio.NewReaderSize(&countingReader{r: body, w: wd, now: s.c.cfg.Now}, 64<<10)
 	var long []byte // a line longer than the reader's buffer is gathered here
 	for {
 		line, rerr := r.ReadSlice('\n')
@@ -163,6 +178,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			if r.Buffered() == 0 || s.file.FlushDue(s.c.cfg.Now()) {
 				// Nothing more is waiting: make what was read visible before blocking.
 				s.flush(ctx)
+				s.publish(wd)
 			}
 		}
 		if rerr == nil {

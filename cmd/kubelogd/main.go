@@ -110,6 +110,8 @@ func parse(args []string, stderr io.Writer) (daemon.Config, *slog.Logger, error)
 	fs.StringVar(&cfg.Informer.FieldSelector, "field-selector", "", "field selector of the pods to collect")
 	fs.StringVar(&cfg.Informer.Node, "node", "", "collect only pods bound to this node")
 	fs.DurationVar(&cfg.Collector.Since, "since", 0, "for a container kubelogd has no cursor for, how far back to read (0: everything the kubelet still has)")
+	fs.DurationVar(&cfg.Collector.StallTimeout, "stall-timeout", 2*time.Minute, "a stream silent this long is probed; if the kubelet has lines it did not deliver, it is reopened")
+	fs.DurationVar(&cfg.Collector.MaxStreamLifetime, "max-stream-lifetime", time.Hour, "reopen follow streams after this long (0: never)")
 	fs.StringVar(&cfg.Sink.Dir, "output-dir", "/var/log/kubelogd", "root of the collected files: <output-dir>/<namespace>/<pod>/<container>.log")
 	fs.StringVar(&format, "format", "timestamped", "file format: timestamped, raw or json")
 	fs.IntVar(&cfg.Sink.MaxSizeMB, "max-size-mb", 100, "size in MB at which a container's file is rotated")
@@ -135,6 +137,12 @@ func parse(args []string, stderr io.Writer) (daemon.Config, *slog.Logger, error)
 		return cfg, nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
 	cfg.QPS = float32(qps)
+	switch lt := cfg.Collector.MaxStreamLifetime; {
+	case lt < 0:
+		return cfg, nil, errors.New("--max-stream-lifetime must not be negative")
+	case lt == 0:
+		cfg.Collector.MaxStreamLifetime = -1 // the collector's "never"
+	}
 	cfg.Informer.Namespaces, cfg.Informer.ExcludeNamespaces = namespaces, excludeNS
 	var err error
 	if cfg.Sink.Format, err = sink.ParseFormat(format); err != nil {

@@ -52,6 +52,9 @@ func (c *Config) Validate() error {
 	if c.Collector.Since < 0 {
 		return errors.New("--since must not be negative")
 	}
+	if c.Collector.StallTimeout < time.Second {
+		return errors.New("--stall-timeout must be at least 1s")
+	}
 	return c.Informer.Validate()
 }
 
