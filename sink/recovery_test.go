@@ -203,7 +203,11 @@ func TestRecovery(t *testing.T) {
 // and lines longer than a file, then resumes the way the collector does, from cursor.Lines, and checks that every line
 // ends up in the files exactly once and in order.
 func TestCrashAnywhere(t *testing.T) {
-	for seed := range uint64(40) {
+	seeds := uint64(40)
+	if testing.Short() {
+		seeds = 8
+	}
+	for seed := range seeds {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			clock := newFakeClock()
