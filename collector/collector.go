@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
@@ -62,22 +64,45 @@ type Collector struct {
 	logger *slog.Logger
 	start  time.Time
 
+	metrics *metrics
+
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
 	wake    chan struct{}              // signalled (capacity 1) when pending gains an entry
+
+	// live holds every running stream (*stream by streamKey) for scrapes, which run on
+	// other goroutines; Run is the only writer.
+	live sync.Map
 }
 
 var _ informer.Handler = (*Collector)(nil)
 
-// New returns a Collector that opens log streams through pods and writes to s.
-// The caller's rest.Config rate limiter (QPS, burst) bounds how fast streams are opened.
-func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, logger *slog.Logger) *Collector {
+// New returns a Collector that opens log streams through pods and writes to s, with its
+// metrics registered on reg. The caller's rest.Config rate limiter (QPS, burst) bounds how
+// fast streams are opened.
+func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg prometheus.Registerer, logger *slog.Logger) *Collector {
 	cfg.defaults()
-	return &Collector{
+	c := &Collector{
 		cfg: cfg, pods: pods, sink: s, logger: logger, start: cfg.Now(),
 		pending: map[types.UID]informer.Pod{},
 		wake:    make(chan struct{}, 1),
 	}
+	c.metrics = newMetrics(reg, c.oldestWaiting)
+	return c
+}
+
+// oldestWaiting is how long the stream that has waited longest for a log stream has been
+// waiting, in seconds.
+func (c *Collector) oldestWaiting() float64 {
+	now := c.cfg.Now().UnixNano()
+	var oldest int64
+	c.live.Range(func(_, v any) bool {
+		if since := v.(*stream).waitingSince.Load(); since > 0 && now-since > oldest {
+			oldest = now - since
+		}
+		return true
+	})
+	return time.Duration(oldest).Seconds()
 }
 
 // OnPod records a pod's latest state for the reconcile loop. It never blocks.
@@ -124,6 +149,8 @@ func (c *Collector) Run(ctx context.Context) error {
 			return nil
 		case key := <-finished:
 			delete(streams, key)
+			c.live.Delete(key)
+			c.metrics.desired.Dec()
 		case <-c.wake:
 			for _, p := range c.takePending() {
 				c.reconcile(ctx, p, streams, finished, &wg)
@@ -151,6 +178,8 @@ func (c *Collector) reconcile(ctx context.Context, p informer.Pod, streams map[s
 		}
 		s := newStream(c, p, ct.Name)
 		streams[key] = s
+		c.live.Store(key, s)
+		c.metrics.desired.Inc()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

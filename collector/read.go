@@ -29,7 +29,34 @@ var (
 	errTornLine = errors.New("stream ended in the middle of a line")
 	// errShortReplay: a resumed stream ended before the lines already written were replayed.
 	errShortReplay = errors.New("resumed stream ended before reaching the last line written")
+	// errBodyError: the kubelet wrote an error text into the stream after answering 200.
+	errBodyError = errors.New("kubelet error inside the log stream")
 )
+
+// reasonFor names why a read ended, for kubelogd_reconnects_total.
+func reasonFor(err error) string {
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+		return reasonEOF
+	case errors.Is(err, errStalled):
+		return reasonStall
+	case errors.Is(err, errLifetime):
+		return reasonLifetime
+	case errors.Is(err, errTornLine):
+		return reasonTornLine
+	case errors.Is(err, errShortReplay):
+		return reasonShortReplay
+	case errors.Is(err, errBodyError):
+		return reasonBodyError
+	case apierrors.IsForbidden(err):
+		return reasonForbidden
+	case errors.As(err, &status):
+		return reasonHTTPError
+	default:
+		return reasonAPIServer
+	}
+}
 
 // readInstance makes one request for the cursor's instance and writes what it returns,
 // then backs off as the outcome warrants. It reports whether the request was answered, so
@@ -38,6 +65,9 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	progress, err := s.readOnce(ctx, follow, previous)
 	if progress {
 		s.progress()
+	}
+	if ctx.Err() == nil {
+		s.ended = reasonFor(err)
 	}
 	cur := s.file.Cursor()
 	switch {
@@ -57,7 +87,7 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		}
 		return true
 	case errors.Is(err, errNoPrevious):
-		s.gap(p, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
+		s.gap(gapPrevious, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
 		cur.Done = true
 		return true
 	case errors.Is(err, errLifetime):
@@ -98,6 +128,12 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		t := metav1.NewTime(cur.NotBefore)
 		opts.SinceTime = &t
 	}
+	if s.ended != "" && (follow || s.ended != reasonEOF) {
+		// The same instance again: a reconnect, unless a follow that ended with its
+		// container is now only being checked to its end.
+		s.sm.m.reconnects.WithLabelValues(s.ended).Inc()
+	}
+	s.ended = ""
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	body, err := s.c.pods.Pods(s.ns).GetLogs(s.pod, opts).Stream(ctx)
@@ -109,11 +145,15 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	}
 	defer body.Close()
 	s.everRead = true
+	s.setState(stateStreaming)
+	s.sm.m.opened.Inc()
+	s.sm.m.streamsOpen.Inc()
+	defer s.sm.m.streamsOpen.Dec()
 	wd := s.startWatchdog(ctx, cancel, follow, previous)
 	defer wd.stop()
 	defer func() {
 		// A stream the watchdog cancelled ends in a read error; report why instead.
-		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime)) {
+		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime) || errors.Is(cause, errShortReplay)) {
 			err = cause
 		}
 	}()
@@ -121,6 +161,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	var sk *skipper
 	if resuming && skip > 0 {
 		sk = &skipper{remaining: skip, lastTime: cur.LastTime, lastHash: cur.LastHash}
+		wd.replaying.Store(true)
 	}
 	r := bufio.NewReaderSize(&countingReader{r: body, w: wd, now: s.c.cfg.Now}, 64<<10)
 	var long []byte // a line longer than the reader's buffer is gathered here
@@ -145,7 +186,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			if !ok {
 				// No timestamp: after the 200 the kubelet reports failures inside the body,
 				// without timestamp or newline. It is not a line of the container.
-				return progress, fmt.Errorf("kubelet error inside the log stream: %q", truncate(line, 200))
+				return progress, fmt.Errorf("%w: %q", errBodyError, truncate(line, 200))
 			}
 			if !complete {
 				// The stream ended mid-line. Following, the line is read again on resume. At
@@ -158,6 +199,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			if sk != nil {
 				held, marker := sk.offer(ts, raw, text)
 				if marker != "" {
+					s.sm.m.gaps.WithLabelValues(gapRotated).Inc()
 					s.marker(s.c.cfg.Now(), marker)
 				}
 				for _, h := range held {
@@ -167,6 +209,8 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 					progress = true
 				}
 				if sk.done {
+					s.sm.m.skipped.Add(float64(sk.skipped))
+					wd.replaying.Store(false)
 					sk = nil
 				}
 			} else {
@@ -184,15 +228,25 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		if rerr == nil {
 			continue
 		}
-		if rerr != io.EOF {
+		// The watchdog ends a follow whose replay went quiet before it was verified.
+		replayCut := rerr != io.EOF && sk != nil && errors.Is(context.Cause(ctx), errShortReplay)
+		if rerr != io.EOF && !replayCut {
 			return progress, rerr
 		}
 		if sk != nil {
-			held, marker, ok := sk.end(follow)
+			// A follow whose replay keeps ending short of the last line written (the
+			// kubelet rotated the log, so those lines are gone) is settled like a final
+			// read after a few attempts, rather than retried forever.
+			final := !follow || s.shortReplays >= 2
+			held, marker, ok := sk.end(!final)
 			if !ok {
+				s.shortReplays++
 				return progress, errShortReplay
 			}
+			s.shortReplays = 0
+			s.sm.m.skipped.Add(float64(sk.skipped))
 			if marker != "" {
+				s.sm.m.gaps.WithLabelValues(gapRotated).Inc()
 				s.marker(s.c.cfg.Now(), marker)
 			}
 			for _, h := range held {
@@ -203,6 +257,9 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			}
 		}
 		s.flush(ctx)
+		if replayCut {
+			return progress, errShortReplay
+		}
 		return progress, nil
 	}
 }
@@ -225,8 +282,11 @@ func (s *stream) write(ctx context.Context, ts time.Time, raw, text []byte) erro
 	if err := s.file.Write(rec); err != nil {
 		// The sink keeps what it could not write buffered; wait until the disk takes it.
 		s.flush(ctx)
-		return ctx.Err()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 	}
+	s.sm.line(len(text), ts, s.c.cfg.Now())
 	return nil
 }
 
@@ -275,6 +335,7 @@ type skipper struct {
 	lastHash  uint64
 	held      []heldLine
 	done      bool
+	skipped   int64 // replayed lines found to be written already
 }
 
 func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, marker string) {
@@ -285,6 +346,7 @@ func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, mar
 	}
 	k.done = true
 	if last := k.held[len(k.held)-1]; last.ts.Equal(k.lastTime) && last.hash == k.lastHash {
+		k.skipped = int64(len(k.held))
 		k.held = nil
 		return nil, ""
 	}
@@ -296,7 +358,7 @@ func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, mar
 func (k *skipper) end(follow bool) (release []heldLine, marker string, ok bool) {
 	if i := k.find(); i >= 0 {
 		rel := k.held[i+1:]
-		k.held, k.done = nil, true
+		k.held, k.done, k.skipped = nil, true, int64(i+1)
 		return rel, "", true
 	}
 	if follow {
@@ -314,6 +376,7 @@ func (k *skipper) resync(counted bool) ([]heldLine, string) {
 	held := k.held
 	k.held = nil
 	if i := k.findIn(held); i >= 0 {
+		k.skipped = int64(i + 1)
 		return held[i+1:], ""
 	}
 	why := "the kubelet no longer has the last line written"

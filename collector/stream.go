@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubelogd/kubelogd/informer"
@@ -34,6 +35,17 @@ type stream struct {
 	// fragment remembers an unterminated last line seen at the end of a non-follow read;
 	// it is written only when a second read ends with it too (see readOnce).
 	fragment *pendingLine
+	// ended is why the last read of the cursor's instance ended; the next request for the
+	// same instance is counted as a reconnect with that reason.
+	ended string
+	// shortReplays counts consecutive resumed follows that ended before their replay
+	// could be verified.
+	shortReplays int
+
+	sm *streamMetrics
+	// waitingSince is when the stream started waiting for a log stream (UnixNano), 0 while
+	// streaming or finished. Read by scrapes.
+	waitingSince atomic.Int64
 }
 
 func newStream(c *Collector, p informer.Pod, container string) *stream {
@@ -41,7 +53,9 @@ func newStream(c *Collector, p informer.Pod, container string) *stream {
 		c: c, ns: p.Namespace, pod: p.Name, container: container,
 		logger: c.logger.With("namespace", p.Namespace, "pod", p.Name, "container", container),
 		latest: p, wake: make(chan struct{}, 1),
+		sm:     c.metrics.forStream(p.Namespace),
 	}
+	s.setState(stateWaiting)
 	return s
 }
 
@@ -64,6 +78,7 @@ func (s *stream) snapshot() informer.Pod {
 // run drives the container's instances until the pod is gone or excluded and everything
 // readable has been written, or until ctx is cancelled.
 func (s *stream) run(ctx context.Context) {
+	defer s.setState("")
 	defer s.closeFile()
 	for ctx.Err() == nil {
 		p := s.snapshot()
@@ -100,19 +115,26 @@ func (s *stream) run(ctx context.Context) {
 			if p.Deleted {
 				return
 			}
+			if cur.Done {
+				s.setState(stateFinished)
+			} else {
+				s.setState(stateWaiting)
+			}
 			s.flush(ctx)
 			s.waitForChange(ctx)
 
 		default:
-			if p.Deleted && s.everRead {
-				// The pod object is gone, so its log cannot be read any more. The last stream
-				// ended; if the instance had terminated by then that stream saw its end.
-				if ct.Terminated == nil && !ct.Running {
-					cur.Done = true
-					continue
-				}
-				if ct.Terminated == nil {
-					s.gap(p, "pod deleted while its container was running; lines logged after the stream ended are missing")
+			if p.Deleted {
+				// The pod object is gone, so its log cannot be read any more (the apiserver
+				// fetches the pod first). A last stream that ended cleanly after the
+				// container stopped saw its end; otherwise say what is missing.
+				switch {
+				case !s.everRead:
+					s.gap(gapNeverReadable, "pod deleted before its log could be read")
+				case s.ended != reasonEOF:
+					s.gap(gapPodDeleted, "pod deleted before its log was read to the end")
+				case ct.Running:
+					s.gap(gapDeletedRunning, "pod deleted while its container was running; lines logged after the last stream ended may be missing")
 				}
 				cur.Done = true
 				continue
@@ -129,6 +151,8 @@ func (s *stream) beginInstance(uid string, ct *informer.Container) {
 	cur.Reset(uid, ct.ContainerID, ct.RestartCount)
 	s.everRead = false
 	s.fragment = nil
+	s.ended = ""
+	s.shortReplays = 0
 }
 
 // finishReplacedInstance reads what is left of the cursor's instance after the container
@@ -146,7 +170,7 @@ func (s *stream) finishReplacedInstance(ctx context.Context, p informer.Pod, ct 
 		}
 		return cur.Done
 	}
-	s.gap(p, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
+	s.gap(gapPrevious, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
 	cur.Done = true
 	return true
 }
@@ -165,15 +189,30 @@ func (s *stream) restartMarkers(ct *informer.Container, prevRestarts int32) {
 		}
 	}
 	s.marker(at, text)
+	s.sm.m.restarts.Inc()
 	if skipped := ct.RestartCount - prevRestarts - 1; skipped > 0 {
+		s.sm.m.gaps.WithLabelValues(gapInstancesLost).Inc()
 		s.marker(at, fmt.Sprintf("gap: %d container instance(s) between restartCount %d and %d exited before their logs could be read", skipped, prevRestarts, ct.RestartCount))
 	}
 }
 
-// gap writes a marker saying that continuity could not be proven here.
-func (s *stream) gap(p informer.Pod, why string) {
-	s.logger.Warn("gap in collected log", "reason", why)
+// gap writes a marker saying that continuity could not be proven here, and counts it.
+func (s *stream) gap(reason, why string) {
+	s.logger.Warn("gap in collected log", "reason", reason, "detail", why)
+	s.sm.m.gaps.WithLabelValues(reason).Inc()
 	s.marker(s.c.cfg.Now(), "gap: "+why)
+}
+
+// setState records the stream's target state for the metrics.
+func (s *stream) setState(state string) {
+	s.sm.setState(state)
+	if state == stateWaiting {
+		if s.waitingSince.Load() == 0 {
+			s.waitingSince.Store(s.c.cfg.Now().UnixNano())
+		}
+	} else {
+		s.waitingSince.Store(0)
+	}
 }
 
 // marker writes a kubelogd event line. Markers are not application lines: the cursor does
@@ -247,6 +286,7 @@ func (s *stream) sleep(ctx context.Context) bool {
 	if s.backoff < cfg.MinRetryDelay {
 		s.backoff = cfg.MinRetryDelay
 	}
+	s.setState(stateWaiting)
 	d := s.backoff/2 + rand.N(s.backoff/2+1)
 	s.backoff = min(2*s.backoff, cfg.MaxRetryDelay)
 	t := time.NewTimer(d)

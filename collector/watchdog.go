@@ -21,6 +21,9 @@ var (
 	errLifetime = errors.New("stream reached its maximum lifetime")
 )
 
+// replayIdle is how long a stream may pause while replayed lines are held unverified.
+const replayIdle = 2 * time.Second
+
 // resumePoint is what a probe needs to know about the lines written so far.
 type resumePoint struct {
 	since   *metav1.Time
@@ -37,6 +40,12 @@ type resumePoint struct {
 type watchdog struct {
 	lastRead atomic.Int64                // UnixNano of the last byte read
 	point    atomic.Pointer[resumePoint] // published by the owner after each flush
+	// replaying is set while replayed lines are held unverified. A follow stream that
+	// goes quiet then is most likely serving another instance than the cursor's (the
+	// kubelet serves the container's current instance, and its restart can reach the
+	// stream before the pod status does): it is ended after replayIdle so the status can
+	// decide, instead of holding lines until more arrive.
+	replaying atomic.Bool
 	cancel   context.CancelCauseFunc
 	done     chan struct{}
 	wg       sync.WaitGroup
@@ -71,7 +80,7 @@ func (w *watchdog) run(ctx context.Context, s *stream, follow, previous bool) {
 		lifetime = t.C
 	}
 	interval := cfg.StallTimeout
-	tick := time.NewTicker(max(cfg.StallTimeout/4, 10*time.Millisecond))
+	tick := time.NewTicker(min(max(cfg.StallTimeout/4, 10*time.Millisecond), replayIdle/4))
 	defer tick.Stop()
 	for {
 		select {
@@ -85,6 +94,10 @@ func (w *watchdog) run(ctx context.Context, s *stream, follow, previous bool) {
 		case <-tick.C:
 		}
 		idle := cfg.Now().Sub(time.Unix(0, w.lastRead.Load()))
+		if w.replaying.Load() && idle >= replayIdle {
+			w.cancel(errShortReplay)
+			return
+		}
 		if idle < interval {
 			if idle < cfg.StallTimeout {
 				interval = cfg.StallTimeout // bytes flowed again: probe promptly next time

@@ -112,14 +112,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}()
 
-	coll := collector.New(cfg.Collector, client.CoreV1(), files, logger)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	coll := collector.New(cfg.Collector, client.CoreV1(), files, reg, logger)
 	disc, err := informer.New(client, cfg.Informer, coll, logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

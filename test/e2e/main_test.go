@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/oracle"
 	"github.com/kubelogd/kubelogd/internal/testcluster"
 )
 
@@ -237,12 +238,12 @@ func logPath(dir, ns, pod, container string) string {
 }
 
 // collected compares a container's file with what the fake kubelet emitted.
-func (e *env) collected(dir, ns, pod, container string) (report, []string, error) {
-	lines, markers, err := readCollected(logPath(dir, ns, pod, container))
+func (e *env) collected(dir, ns, pod, container string) (oracle.Report, []string, error) {
+	lines, markers, err := oracle.ReadRotated(logPath(dir, ns, pod, container), "timestamped")
 	if err != nil {
-		return report{}, nil, err
+		return oracle.Report{}, nil, err
 	}
-	return compare(e.k.Emitted(ns, pod, container), lines), markers, nil
+	return oracle.Compare(e.k.Emitted(ns, pod, container), lines), markers, nil
 }
 
 // waitCollected waits until the container's file holds exactly what it emitted.
