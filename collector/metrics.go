@@ -46,17 +46,17 @@ var targetStates = []string{stateStreaming, stateWaiting, stateFinished}
 // metrics are the collector's Prometheus metrics. Label values known in advance are
 // initialised so that every series exists from the first scrape.
 type metrics struct {
-	lines        *prometheus.CounterVec
-	bytes        *prometheus.CounterVec
-	streamsOpen  prometheus.Gauge
-	opened       prometheus.Counter
-	reconnects   *prometheus.CounterVec
-	skipped      prometheus.Counter
-	gaps         *prometheus.CounterVec
-	restarts     prometheus.Counter
-	targets      *prometheus.GaugeVec
-	lag          prometheus.Histogram
-	desired      prometheus.Gauge
+	lines       *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+	streamsOpen prometheus.Gauge
+	opened      prometheus.Counter
+	reconnects  *prometheus.CounterVec
+	skipped     prometheus.Counter
+	gaps        *prometheus.CounterVec
+	restarts    prometheus.Counter
+	targets     *prometheus.GaugeVec
+	lag         prometheus.Histogram
+	desired     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metrics {

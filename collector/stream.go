@@ -53,7 +53,7 @@ func newStream(c *Collector, p informer.Pod, container string) *stream {
 		c: c, ns: p.Namespace, pod: p.Name, container: container,
 		logger: c.logger.With("namespace", p.Namespace, "pod", p.Name, "container", container),
 		latest: p, wake: make(chan struct{}, 1),
-		sm:     c.metrics.forStream(p.Namespace),
+		sm: c.metrics.forStream(p.Namespace),
 	}
 	s.setState(stateWaiting)
 	return s

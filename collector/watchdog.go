@@ -46,9 +46,9 @@ type watchdog struct {
 	// stream before the pod status does): it is ended after replayIdle so the status can
 	// decide, instead of holding lines until more arrive.
 	replaying atomic.Bool
-	cancel   context.CancelCauseFunc
-	done     chan struct{}
-	wg       sync.WaitGroup
+	cancel    context.CancelCauseFunc
+	done      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // startWatchdog starts the guard goroutine; stop must be called when the stream ends.
