@@ -42,6 +42,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kubelogd:", err)
 		return 2
 	}
+	cfg.Version = version
 	ctx, stop := signalContext(logger)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, logger); err != nil {

@@ -33,8 +33,8 @@ type Config struct {
 	Burst int
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty disables the server.
 	MetricsAddr string
-	// ShutdownTimeout bounds the final flush after a stop signal.
-	ShutdownTimeout time.Duration
+	// Version is reported by kubelogd_build_info.
+	Version string
 
 	Informer  informer.Config
 	Collector collector.Config
@@ -94,6 +94,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
+	reg := prometheus.NewRegistry()
+	registerClientMetrics(reg) // before the first client is built: client-go reads the hooks then
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
@@ -112,13 +114,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}()
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	coll := collector.New(cfg.Collector, client.CoreV1(), files, reg, logger)
 	disc, err := informer.New(client, cfg.Informer, coll, logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
+	registerDaemonMetrics(reg, cfg.Version, disc.Synced)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -177,8 +179,15 @@ func newServer(addr string, reg *prometheus.Registry, disc *informer.Discovery, 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !disc.Synced() {
+	mux.HandleFunc("/readyz", readyHandler(disc.Synced, dir))
+	return &server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+}
+
+// readyHandler answers 200 once the informers have synced and the output directory takes
+// new files, and 503 with the reason otherwise.
+func readyHandler(synced func() bool, dir string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if !synced() {
 			http.Error(w, "not ready: pod informers not synced yet", http.StatusServiceUnavailable)
 			return
 		}
@@ -187,8 +196,7 @@ func newServer(addr string, reg *prometheus.Registry, disc *informer.Discovery, 
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
-	return &server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+	}
 }
 
 func (s *server) addr() string { return s.ln.Addr().String() }

@@ -1,0 +1,48 @@
+package daemon
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReadyz(t *testing.T) {
+	dir := t.TempDir()
+	ro := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		synced bool
+		dir    string
+		code   int
+		body   string
+	}{
+		{"before sync", false, dir, 503, "pod informers not synced"},
+		{"synced", true, dir, 200, "ok"},
+		{"unwritable output dir", true, filepath.Join(dir, "missing"), 503, "not writable"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		tests = append(tests, struct {
+			name   string
+			synced bool
+			dir    string
+			code   int
+			body   string
+		}{"read-only output dir", true, ro, 503, "not writable"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := readyHandler(func() bool { return tt.synced }, tt.dir)
+			rec := httptest.NewRecorder()
+			h(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.body) {
+				t.Fatalf("readyz = %d %q, want %d containing %q", rec.Code, rec.Body.String(), tt.code, tt.body)
+			}
+		})
+	}
+}
