@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +70,9 @@ type Collector struct {
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
 	wake    chan struct{}              // signalled (capacity 1) when pending gains an entry
+
+	// forbidden is the last 403 a log stream got, for /readyz.
+	forbidden atomic.Pointer[forbiddenAt]
 
 	// live holds every running stream (*stream by streamKey) for scrapes, which run on
 	// other goroutines; Run is the only writer.
@@ -190,4 +194,22 @@ func (c *Collector) reconcile(ctx context.Context, p informer.Pod, streams map[s
 			}
 		}()
 	}
+}
+
+type forbiddenAt struct {
+	msg string
+	at  time.Time
+}
+
+// forbiddenWindow is how long a refused log stream keeps /readyz failing.
+const forbiddenWindow = time.Minute
+
+// Forbidden returns the message of a 403 that a log stream got within the last minute, or
+// "" if none did: a permission revoked while running makes kubelogd unready, with the reason.
+func (c *Collector) Forbidden() string {
+	f := c.forbidden.Load()
+	if f == nil || c.cfg.Now().Sub(f.at) > forbiddenWindow {
+		return ""
+	}
+	return f.msg
 }

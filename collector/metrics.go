@@ -30,9 +30,10 @@ const (
 	gapPodDeleted     = "pod_deleted"     // the pod was deleted before its log was read to the end
 	gapNeverReadable  = "never_read"      // the pod was deleted before its log could be read at all
 	gapDeletedRunning = "deleted_running" // deleted while running, after the last stream ended
+	gapFileTruncated  = "file_truncated"  // the file lost bytes its cursor had recorded (power loss)
 )
 
-var gapReasons = []string{gapInstancesLost, gapPrevious, gapRotated, gapPodDeleted, gapNeverReadable, gapDeletedRunning}
+var gapReasons = []string{gapInstancesLost, gapPrevious, gapRotated, gapPodDeleted, gapNeverReadable, gapDeletedRunning, gapFileTruncated}
 
 // Target states; the values of kubelogd_targets' state label.
 const (

@@ -99,6 +99,7 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		s.logger.Debug("container waiting to start", "err", err)
 	case apierrors.IsForbidden(err):
 		s.logger.Error("permission denied reading container log (needs get on pods/log)", "err", err)
+		s.c.forbidden.Store(&forbiddenAt{msg: err.Error(), at: s.c.cfg.Now()})
 	default:
 		s.logger.Info("log stream failed, will retry", "err", err)
 	}

@@ -120,7 +120,12 @@ func (s *stream) run(ctx context.Context) {
 			} else {
 				s.setState(stateWaiting)
 			}
+			// Save the cursor now, not at the next timed save: a crash while waiting must not
+			// read a finished instance again.
 			s.flush(ctx)
+			if err := s.file.SaveCursor(); err != nil {
+				s.logger.Error("saving cursor", "err", err)
+			}
 			s.waitForChange(ctx)
 
 		default:
@@ -149,6 +154,9 @@ func (s *stream) run(ctx context.Context) {
 func (s *stream) beginInstance(uid string, ct *informer.Container) {
 	cur := s.file.Cursor()
 	cur.Reset(uid, ct.ContainerID, ct.RestartCount)
+	if err := s.file.SaveCursor(); err != nil {
+		s.logger.Error("saving cursor", "err", err)
+	}
 	s.everRead = false
 	s.fragment = nil
 	s.ended = ""
@@ -233,6 +241,11 @@ func (s *stream) openFile() error {
 		return err
 	}
 	s.file = f
+	if r := f.Recovered(); r.ShortBy > 0 {
+		// The file is shorter than its cursor says it was (a power loss after the cursor
+		// reached the disk but before the data did): those lines are gone from disk.
+		s.gap(gapFileTruncated, fmt.Sprintf("%d bytes recorded as written are missing from %s (power loss?)", r.ShortBy, f.Path()))
+	}
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kubelogd/kubelogd/collector"
 	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/internal/rbac"
 	"github.com/kubelogd/kubelogd/sink"
 )
 
@@ -103,6 +104,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := checkReachable(ctx, client, rc.Host); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
+	// Fail at start, naming what is missing, rather than collect less in silence: a
+	// reflector without list permission would retry forever.
+	if err := rbac.CheckSelf(ctx, client, cfg.Informer.Namespaces); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
 	cfg.Sink.Logger = logger
 	files, err := sink.NewManager(cfg.Sink)
 	if err != nil {
@@ -137,7 +143,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}()
 	}
 	if cfg.MetricsAddr != "" {
-		srv, err := newServer(cfg.MetricsAddr, reg, disc, cfg.Sink.Dir)
+		srv, err := newServer(cfg.MetricsAddr, reg, disc.Synced, coll.Forbidden, cfg.Sink.Dir)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
@@ -171,7 +177,7 @@ type server struct {
 	srv *http.Server
 }
 
-func newServer(addr string, reg *prometheus.Registry, disc *informer.Discovery, dir string) (*server, error) {
+func newServer(addr string, reg *prometheus.Registry, synced func() bool, forbidden func() string, dir string) (*server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on --metrics-addr %s: %w", addr, err)
@@ -179,16 +185,21 @@ func newServer(addr string, reg *prometheus.Registry, disc *informer.Discovery, 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", readyHandler(disc.Synced, dir))
+	mux.HandleFunc("/readyz", readyHandler(synced, forbidden, dir))
 	return &server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
 }
 
-// readyHandler answers 200 once the informers have synced and the output directory takes
-// new files, and 503 with the reason otherwise.
-func readyHandler(synced func() bool, dir string) http.HandlerFunc {
+// readyHandler answers 200 once the informers have synced, no log stream was refused for
+// lack of permission lately and the output directory takes new files, and 503 with the
+// reason otherwise.
+func readyHandler(synced func() bool, forbidden func() string, dir string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		if !synced() {
 			http.Error(w, "not ready: pod informers not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		if msg := forbidden(); msg != "" {
+			http.Error(w, "not ready: permission denied reading logs: "+msg, http.StatusServiceUnavailable)
 			return
 		}
 		if err := checkWritable(dir); err != nil {

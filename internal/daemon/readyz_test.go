@@ -15,29 +15,26 @@ func TestReadyz(t *testing.T) {
 	if err := os.Mkdir(ro, 0o500); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name   string
-		synced bool
-		dir    string
-		code   int
-		body   string
-	}{
-		{"before sync", false, dir, 503, "pod informers not synced"},
-		{"synced", true, dir, 200, "ok"},
-		{"unwritable output dir", true, filepath.Join(dir, "missing"), 503, "not writable"},
+	type tc struct {
+		name      string
+		synced    bool
+		forbidden string
+		dir       string
+		code      int
+		body      string
+	}
+	tests := []tc{
+		{"before sync", false, "", dir, 503, "pod informers not synced"},
+		{"synced", true, "", dir, 200, "ok"},
+		{"log stream forbidden", true, `pods "p" is forbidden`, dir, 503, "permission denied reading logs"},
+		{"unwritable output dir", true, "", filepath.Join(dir, "missing"), 503, "not writable"},
 	}
 	if os.Geteuid() != 0 { // root writes anywhere
-		tests = append(tests, struct {
-			name   string
-			synced bool
-			dir    string
-			code   int
-			body   string
-		}{"read-only output dir", true, ro, 503, "not writable"})
+		tests = append(tests, tc{"read-only output dir", true, "", ro, 503, "not writable"})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := readyHandler(func() bool { return tt.synced }, tt.dir)
+			h := readyHandler(func() bool { return tt.synced }, func() string { return tt.forbidden }, tt.dir)
 			rec := httptest.NewRecorder()
 			h(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.body) {
