@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -33,6 +34,9 @@ type Pod struct {
 	Name      string
 	Node      string
 	Labels    map[string]string
+	// OwnerKind and OwnerName name the pod's controller (e.g. ReplicaSet web-7d9f8), if any.
+	OwnerKind string
+	OwnerName string
 	Phase     corev1.PodPhase
 	// Deleted is set on the last state of a pod that is gone from the API; its logs can no
 	// longer be read.
@@ -94,6 +98,9 @@ func FromPod(pod *corev1.Pod) Pod {
 		UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName,
 		Labels: pod.Labels, Phase: pod.Status.Phase,
 		Excluded: pod.Annotations[AnnotationExclude] == "true",
+	}
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		p.OwnerKind, p.OwnerName = ref.Kind, ref.Name
 	}
 	excluded := map[string]bool{}
 	for _, name := range strings.Split(pod.Annotations[AnnotationExcludeContainers], ",") {
