@@ -199,15 +199,8 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			}
 			if sk != nil {
 				held, marker := sk.offer(ts, raw, text)
-				if marker != "" {
-					s.sm.m.gaps.WithLabelValues(gapRotated).Inc()
-					s.marker(s.c.cfg.Now(), marker)
-				}
-				for _, h := range held {
-					if err := s.write(ctx, h.ts, h.raw, h.text); err != nil {
-						return progress, err
-					}
-					progress = true
+				if err := s.release(ctx, held, marker, &progress); err != nil {
+					return progress, err
 				}
 				if sk.done {
 					s.sm.m.skipped.Add(float64(sk.skipped))
@@ -246,15 +239,8 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			}
 			s.shortReplays = 0
 			s.sm.m.skipped.Add(float64(sk.skipped))
-			if marker != "" {
-				s.sm.m.gaps.WithLabelValues(gapRotated).Inc()
-				s.marker(s.c.cfg.Now(), marker)
-			}
-			for _, h := range held {
-				if err := s.write(ctx, h.ts, h.raw, h.text); err != nil {
-					return progress, err
-				}
-				progress = true
+			if err := s.release(ctx, held, marker, &progress); err != nil {
+				return progress, err
 			}
 		}
 		s.flush(ctx)
@@ -263,6 +249,21 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		}
 		return progress, nil
 	}
+}
+
+// release writes the lines a skipper let go of, after its gap marker if it has one.
+func (s *stream) release(ctx context.Context, held []heldLine, marker string, progress *bool) error {
+	if marker != "" {
+		s.sm.m.gaps.WithLabelValues(gapRotated).Inc()
+		s.marker(s.c.cfg.Now(), marker)
+	}
+	for _, h := range held {
+		if err := s.write(ctx, h.ts, h.raw, h.text); err != nil {
+			return err
+		}
+		*progress = true
+	}
+	return nil
 }
 
 // confirmFragment reports whether an unterminated last line was seen at the end of the
