@@ -25,6 +25,9 @@ type Record struct {
 	// application line. Its text is in Line, without the "kubelogd: " prefix the text
 	// formats add. Markers are not counted by the cursor.
 	Marker bool
+	// Hash is HashLine(Line), for a caller that computed it already; 0 means the File
+	// computes it. The cursor keeps it to recognise the line on resume.
+	Hash uint64
 }
 
 // Stats counts what a File did since Open.
@@ -139,7 +142,11 @@ func (f *File) Write(rec Record) error {
 	if rec.Marker {
 		f.stats.Markers++
 	} else {
-		f.cursor.Observe(rec.Time, rec.Line)
+		h := rec.Hash
+		if h == 0 {
+			h = HashLine(rec.Line)
+		}
+		f.cursor.ObserveHashed(rec.Time, h)
 		f.stats.Lines++
 	}
 	if len(f.ends) > 1 {

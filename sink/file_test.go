@@ -315,3 +315,24 @@ func TestWriteAfterClose(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestRecordHash checks that a hash the caller computed is the one the cursor keeps.
+func TestRecordHash(t *testing.T) {
+	m := newTestManager(t, Config{})
+	f := mustOpen(t, m, testKey)
+	defer f.Close()
+	r := rec(1, "hashed by the caller")
+	if err := f.Write(r); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.Cursor().LastHash, HashLine(r.Line); got != want {
+		t.Errorf("hash %x without Record.Hash, want HashLine's %x", got, want)
+	}
+	r.Hash = 0x1234 // not the real hash: proves the sink did not compute its own
+	if err := f.Write(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Cursor().LastHash; got != 0x1234 {
+		t.Errorf("hash %x, want Record.Hash 1234", got)
+	}
+}
