@@ -114,8 +114,9 @@ type httpFailure struct {
 }
 
 type inflight struct {
-	r      *http.Request
-	cancel context.CancelFunc
+	r       *http.Request
+	cancel  context.CancelFunc
+	aborted bool // set under HTTPProxy.mu by Abort
 }
 
 // NewHTTP starts an HTTPProxy on a free port of 127.0.0.1.
@@ -173,15 +174,17 @@ func (p *HTTPProxy) handler(next http.Handler) http.Handler {
 		in := &inflight{r: r, cancel: cancel}
 		p.inflight[in] = struct{}{}
 		p.mu.Unlock()
-		defer func() {
-			cancel()
-			p.mu.Lock()
-			delete(p.inflight, in)
-			p.mu.Unlock()
-		}()
-		// A request cut by Abort fails its body copy; ReverseProxy then aborts the
-		// response (a reset stream), which is what the client must see.
 		next.ServeHTTP(w, r.WithContext(ctx))
+		cancel()
+		p.mu.Lock()
+		delete(p.inflight, in)
+		aborted := in.aborted
+		p.mu.Unlock()
+		if aborted {
+			// However the copy ended, the client must see an abrupt end (a reset stream or
+			// a closed connection), never a clean end of the body. net/http recovers this.
+			panic(http.ErrAbortHandler)
+		}
 	})
 }
 
@@ -228,6 +231,7 @@ func (p *HTTPProxy) Abort(match Match) int {
 	n := 0
 	for in := range p.inflight {
 		if match(in.r) {
+			in.aborted = true
 			in.cancel()
 			n++
 		}
