@@ -37,6 +37,7 @@ testbin: $(BIN)/kube-apiserver $(BIN)/etcd
 test: testbin
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m $(GOTEST_FLAGS) ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzJSONRoundTrip$$' -fuzztime $(FUZZTIME) ./sink/
 
 ## test-short: unit tests only (no control plane).
 test-short:
