@@ -149,29 +149,28 @@ func (p *Proxy) serve(l *link) {
 func (p *Proxy) pipe(l *link, dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
-		p.mu.Lock()
-		delay := p.delay
-		p.mu.Unlock()
-		chunk := buf
-		if delay > 0 {
-			chunk = buf[:slowChunk]
-		}
-		n, err := src.Read(chunk)
-		if n > 0 {
+		n, err := src.Read(buf)
+		for data := buf[:n]; len(data) > 0; {
 			if p.wait(l) != nil {
 				return
 			}
+			p.mu.Lock()
+			delay := p.delay
+			p.mu.Unlock()
+			chunk := data
 			if delay > 0 {
+				chunk = data[:min(len(data), slowChunk)]
 				select {
 				case <-time.After(delay):
 				case <-l.cut:
 					return
 				}
 			}
-			if _, werr := dst.Write(chunk[:n]); werr != nil {
+			if _, werr := dst.Write(chunk); werr != nil {
 				l.close(false)
 				return
 			}
+			data = data[len(chunk):]
 		}
 		if err != nil {
 			tc, ok := dst.(*net.TCPConn)
