@@ -5,8 +5,8 @@
 // client receives through the apiserver are the bytes a real kubelet would send. Tests drive
 // the containers through explicit verbs (StartContainer, Append, Terminate, Restart,
 // RotateLog, ...) which write pod status through the API as a kubelet would, and break
-// streams on purpose through fault hooks (CutStreams, Stall, FailNext, InjectBodyError,
-// EndFollow).
+// streams on purpose through fault hooks (CutStreams, Stall, StallOpen, FailNext, FailFor,
+// InjectBodyError, EndFollow, ForgetPrevious).
 //
 // There is no scheduler and no controller-manager next to it: tests create pods with
 // spec.nodeName set to NodeName, and the fake kubelet finishes graceful deletions itself.

@@ -20,6 +20,8 @@ func (t target) matches(ns, pod, container string) bool {
 type faults struct {
 	stalls   []target
 	failures []*failure
+	// forgotten are containers whose previous instance the kubelet no longer knows.
+	forgotten []target
 	// changed is closed and replaced whenever stalls change, to wake stalled writers.
 	changed chan struct{}
 }
@@ -35,6 +37,15 @@ type failure struct {
 
 func (f *faults) stalled(ns, pod, container string) bool {
 	for _, t := range f.stalls {
+		if t.matches(ns, pod, container) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *faults) forgets(ns, pod, container string) bool {
+	for _, t := range f.forgotten {
 		if t.matches(ns, pod, container) {
 			return true
 		}
@@ -117,6 +128,46 @@ func (k *Kubelet) Stall(namespace, pod, container string, on bool) {
 	k.faults.notify()
 }
 
+// StallOpen stops the log streams of the selected containers that are open now, and only
+// those: they send nothing more while their connections stay open, as a stream whose reader
+// on the node got stuck, while new requests (a client's probe or reconnect) are served
+// normally. ResumeOpen or ResetFaults lets them go on; a stalled stream also ends when its
+// client goes away or a hook ends it. It returns the number of streams stalled.
+func (k *Kubelet) StallOpen(namespace, pod, container string) int {
+	return k.setStalled(target{namespace, pod, container}, true)
+}
+
+// ResumeOpen lets the streams of the selected containers that StallOpen stopped send again.
+// It returns the number of streams resumed.
+func (k *Kubelet) ResumeOpen(namespace, pod, container string) int {
+	return k.setStalled(target{namespace, pod, container}, false)
+}
+
+func (k *Kubelet) setStalled(t target, on bool) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for s := range k.streams {
+		if s.matches(t) && s.stalled != on {
+			s.stalled = on
+			n++
+		}
+	}
+	k.faults.notify()
+	return n
+}
+
+// ForgetPrevious makes the kubelet answer previous=true for the selected containers as if
+// they had no previous instance, with 400 `previous terminated container "c" in pod "p" not
+// found`, while the pod status in the API still names it: the kubelet's own status lost the
+// instance (as after a kubelet restart). Requests without previous are not affected;
+// ResetFaults undoes it.
+func (k *Kubelet) ForgetPrevious(namespace, pod, container string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.faults.forgotten = append(k.faults.forgotten, target{namespace, pod, container})
+}
+
 // FailNext makes the next n log requests for the selected containers answer an HTTP error
 // with code and body, before anything else is checked; for example 404 with
 // `pod "p" does not exist`, as a kubelet that just restarted answers.
@@ -169,15 +220,17 @@ func (k *Kubelet) endStreams(t target, followOnly bool, cause error) int {
 	return n
 }
 
-// ResetFaults removes every stall and pending failure and disarms mid-line cuts. Streams
-// already ended stay ended.
+// ResetFaults removes every stall (StallOpen's included), pending failure and forgotten
+// previous instance, and disarms mid-line cuts. Streams already ended stay ended.
 func (k *Kubelet) ResetFaults() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.faults.stalls = nil
 	k.faults.failures = nil
+	k.faults.forgotten = nil
 	for s := range k.streams {
 		s.midCut = false
+		s.stalled = false
 	}
 	k.faults.notify()
 }

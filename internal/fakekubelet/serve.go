@@ -70,6 +70,9 @@ func (k *Kubelet) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 	k.mu.Lock()
 	req.Options = *opts
 	status, spec, found := k.podForLogs(ns, name)
+	if found && opts.Previous && k.faults.forgets(ns, name, container) {
+		status = withoutPrevious(status, container)
+	}
 	k.mu.Unlock()
 	if !found {
 		reply(http.StatusNotFound, fmt.Sprintf("pod %q does not exist", name))
@@ -226,6 +229,19 @@ func validateContainerLogStatus(podName string, status *v1.PodStatus, container 
 		id = id[i+3:]
 	}
 	return id, nil
+}
+
+// withoutPrevious returns a copy of status in which the container has no last state.
+func withoutPrevious(status *v1.PodStatus, container string) *v1.PodStatus {
+	st := status.DeepCopy()
+	for _, list := range [][]v1.ContainerStatus{st.ContainerStatuses, st.InitContainerStatuses, st.EphemeralContainerStatuses} {
+		for i := range list {
+			if list[i].Name == container {
+				list[i].LastTerminationState = v1.ContainerState{}
+			}
+		}
+	}
+	return st
 }
 
 func findStatus(statuses []v1.ContainerStatus, name string) (v1.ContainerStatus, bool) {

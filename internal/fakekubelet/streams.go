@@ -28,6 +28,9 @@ type stream struct {
 	// watching is set once ReadLogs reached the end of the file with its fsnotify watcher
 	// in place: from then on it sees rotations. Guarded by Kubelet.mu.
 	watching bool
+	// stalled holds this stream alone back (StallOpen), whatever the stalls of
+	// faults say. Guarded by Kubelet.mu.
+	stalled bool
 }
 
 // streamRuntime is the runtime as one stream's ReadLogs sees it. ReadLogs asks for the
@@ -121,7 +124,7 @@ func (s *stream) flush() {
 func (k *Kubelet) waitUnstalled(s *stream) error {
 	for {
 		k.mu.Lock()
-		stalled := k.faults.stalled(s.ns, s.pod, s.container)
+		stalled := s.stalled || k.faults.stalled(s.ns, s.pod, s.container)
 		changed := k.faults.changed
 		k.mu.Unlock()
 		if !stalled {
