@@ -38,29 +38,7 @@ const backupTimeLayout = "2006-01-02T15-04-05.000"
 // it is. A timestamped line whose timestamp does not parse is returned whole, so that it
 // shows up as unexpected.
 func ReadFile(path, format string) (lines, markers []string, err error) {
-	parse, err := parser(format)
-	if err != nil {
-		return nil, nil, err
-	}
-	r, closeFn, err := open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer closeFn()
-	br := bufio.NewReaderSize(r, 64<<10)
-	for n := 1; ; n++ {
-		raw, rerr := br.ReadString('\n')
-		if rerr != nil && rerr != io.EOF {
-			return nil, nil, fmt.Errorf("reading %s: %w", path, rerr)
-		}
-		if rerr == io.EOF && raw == "" {
-			return lines, markers, nil
-		}
-		raw = strings.TrimSuffix(raw, "\n")
-		rec, err := parse(raw)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
+	err = scanFile(path, format, func(rec record) {
 		switch {
 		case rec.marker:
 			markers = append(markers, MarkerPrefix+rec.text)
@@ -71,8 +49,41 @@ func ReadFile(path, format string) (lines, markers []string, err error) {
 		default:
 			lines = append(lines, rec.text)
 		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return lines, markers, nil
+}
+
+// scanFile calls fn with every record of a file, in order.
+func scanFile(path, format string, fn func(record)) error {
+	parse, err := parser(format)
+	if err != nil {
+		return err
+	}
+	r, closeFn, err := open(path)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	br := bufio.NewReaderSize(r, 64<<10)
+	for n := 1; ; n++ {
+		raw, rerr := br.ReadString('\n')
+		if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("reading %s: %w", path, rerr)
+		}
+		if rerr == io.EOF && raw == "" {
+			return nil
+		}
+		raw = strings.TrimSuffix(raw, "\n")
+		rec, err := parse(raw)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		fn(rec)
 		if rerr == io.EOF {
-			return lines, markers, nil
+			return nil
 		}
 	}
 }
