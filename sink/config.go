@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Format selects how records are laid out in the files.
@@ -60,6 +62,12 @@ const (
 	DefaultCursorInterval = time.Second
 	// DefaultSyncInterval is the default Config.SyncInterval.
 	DefaultSyncInterval = 10 * time.Second
+	// DefaultIdleClose is the default Config.IdleClose.
+	DefaultIdleClose = 5 * time.Minute
+	// DefaultSweepInterval is the default Config.SweepInterval.
+	DefaultSweepInterval = time.Minute
+	// DefaultRetainDeleted is the default Config.RetainDeleted.
+	DefaultRetainDeleted = 7 * 24 * time.Hour
 )
 
 // megabyte is lumberjack's unit for MaxSize.
@@ -111,6 +119,31 @@ type Config struct {
 	SyncInterval time.Duration
 	// Node is the node name written by the json format.
 	Node string
+
+	// IdleClose is how long a File may go without writing to its file before Manager.Run
+	// closes the file descriptor; the next write reopens it. A quiet container then holds
+	// no descriptor, however long its stream stays open.
+	IdleClose time.Duration
+	// SweepInterval is how often Manager.Run measures the output directory and enforces
+	// MaxTotalSizeMB, MaxTotalAgeDays and RetainDeleted, and the per-container retention
+	// (MaxBackups, MaxAgeDays, Compress) of containers that have no open File.
+	SweepInterval time.Duration
+	// MaxTotalSizeMB bounds the bytes under Dir, in MiB; 0 means no bound. When the sweep
+	// finds more, it deletes rotated files, the oldest of all containers first, until the
+	// total fits. Current files are never deleted for the budget, so the bound is soft
+	// while only current files are left.
+	MaxTotalSizeMB int
+	// MaxTotalAgeDays makes the sweep delete rotated files of every container, open or
+	// not, whose rotation time is older than this many days; 0 keeps them. Unlike
+	// MaxAgeDays it does not wait for the container's next rotation.
+	MaxTotalAgeDays int
+	// RetainDeleted is how long the files of a deleted pod are kept: a pod directory none
+	// of whose containers has an open File, and whose newest file was last modified
+	// longer ago than this, is removed with everything in it.
+	RetainDeleted time.Duration
+	// Registerer receives the sink's metrics; nil registers none.
+	Registerer prometheus.Registerer
+
 	// Logger receives warnings, e.g. about retention; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -119,13 +152,16 @@ type Config struct {
 	// maxSizeBytes, when set by a test, replaces MaxSizeMB as the rotation size so tests
 	// need not write megabytes. It must not exceed MaxSizeMB MiB, lumberjack's own limit.
 	maxSizeBytes int64
+	// maxTotalBytes, when set by a test, replaces MaxTotalSizeMB.
+	maxTotalBytes int64
 }
 
 // settings is a Config with defaults applied and derived limits computed.
 type settings struct {
 	Config
-	maxBytes int64 // rotation size in bytes
-	bufLimit int   // a File flushes before appending to a buffer this full
+	maxBytes   int64 // rotation size in bytes
+	bufLimit   int   // a File flushes before appending to a buffer this full
+	totalBytes int64 // MaxTotalSizeMB in bytes; 0 for no bound
 }
 
 // bufferLimit is how much a File buffers before it writes without waiting for Flush.
@@ -157,6 +193,11 @@ func (cfg Config) complete() (settings, error) {
 		{"flush interval", int64(cfg.FlushInterval)},
 		{"cursor interval", int64(cfg.CursorInterval)},
 		{"sync interval", int64(cfg.SyncInterval)},
+		{"idle close", int64(cfg.IdleClose)},
+		{"sweep interval", int64(cfg.SweepInterval)},
+		{"max total size", int64(cfg.MaxTotalSizeMB)},
+		{"max total age", int64(cfg.MaxTotalAgeDays)},
+		{"retain deleted", int64(cfg.RetainDeleted)},
 	} {
 		if v.val < 0 {
 			return settings{}, fmt.Errorf("%s must not be negative, got %d", v.name, v.val)
@@ -174,6 +215,15 @@ func (cfg Config) complete() (settings, error) {
 	if cfg.SyncInterval == 0 {
 		cfg.SyncInterval = DefaultSyncInterval
 	}
+	if cfg.IdleClose == 0 {
+		cfg.IdleClose = DefaultIdleClose
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.RetainDeleted == 0 {
+		cfg.RetainDeleted = DefaultRetainDeleted
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -186,6 +236,10 @@ func (cfg Config) complete() (settings, error) {
 			return settings{}, fmt.Errorf("test max size %d exceeds %d MiB", cfg.maxSizeBytes, cfg.MaxSizeMB)
 		}
 		s.maxBytes = cfg.maxSizeBytes
+	}
+	s.totalBytes = int64(cfg.MaxTotalSizeMB) * megabyte
+	if cfg.maxTotalBytes > 0 {
+		s.totalBytes = cfg.maxTotalBytes
 	}
 
 	// A part of a line plus the format's overhead must stay below the rotation size:

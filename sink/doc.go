@@ -7,5 +7,8 @@
 // (see Cursor). A lock file, <Dir>/.kubelogd.lock, keeps a second kubelogd out.
 //
 // A File is owned by one goroutine (the collector's stream for that container); the
-// Manager that opens Files is safe for concurrent use.
+// Manager that opens Files is safe for concurrent use. Manager.Run is the sink's one
+// background goroutine: it closes the descriptors of idle Files, and sweeps the
+// directory for the total size and age limits, for deleted pods, and for the retention
+// of containers that have no open File.
 package sink

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
@@ -42,8 +44,8 @@ type Stats struct {
 	Rotations int64
 }
 
-// output is what a File writes through: the pooled *lumberjack.Logger, or in tests a
-// wrapper that fails on demand.
+// output is what a File writes through: its loggerOutput, or in tests a wrapper that
+// fails on demand. Its methods are called with File.mu held.
 type output interface {
 	io.WriteCloser
 	Rotate() error
@@ -51,11 +53,14 @@ type output interface {
 
 var (
 	_ output    = (*lumberjack.Logger)(nil)
+	_ output    = loggerOutput{}
 	_ io.Closer = (*File)(nil)
 )
 
 // File writes one container's records to <Dir>/<ns>/<pod>/<container>.log and keeps its
 // cursor. It is not safe for concurrent use: one goroutine owns it from Open to Close.
+// Manager.Run may meanwhile close its file descriptor when it is idle, and delete its
+// backups; mu keeps the two apart.
 //
 // Invariants, which crash recovery (Open) relies on:
 //   - Records are buffered whole and written in order; a write to the file never starts
@@ -66,14 +71,26 @@ var (
 //   - The cursor is persisted right before every rotation, so every backup is entirely
 //     covered and only the current file can hold bytes no saved cursor covers.
 type File struct {
-	m      *Manager
-	cfg    *settings
-	key    Key
-	p      paths
-	log    *slog.Logger
-	enc    encoder
-	logger *lumberjack.Logger // pooled; handed back on Close
-	out    output             // logger, unless a test interposes
+	m   *Manager
+	cfg *settings
+	key Key
+	p   paths
+	log *slog.Logger
+	met *metrics
+	enc encoder
+	out output // loggerOutput{f}, unless a test interposes
+
+	// mu is what the owner shares with Manager.Run. The owner holds it around every call
+	// of out, that is per write to the file rather than per record, and around retention;
+	// Run holds it to close an idle descriptor or delete a backup. It guards lg, and the
+	// writes of spanned: the owner reads spanned without it, being its only writer.
+	mu sync.Mutex
+	// lg is borrowed from the Manager's pool while the file is open; nil once closed for
+	// idleness (or before the first write), when the next write borrows one again.
+	lg *lumberjack.Logger
+	// lastOut is Now (UnixNano) at the last write through lg, 0 while lg is nil. Run reads
+	// it without mu to find idle Files among thousands cheaply, then checks again under mu.
+	lastOut atomic.Int64
 
 	buf      []byte    // encoded records not yet written; may start with the tail of a record a failed write cut short
 	bufSince time.Time // when buf last became non-empty
@@ -87,7 +104,7 @@ type File struct {
 	lastSave  time.Time
 	lastSync  time.Time
 	lastRot   time.Time // wall time after the last rotation; see waitForNextMillisecond
-	spanned   bool      // a line longer than a file was just written across files
+	spanned   bool      // a line longer than a file is being written across files; written under mu
 	recovered Recovery
 	stats     Stats
 	closed    bool
@@ -151,11 +168,12 @@ func (f *File) Write(rec Record) error {
 	}
 	if len(f.ends) > 1 {
 		f.stats.SplitLines++
+		f.met.linesSplit.Inc()
 	}
 	if f.spanned {
 		// The line spanned files and the saved cursor still points before it, into a
 		// file that retention has not touched yet; cover the line, then clean up.
-		f.spanned = false
+		f.setSpanned(false)
 		if err := f.persistCursor(0); err != nil {
 			f.log.Warn("cannot save cursor after a line longer than a file", "err", err)
 		} else {
@@ -178,9 +196,10 @@ func (f *File) makeRoom(lineStart int) error {
 	// Retention waits while a line longer than a file is written: it might free the inode
 	// the saved cursor names, a file created meanwhile could get that number, and
 	// recovery would mistake it for the cursor's file. Write applies it after the line.
+	// Run's deletions wait too (see setSpanned).
 	spans := int64(len(f.buf)-lineStart) >= f.cfg.maxBytes
 	if spans {
-		f.spanned = true
+		f.setSpanned(true)
 	}
 	if f.size > 0 || lineStart > 0 {
 		if n, err := f.writeOut(lineStart); err != nil {
@@ -246,7 +265,10 @@ func (f *File) writeOut(k int) (int, error) {
 	if k == 0 {
 		return 0, nil
 	}
+	f.mu.Lock()
 	n, err := f.out.Write(f.buf[:k])
+	f.touch()
+	f.mu.Unlock()
 	n = max(0, min(n, k))
 	f.size += int64(n)
 	f.stats.Bytes += int64(n)
@@ -257,8 +279,8 @@ func (f *File) writeOut(k int) (int, error) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		return n, fmt.Errorf("writing %s (%d of %d bytes written, the rest stays buffered): %w; check free space and permissions in %s",
-			f.p.current, n, k, err, f.p.dir)
+		return n, f.met.writeError(fmt.Errorf("writing %s (%d of %d bytes written, the rest stays buffered): %w; check free space and permissions in %s",
+			f.p.current, n, k, restoreErrno(err), f.p.dir))
 	}
 	return n, nil
 }
@@ -325,7 +347,10 @@ func (f *File) Close() error {
 	} else if f.printCursor() != f.savedFP {
 		err = f.persistCursor(0)
 	}
-	if cerr := f.logger.Close(); cerr != nil && err == nil {
+	f.mu.Lock()
+	cerr := f.out.Close()
+	f.mu.Unlock()
+	if cerr != nil && err == nil {
 		err = fmt.Errorf("closing %s: %w", f.p.current, cerr)
 	}
 	f.buf = nil
@@ -337,7 +362,15 @@ func (f *File) Close() error {
 // applies retention to the backups.
 func (f *File) rotate(retain bool) error {
 	waitForNextMillisecond(f.lastRot)
-	err := f.out.Rotate()
+	f.mu.Lock()
+	err := restoreErrno(f.out.Rotate())
+	if err != nil {
+		// Hand the Logger back: lumberjack has closed its file, and its next open must
+		// go through openLogger's check rather than lumberjack's own (see checkCurrent).
+		_ = f.out.Close()
+	}
+	f.touch()
+	f.mu.Unlock()
 	f.lastRot = time.Now().Round(0)
 	if err != nil {
 		// lumberjack may have failed before or after renaming the file away. Learn from
@@ -351,10 +384,11 @@ func (f *File) rotate(retain bool) error {
 			}
 			_ = fd.Close()
 		}
-		return fmt.Errorf("rotating %s: %w; check free space and permissions in %s", f.p.current, err, f.p.dir)
+		return f.met.writeError(fmt.Errorf("rotating %s: %w; check free space and permissions in %s", f.p.current, err, f.p.dir))
 	}
 	f.size = 0
 	f.stats.Rotations++
+	f.met.rotations.Inc()
 	// lumberjack created the new file with the old file's mode, minus the umask.
 	if err := os.Chmod(f.p.current, fileMode); err != nil {
 		f.log.Warn("cannot set mode of rotated log file", "path", f.p.current, "err", err)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
 )
@@ -18,21 +19,35 @@ import (
 var _ io.Closer = (*Manager)(nil)
 
 // Manager owns the output directory: it holds the lock that keeps other kubelogd
-// processes out and opens one File per container. It is safe for concurrent use.
+// processes out, opens one File per container and, in Run, closes idle files and keeps
+// the directory within its limits. It is safe for concurrent use.
 type Manager struct {
 	cfg  settings
 	log  *slog.Logger
+	met  *metrics
 	lock *os.File // holds the flock on <Dir>/.kubelogd.lock until Close
 
 	mu sync.Mutex
-	// idle holds closed lumberjack Loggers for reuse. Each Logger starts a goroutine on
+	// pool holds closed lumberjack Loggers for reuse. Each Logger starts a goroutine on
 	// its first open that lives as long as the process (lumberjack#56), so Loggers are
-	// never dropped: reusing them bounds those goroutines by the peak number of open
-	// Files instead of the number of containers ever seen.
-	idle    []*lumberjack.Logger
-	loggers int              // Loggers ever created, each with its goroutine
-	open    map[Key]struct{} // one File per container: two would interleave in one file
-	closed  bool
+	// never dropped: reusing them bounds those goroutines by the peak number of files
+	// open at once (idle ones are closed) instead of the number of containers ever seen.
+	pool    []*lumberjack.Logger
+	loggers int // Loggers ever created, each with its goroutine
+	// open has one entry per container with a File: two would interleave in one file.
+	// The value is nil while Open is still recovering the container's files.
+	open map[Key]*File
+	// busy counts the entries of open per pod directory and per namespace directory,
+	// so that the sweep can tell whether anything in a directory is open without
+	// walking open.
+	busy map[string]int
+	// sweeping is the directory the sweep is working in ("" if none). Open waits until
+	// the sweep leaves the directory it needs (see reserve); wake signals that.
+	sweeping string
+	wake     *sync.Cond
+	running  bool      // Run has not returned
+	started  time.Time // when Run started, by Config.Now
+	closed   bool
 }
 
 // NewManager validates cfg, creates the output directory (0750) if needed, checks that
@@ -58,12 +73,21 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{
+	met, err := newMetrics(s.Registerer)
+	if err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	m := &Manager{
 		cfg:  s,
 		log:  s.Logger,
+		met:  met,
 		lock: lock,
-		open: make(map[Key]struct{}),
-	}, nil
+		open: make(map[Key]*File),
+		busy: make(map[string]int),
+	}
+	m.wake = sync.NewCond(&m.mu)
+	return m, nil
 }
 
 // lockDir takes an exclusive, non-blocking flock on <dir>/.kubelogd.lock. The kernel
@@ -96,7 +120,12 @@ func (m *Manager) Open(key Key) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	nsDir := filepath.Dir(p.dir)
 	m.mu.Lock()
+	// The sweep may be deleting the directory; once it has left, it will see this key.
+	for m.sweeping != "" && (m.sweeping == p.dir || m.sweeping == nsDir) && !m.closed {
+		m.wake.Wait()
+	}
 	switch {
 	case m.closed:
 		m.mu.Unlock()
@@ -105,22 +134,35 @@ func (m *Manager) Open(key Key) (*File, error) {
 		m.mu.Unlock()
 		return nil, fmt.Errorf("opening %s: already open for container %s", p.current, key)
 	}
-	m.open[key] = struct{}{}
+	m.open[key] = nil
+	m.busy[p.dir]++
+	m.busy[nsDir]++
 	m.mu.Unlock()
 
 	f, err := m.openFile(key, p)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if err != nil {
-		m.mu.Lock()
-		delete(m.open, key)
-		m.mu.Unlock()
+		m.forget(key, p.dir)
 		return nil, err
 	}
+	m.open[key] = f
 	return f, nil
 }
 
-func hasKey(set map[Key]struct{}, key Key) bool {
+func hasKey(set map[Key]*File, key Key) bool {
 	_, ok := set[key]
 	return ok
+}
+
+// forget removes key, whose pod directory is dir, from open. m.mu must be held.
+func (m *Manager) forget(key Key, dir string) {
+	delete(m.open, key)
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if m.busy[d]--; m.busy[d] <= 0 {
+			delete(m.busy, d)
+		}
+	}
 }
 
 func (m *Manager) openFile(key Key, p paths) (*File, error) {
@@ -138,9 +180,6 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	if rec.TruncatedBytes > 0 || rec.ShortBy > 0 {
 		log.Info("recovered log file", "path", p.current, "truncatedBytes", rec.TruncatedBytes, "shortBy", rec.ShortBy)
 	}
-	lg := m.acquireLogger()
-	lg.Filename = p.current
-	lg.MaxSize = m.cfg.MaxSizeMB
 	now := m.cfg.Now()
 	f := &File{
 		m:         m,
@@ -148,9 +187,8 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		key:       key,
 		p:         p,
 		log:       log,
+		met:       m.met,
 		enc:       newEncoder(m.cfg.Format, key, m.cfg.Node),
-		logger:    lg,
-		out:       lg,
 		size:      size,
 		inode:     inode,
 		cursor:    cur,
@@ -158,6 +196,9 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		lastSync:  now,
 		recovered: rec,
 	}
+	// The file is opened by the first write: an Open'ed container that stays quiet
+	// holds no descriptor.
+	f.out = loggerOutput{f}
 	if rec.HadCursor && rec.TruncatedBytes == 0 && rec.ShortBy == 0 {
 		f.savedFP = f.printCursor() // the saved cursor is exactly the live one
 	}
@@ -166,10 +207,6 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	// the lines written meanwhile would be written again after the restart.
 	if f.printCursor() != f.savedFP {
 		if err := f.persistCursor(0); err != nil {
-			_ = lg.Close()
-			m.mu.Lock()
-			m.idle = append(m.idle, lg)
-			m.mu.Unlock()
 			return nil, err
 		}
 	}
@@ -177,45 +214,58 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	return f, nil
 }
 
-// acquireLogger returns an idle Logger, or a new one. Only Filename and MaxSize ever
+// acquireLogger returns a pooled Logger, or a new one. Only Filename and MaxSize ever
 // change, and only while the Logger is closed; MaxBackups, MaxAge and Compress stay
 // zero so that its goroutine returns from every cleanup at once without reading
 // anything else, which makes the reuse race-free.
 func (m *Manager) acquireLogger() *lumberjack.Logger {
+	m.met.filesOpen.Inc()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n := len(m.idle); n > 0 {
-		lg := m.idle[n-1]
-		m.idle[n-1] = nil
-		m.idle = m.idle[:n-1]
+	if n := len(m.pool); n > 0 {
+		lg := m.pool[n-1]
+		m.pool[n-1] = nil
+		m.pool = m.pool[:n-1]
 		return lg
 	}
 	m.loggers++
 	return &lumberjack.Logger{MaxBackups: 0, MaxAge: 0, Compress: false, LocalTime: false}
 }
 
-// release takes back a closed File's Logger.
+// putLogger takes back a closed Logger.
+func (m *Manager) putLogger(lg *lumberjack.Logger) {
+	m.met.filesOpen.Dec()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pool = append(m.pool, lg)
+}
+
+// release forgets a closed File.
 func (m *Manager) release(f *File) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.open, f.key)
-	m.idle = append(m.idle, f.logger)
-	f.logger, f.out = nil, nil
+	m.forget(f.key, f.p.dir)
+	f.out = nil
 }
 
-// Close releases the directory lock. Every File must be closed first: if some are still
-// open, Close keeps the lock (their writes would otherwise race a new owner) and says so.
-// The goroutines lumberjack started, one per Logger ever needed at once, stay parked
-// until the process exits; lumberjack offers no way to stop them.
+// Close releases the directory lock. Every File must be closed and Run must have
+// returned first: otherwise Close keeps the lock (their writes and deletions would race
+// a new owner) and says so. The goroutines lumberjack started, one per Logger ever
+// needed at once, stay parked until the process exits; lumberjack offers no way to
+// stop them.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true // no more Opens
+	m.wake.Broadcast()
 	if m.lock == nil {
 		return nil
 	}
 	if n := len(m.open); n > 0 {
 		return fmt.Errorf("closing log sink %s: %d files still open; close them first", m.cfg.Dir, n)
+	}
+	if m.running {
+		return fmt.Errorf("closing log sink %s: Run has not returned; cancel its context and wait for it first", m.cfg.Dir)
 	}
 	err := m.lock.Close()
 	m.lock = nil

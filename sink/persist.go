@@ -54,6 +54,13 @@ func (f *File) printCursor() cursorPrint {
 // is fsynced first and then the cursor, so that after a power loss a durable cursor
 // never covers data that is not durable (Open reports the opposite case as ShortBy).
 func (f *File) persistCursor(unobserved int) error {
+	if err := f.saveCursor(unobserved); err != nil {
+		return f.met.writeError(err)
+	}
+	return nil
+}
+
+func (f *File) saveCursor(unobserved int) error {
 	if len(f.buf) != unobserved {
 		return fmt.Errorf("internal error: saving the cursor of %s with %d bytes unwritten", f.p.current, len(f.buf)-unobserved)
 	}

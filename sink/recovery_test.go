@@ -15,7 +15,9 @@ import (
 // crash abandons f the way a SIGKILL would: buffered records are lost, the cursor is not
 // saved, the file is left as it is.
 func crash(f *File) {
-	_ = f.logger.Close()
+	f.mu.Lock()
+	_ = f.closeLogger()
+	f.mu.Unlock()
 	f.closed = true
 	f.m.release(f)
 }

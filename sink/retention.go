@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -75,46 +76,75 @@ func listBackups(p paths) ([]backup, error) {
 // backups. lumberjack's own retention is switched off (see Manager): it runs in a
 // goroutine per Logger that never ends. This runs in the File owner's goroutine instead,
 // right after a rotation and on Open, so nothing outlives Close and no two cleanups of
-// one container ever race. Compressing synchronously pauses the stream for the time it
-// takes (about a second per 100 MB); the kubelet's stream simply waits meanwhile.
+// one container ever race: Run's sweep applies retention only to containers without an
+// open File, and takes mu, held here, for the deletions it makes in open ones.
+// Compressing synchronously pauses the stream for the time it takes (about a second per
+// 100 MB); the kubelet's stream simply waits meanwhile.
+func (f *File) applyRetention() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m.retain(f.p, f.log)
+}
+
+// retain enforces MaxBackups, MaxAgeDays and Compress on one container's backups and
+// reports whether it changed any file. The caller keeps everyone else out of them: the
+// File's owner, or the sweep for a container without a File.
 //
 // The current file never matches a backup name, and is excluded by name besides.
 // Failures are logged, not returned: the records were written, only cleanup lags.
-func (f *File) applyRetention() {
-	backups, err := listBackups(f.p)
+func (m *Manager) retain(p paths, log *slog.Logger) (changed bool) {
+	backups, err := listBackups(p)
 	if err != nil {
-		f.log.Warn("cannot apply log retention", "err", err)
-		return
+		log.Warn("cannot apply log retention", "err", err)
+		return false
 	}
 	cutoff := time.Time{}
-	if f.cfg.MaxAgeDays > 0 {
-		cutoff = f.cfg.Now().Add(-time.Duration(f.cfg.MaxAgeDays) * 24 * time.Hour)
+	if m.cfg.MaxAgeDays > 0 {
+		cutoff = m.cfg.Now().Add(-time.Duration(m.cfg.MaxAgeDays) * 24 * time.Hour)
 	}
 	kept := 0
 	for i, b := range backups {
-		path := filepath.Join(f.p.dir, b.name)
+		path := filepath.Join(p.dir, b.name)
 		if !b.gz && i > 0 && backups[i-1].gz && backups[i-1].t.Equal(b.t) {
 			// A compression was interrupted after the .gz was renamed into place,
 			// which only happens once it is complete: the original is redundant.
-			f.remove(path)
+			m.remove(path, "", log)
+			changed = true
 			continue
 		}
 		kept++
 		switch {
-		case f.cfg.MaxBackups > 0 && kept > f.cfg.MaxBackups, !cutoff.IsZero() && b.t.Before(cutoff):
-			f.remove(path)
-		case f.cfg.Compress && !b.gz:
+		case m.cfg.MaxBackups > 0 && kept > m.cfg.MaxBackups:
+			m.remove(path, reasonCount, log)
+			changed = true
+		case !cutoff.IsZero() && b.t.Before(cutoff):
+			m.remove(path, reasonAge, log)
+			changed = true
+		case m.cfg.Compress && !b.gz:
 			if err := compressFile(path); err != nil {
-				f.log.Warn("cannot compress rotated log file", "path", path, "err", err)
+				log.Warn("cannot compress rotated log file", "path", path, "err", err)
+				continue
 			}
+			m.met.compressions.Inc()
+			changed = true
 		}
 	}
+	return changed
 }
 
-func (f *File) remove(path string) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		f.log.Warn("cannot remove rotated log file", "path", path, "err", err)
+// remove deletes a log file and counts it under reason, unless reason is empty. It
+// reports whether the file was deleted (by this call).
+func (m *Manager) remove(path, reason string, log *slog.Logger) bool {
+	if err := os.Remove(path); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("cannot remove log file", "path", path, "err", err)
+		}
+		return false
 	}
+	if reason != "" {
+		m.met.deleted.WithLabelValues(reason).Inc()
+	}
+	return true
 }
 
 // compressFile replaces path with path.gz. The gzip stream goes to a temporary file that

@@ -1,0 +1,156 @@
+package sink
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// loggerOutput is a File's own output: the File's pooled lumberjack Logger, borrowed on
+// the first write after Open or after an idle close and handed back on Close. Its
+// methods are called with File.mu held.
+type loggerOutput struct{ f *File }
+
+// Write writes p through the Logger, opening the file first if it is closed.
+func (o loggerOutput) Write(p []byte) (int, error) {
+	if err := o.f.openLogger(true); err != nil {
+		return 0, err
+	}
+	return o.f.lg.Write(p)
+}
+
+// Rotate moves the current file aside and starts a new one.
+func (o loggerOutput) Rotate() error {
+	// No check of the current file: lumberjack renames whatever is there, or creates
+	// the file if nothing is, and rotate learns the new file from the disk afterwards.
+	if err := o.f.openLogger(false); err != nil {
+		return err
+	}
+	return o.f.lg.Rotate()
+}
+
+// Close closes the file and hands the Logger back to the pool.
+func (o loggerOutput) Close() error {
+	return o.f.closeLogger()
+}
+
+// openLogger borrows a Logger for the current file unless the File holds one. With
+// check, it first makes sure the file on disk is the one size and inode describe. f.mu
+// must be held; only the owner calls it.
+func (f *File) openLogger(check bool) error {
+	if f.lg != nil {
+		return nil
+	}
+	if check {
+		if err := f.checkCurrent(); err != nil {
+			return err
+		}
+	}
+	lg := f.m.acquireLogger()
+	lg.Filename = f.p.current
+	lg.MaxSize = f.cfg.MaxSizeMB
+	f.lg = lg
+	f.lastOut.Store(f.cfg.Now().UnixNano())
+	return nil
+}
+
+// checkCurrent opens the current file for appending before a Logger does, and adopts
+// what it finds. lumberjack, when it cannot open the file (made read-only, say), moves
+// it aside as a backup and starts a new file without a word, and when the file is gone
+// it creates one with mode 0600; either way size and inode, which the cursor's offset
+// is checked against on recovery, would describe a file that is not being written.
+// Here a file that cannot be opened is an error naming it (the records stay buffered),
+// and a file changed behind kubelogd's back is logged and continued at its end.
+func (f *File) checkCurrent() error {
+	fd, err := os.OpenFile(f.p.current, os.O_WRONLY|os.O_APPEND, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		fd, err = os.OpenFile(f.p.current, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
+		if err == nil {
+			_ = fd.Chmod(fileMode)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	st, err := fd.Stat()
+	_ = fd.Close()
+	if err != nil {
+		return err
+	}
+	if size, inode := st.Size(), inodeOf(st); size != f.size || inode != f.inode {
+		// inode 0: a failed rotation could not tell which file would be next.
+		if f.inode != 0 {
+			f.log.Warn("current log file changed while closed, continuing at its end; lines may be missing or doubled there",
+				"path", f.p.current, "size", size, "expectedSize", f.size)
+		}
+		f.size, f.inode = size, inode
+	}
+	return nil
+}
+
+// closeLogger closes the file and hands the Logger back to the pool. f.mu must be held.
+func (f *File) closeLogger() error {
+	if f.lg == nil {
+		return nil
+	}
+	err := f.lg.Close()
+	f.m.putLogger(f.lg)
+	f.lg = nil
+	f.lastOut.Store(0)
+	return err
+}
+
+// touch records a write through the Logger. f.mu must be held.
+func (f *File) touch() {
+	if f.lg != nil {
+		f.lastOut.Store(f.cfg.Now().UnixNano())
+	}
+}
+
+// setSpanned sets spanned under mu. While it is set, Run deletes none of the File's
+// backups: one of them holds the data the saved cursor ends in, and if its inode were
+// freed, a file created meanwhile could get the number and mislead recovery.
+func (f *File) setSpanned(v bool) {
+	f.mu.Lock()
+	f.spanned = v
+	f.mu.Unlock()
+}
+
+// closeIfIdle closes f's file if nothing was written through it since cutoff (UnixNano).
+// It runs in Run's goroutine and reports whether it closed the file.
+func (f *File) closeIfIdle(cutoff int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if last := f.lastOut.Load(); f.lg == nil || last == 0 || last > cutoff {
+		return false
+	}
+	// The owner's out may be a test wrapper, but the descriptor is the Logger's.
+	if err := f.closeLogger(); err != nil {
+		f.log.Warn("cannot close idle log file", "path", f.p.current, "err", err)
+	}
+	return true
+}
+
+// closeIdle closes the files of all Files that have not written for IdleClose.
+func (m *Manager) closeIdle(now time.Time) {
+	cutoff := now.Add(-m.cfg.IdleClose).UnixNano()
+	m.mu.Lock()
+	var idle []*File
+	for _, f := range m.open {
+		if f == nil { // being opened
+			continue
+		}
+		if last := f.lastOut.Load(); last != 0 && last <= cutoff {
+			idle = append(idle, f)
+		}
+	}
+	m.mu.Unlock()
+	// f.mu is taken with m.mu released: the owner takes m.mu with f.mu held (to borrow
+	// or return a Logger), so the order is always f.mu, then m.mu.
+	for _, f := range idle {
+		if f.closeIfIdle(cutoff) {
+			m.met.idleCloses.Inc()
+		}
+	}
+}
