@@ -228,3 +228,51 @@ func TestReadOnly(t *testing.T) {
 		t.Errorf("files hold %d lines, want the %d sent, each once", len(got), len(src))
 	}
 }
+
+// TestRotateReadOnlyFile rotates a current file someone made read-only: lumberjack
+// moves it aside but recreates it with its mode and then cannot open it. The Write
+// reports that, and the next one goes on in a file with kubelogd's mode.
+func TestRotateReadOnlyFile(t *testing.T) {
+	if !asUnprivileged(t) {
+		return
+	}
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Format: FormatRaw, maxSizeBytes: 1000})
+	f := mustOpen(t, m, testKey)
+	if err := f.Write(Record{Line: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Flush(); err != nil { // the descriptor stays open and writable
+		t.Fatal(err)
+	}
+	if err := os.Chmod(f.Path(), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	sent := []string{"first"}
+	failures := 0
+	for i := 0; f.Stats().Rotations < 2; i++ {
+		line := fmt.Sprintf("%02d %s", i, strings.Repeat("q", 50))
+		for {
+			err := f.Write(Record{Line: []byte(line)})
+			if err == nil {
+				break
+			}
+			if failures++; failures > 1 || !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), f.Path()) {
+				t.Fatalf("Write: %v; want one permission error naming %s", err, f.Path())
+			}
+		}
+		sent = append(sent, line)
+	}
+	if failures != 1 {
+		t.Errorf("%d failed rotations, want 1", failures)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := allLines(t, dir, testKey); !slices.Equal(got, sent) {
+		t.Errorf("files hold %d lines, want the %d sent, each once", len(got), len(sent))
+	}
+	if got := mode(t, f.Path()); got != fileMode {
+		t.Errorf("current file has mode %03o", got)
+	}
+}

@@ -375,8 +375,14 @@ func (f *File) rotate(retain bool) error {
 	if err != nil {
 		// lumberjack may have failed before or after renaming the file away. Learn from
 		// the disk which, so that size matches what its next open will find, and if the
-		// file is gone create it as Open does: lumberjack would create it 0600.
+		// file is gone create it as Open does: lumberjack would create it 0600. A file
+		// there that is not the old one is lumberjack's new file, created with the old
+		// file's mode, which may not even allow writing it (a read-only old file).
+		old := f.inode
 		f.size, f.inode = 0, 0
+		if st, serr := os.Stat(f.p.current); serr == nil && inodeOf(st) != old {
+			_ = os.Chmod(f.p.current, fileMode)
+		}
 		if fd, cerr := os.OpenFile(f.p.current, os.O_WRONLY|os.O_CREATE, fileMode); cerr == nil {
 			_ = fd.Chmod(fileMode)
 			if st, serr := fd.Stat(); serr == nil {
