@@ -1,12 +1,17 @@
 package main
 
 import (
-	"fmt"
 	"io"
+	"log/slog"
+	"os"
+
+	"github.com/kubelogd/kubelogd/internal/tail"
 )
 
 // runTail runs `kubelogd tail`: it reads the collected files and needs no cluster access.
+// The first SIGINT or SIGTERM ends a --follow cleanly (exit 0), a second exits at once.
 func runTail(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "kubelogd tail: not implemented yet")
-	return 2
+	ctx, stop := signalContext(slog.New(slog.DiscardHandler))
+	defer stop()
+	return tail.Main(ctx, args, os.LookupEnv, stdout, stderr)
 }

@@ -5,8 +5,10 @@
 //
 // The pieces, in the order a line meets them: scan.go finds the containers and their
 // files, select.go decides which ones to read, line.go splits a file line into
-// timestamp and message, match.go applies --grep and --grep-v, read.go and last.go turn
-// files into batches of lines (forwards, or backwards for --tail), merge.go orders the
-// batches of all containers by time, print.go lays lines out, follow.go keeps reading
-// after the history is printed, and run.go and cli.go wire it all to the command line.
+// timestamp and message, match.go applies --grep and --grep-v, read.go, stream.go and
+// last.go turn each container's files into batches of lines (forwards in a goroutine per
+// container, or backwards for --tail), merge.go orders the batches of all containers by
+// time, print.go lays lines out, follow.go keeps reading after the history is printed,
+// and run.go and cli.go wire it all to the command line. meta.go defines the pod
+// metadata file the daemon writes for --selector.
 package tail

@@ -1,0 +1,217 @@
+package tail
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+func TestParseTime(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-27T03:04:05.123456789Z",
+		"1970-01-01T00:00:00.000000000Z",
+		"1969-12-31T23:59:59.999999999Z",
+		"2024-02-29T23:59:59.000000001Z",
+		"2000-03-01T00:00:00.000000000Z",
+		"2100-02-28T12:00:00.500000000Z",
+		"2026-11-27T05:04:05.123456789+02:00",
+		"2026-11-27T03:04:05Z",
+		"2026-11-27T03:04:05.1Z",
+	} {
+		t.Run(s, func(t *testing.T) {
+			want, err := time.Parse(time.RFC3339Nano, s)
+			mustf(t, err, "time.Parse")
+			got, ok := parseTime([]byte(s))
+			if !ok || got != want.UnixNano() {
+				t.Errorf("parseTime = %d, %v; want %d", got, ok, want.UnixNano())
+			}
+		})
+	}
+	for _, s := range []string{"", "2026-11-27", "2026-13-27T03:04:05.123456789Z", "2026-02-30T03:04:05.123456789Z",
+		"2026-11-27T24:04:05.123456789Z", "2026-11-27T03:04:05.12345678xZ", "garbage garbage garbage garbage"} {
+		if _, ok := parseTime([]byte(s)); ok {
+			t.Errorf("parseTime(%q) accepted", s)
+		}
+	}
+}
+
+// FuzzParseTime checks the fast path against time.Parse.
+func FuzzParseTime(f *testing.F) {
+	f.Add("2026-11-27T03:04:05.123456789Z")
+	f.Add("2024-02-29T23:59:59.000000001Z")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseTime([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if ok != (err == nil) && len(s) <= maxTimeLen {
+			t.Fatalf("parseTime(%q) ok=%v, time.Parse err=%v", s, ok, err)
+		}
+		if ok && got != want.UnixNano() {
+			t.Fatalf("parseTime(%q) = %d, want %d", s, got, want.UnixNano())
+		}
+	})
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name, line string
+		format     Format
+		ts, msg    string
+	}{
+		{"kubelet time", "2026-11-27T03:04:05.123456789Z hello world", FormatTimestamped, "2026-11-27T03:04:05.123456789Z", "hello world"},
+		{"offset time", "2026-11-27T05:04:05.1+02:00 hi", FormatTimestamped, "2026-11-27T05:04:05.1+02:00", "hi"},
+		{"empty message", "2026-11-27T03:04:05.123456789Z ", FormatTimestamped, "2026-11-27T03:04:05.123456789Z", ""},
+		{"no time", "panic: something", FormatTimestamped, "", "panic: something"},
+		{"raw", "2026-11-27T03:04:05.123456789Z looks timed", FormatRaw, "", "2026-11-27T03:04:05.123456789Z looks timed"},
+		{"json", `{"time":"2026-11-27T03:04:05.123456789Z","namespace":"a","line":"x"}`, FormatJSON, "2026-11-27T03:04:05.123456789Z", "x"},
+		{"json escapes", `{"time":"t","line":"a\"b\\c\n\u00e9\ud83d\ude42\ud800"}`, FormatJSON, "t", "a\"b\\c\né🙂\ufffd"},
+		{"json keys in any order, spaces", `{ "line" : "x" , "part": 3, "time":"t" }`, FormatJSON, "t", "kubelogd-continued: x"},
+		{"json event", `{"time":"t","event":"gap"}`, FormatJSON, "t", "kubelogd: gap"},
+		{"json event part", `{"time":"t","event":"gap","part":2}`, FormatJSON, "t", "kubelogd-continued: gap"},
+		{"json base64", `{"time":"t","line_b64":"/w=="}`, FormatJSON, "t", "\xff"},
+		{"json broken", `{"time":"t","line":"unterminated`, FormatJSON, "", `{"time":"t","line":"unterminated`},
+		{"not json", `plain text`, FormatJSON, "", "plain text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dec := decoder{format: tt.format}
+			var d decoded
+			line := []byte(tt.line)
+			dec.decode(line, &d)
+			msg := line[d.msgStart:d.msgEnd]
+			if d.inScratch {
+				msg = dec.scratch[d.msgStart:d.msgEnd]
+			}
+			if ts := string(line[d.tsStart:d.tsEnd]); ts != tt.ts || string(msg) != tt.msg {
+				t.Errorf("time %q message %q; want %q and %q", ts, msg, tt.ts, tt.msg)
+			}
+		})
+	}
+}
+
+func TestDetectFormat(t *testing.T) {
+	for in, want := range map[string]Format{
+		"2026-11-27T03:04:05.123456789Z hello":     FormatTimestamped,
+		`{"time":"2026-11-27T03:04:05.123456789Z"`: FormatJSON,
+		"hello":                 FormatRaw,
+		"2026-11-27 not a time": FormatRaw,
+		"":                      FormatRaw,
+	} {
+		if got := detectFormat([]byte(in)); got != want {
+			t.Errorf("detectFormat(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestParseLogName(t *testing.T) {
+	tests := []struct {
+		name, cont  string
+		current, gz bool
+		ok          bool
+	}{
+		{"app.log", "app", true, false, true},
+		{"app-2026-11-27T03-04-05.000.log", "app", false, false, true},
+		{"app-2026-11-27T03-04-05.000.log.gz", "app", false, true, true},
+		{"a-b-2026-11-27T03-04-05.123.log", "a-b", false, false, true},
+		{"a-b.log", "a-b", true, false, true},
+		{".app.cursor", "", false, false, false},
+		{".pod.json", "", false, false, false},
+		{".app.cursor.tmp-123", "", false, false, false},
+		{".app-2026-11-27T03-04-05.000.log.gz.tmp-1", "", false, false, false},
+		{"app.log.gz", "", false, true, false},
+		{"notes.txt", "", false, false, false},
+		{".log", "", false, false, false},
+	}
+	for _, tt := range tests {
+		cont, f, ok := parseLogName(tt.name)
+		if ok != tt.ok || cont != tt.cont || f.current != tt.current || f.gz != tt.gz {
+			t.Errorf("parseLogName(%q) = %q current=%v gz=%v ok=%v", tt.name, cont, f.current, f.gz, ok)
+		}
+	}
+}
+
+func TestPattern(t *testing.T) {
+	tests := []struct {
+		pattern string
+		match   []string
+		nomatch []string
+	}{
+		{"", []string{"anything"}, nil},
+		{"web", []string{"web", "web-0", "my-web"}, []string{"api"}},
+		{"web-*", []string{"web-0", "web-abc"}, []string{"my-web-0", "web"}},
+		{"web-[0-9]", []string{"web-1"}, []string{"web-10", "web-a"}},
+		{"web-?", []string{"web-1"}, []string{"web-10"}},
+		{"^web-[0-9]+$", []string{"web-10"}, []string{"web-1a", "aweb-1"}},
+		{"web-.*-x", []string{"web-abc-x", "a-web--xy"}, []string{"web-x"}},
+		{"api|web", []string{"web-0", "api-1"}, []string{"db"}},
+	}
+	for _, tt := range tests {
+		p, err := ParsePattern(tt.pattern)
+		mustf(t, err, "ParsePattern(%q)", tt.pattern)
+		for _, n := range tt.match {
+			if !p.Match(n) {
+				t.Errorf("%q does not match %q", tt.pattern, n)
+			}
+		}
+		for _, n := range tt.nomatch {
+			if p.Match(n) {
+				t.Errorf("%q matches %q", tt.pattern, n)
+			}
+		}
+	}
+	if _, err := ParsePattern("web-(("); err == nil {
+		t.Error("bad pattern accepted")
+	}
+}
+
+func TestMatcher(t *testing.T) {
+	tests := []struct {
+		patterns []string
+		literal  bool
+		need     string
+		match    []string
+		nomatch  []string
+	}{
+		{[]string{"ERROR"}, true, "ERROR", []string{"an ERROR here"}, []string{"error"}},
+		{[]string{`req=42\.`}, true, "req=42.", []string{"req=42."}, []string{"req=42x"}},
+		{[]string{"(?i)error"}, false, "", []string{"Error"}, []string{"err"}},
+		{[]string{"^GET /api/.* 5[0-9][0-9]"}, false, "GET /api/", []string{"GET /api/x 503"}, []string{"x GET /api/x 503", "GET /api/x 200"}},
+		{[]string{".*timeout after [0-9]+s"}, false, "timeout after ", []string{"db timeout after 5s"}, []string{"timeout after s"}},
+		{[]string{"(conn)+ refused"}, false, " refused", []string{"connconn refused"}, []string{"con refused"}},
+		{[]string{"a|b"}, false, "", []string{"xbx"}, []string{"c"}},
+		{[]string{"x?y"}, false, "y", []string{"y"}, []string{"x"}},
+		{[]string{"foo", "bar"}, false, "", []string{"a bar"}, []string{"baz"}},
+	}
+	for _, tt := range tests {
+		m, err := compileMatcher("--grep", tt.patterns)
+		mustf(t, err, "compile %q", tt.patterns)
+		if m.literal != tt.literal || string(m.need) != tt.need {
+			t.Errorf("%q: literal=%v need=%q; want %v %q", tt.patterns, m.literal, m.need, tt.literal, tt.need)
+		}
+		for _, s := range tt.match {
+			if !m.match([]byte(s)) {
+				t.Errorf("%q does not match %q", tt.patterns, s)
+			}
+		}
+		for _, s := range tt.nomatch {
+			if m.match([]byte(s)) {
+				t.Errorf("%q matches %q", tt.patterns, s)
+			}
+		}
+	}
+	if m, err := compileMatcher("--grep", nil); m != nil || err != nil {
+		t.Errorf("no patterns: %v %v", m, err)
+	}
+	for _, bad := range [][]string{{"("}, {"ok", "[z-a]"}} {
+		if _, err := compileMatcher("--grep", bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	got := appendJSONString(nil, []byte("a\"\\\n\t\x00\x7f\u0085\u2028é\xff"))
+	want := `"a\"\\\n\t\u0000\u007f\u0085\u2028é\ufffd"`
+	if !bytes.Equal(got, []byte(want)) {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
