@@ -32,6 +32,9 @@ type Config struct {
 	// MaxStreamLifetime reopens a follow stream after this long (minus up to 10% jitter),
 	// before the kubelet's own streaming timeout cuts it. Default 1h; negative disables it.
 	MaxStreamLifetime time.Duration
+	// OnPod, if set, is told about every pod that is collected when it is first seen and
+	// when it is deleted (for the pod metadata file). It must not block.
+	OnPod func(informer.Pod)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -163,17 +166,31 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 }
 
+func hasStarted(p informer.Pod) bool {
+	for _, ct := range p.Containers {
+		if ct.Started() {
+			return true
+		}
+	}
+	return false
+}
+
 // reconcile starts a stream for every started container of p that has none, and passes
 // the new state to the streams that exist. Streams end by themselves once the pod is
 // deleted or excluded and their logs are read.
 func (c *Collector) reconcile(ctx context.Context, p informer.Pod, streams map[streamKey]*stream, finished chan<- streamKey, wg *sync.WaitGroup) {
+	known := false
 	for name, s := range streams {
 		if name.uid == p.UID {
 			s.update(p)
+			known = true
 		}
 	}
 	if p.Excluded {
 		return
+	}
+	if c.cfg.OnPod != nil && (known || p.Deleted || hasStarted(p)) {
+		c.cfg.OnPod(p)
 	}
 	for _, ct := range p.Containers {
 		key := streamKey{p.UID, ct.Name}

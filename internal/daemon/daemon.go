@@ -110,6 +110,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	cfg.Sink.Logger = logger
+	cfg.Sink.Registerer = reg
 	files, err := sink.NewManager(cfg.Sink)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
@@ -121,17 +122,19 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}()
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	meta := newMetaWriter(cfg.Sink.Dir, logger)
+	cfg.Collector.OnPod = meta.OnPod
 	coll := collector.New(cfg.Collector, client.CoreV1(), files, reg, logger)
 	disc, err := informer.New(client, cfg.Informer, coll, logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	registerDaemonMetrics(reg, cfg.Version, disc.Synced)
+	registerDaemonMetrics(reg, cfg.Version, float64(cfg.Sink.MaxTotalSizeMB)*(1<<20), disc.Synced)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 8) // room for every goroutine below, so none blocks on failing
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -150,6 +153,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger.Info("serving metrics and health", "addr", srv.addr(), "metrics", "http://"+srv.addr()+"/metrics")
 		run("metrics server", srv.run)
 	}
+	run("file sweeper", files.Run)
+	run("pod metadata", meta.Run)
 	run("collector", coll.Run)
 	run("informer", disc.Run)
 	logger.Info("kubelogd started", "apiserver", rc.Host, "output_dir", cfg.Sink.Dir)

@@ -164,10 +164,21 @@ func checkGolden(t *testing.T, mfs map[string]*dto.MetricFamily) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exposed := map[string]bool{}
 	for _, l := range lines {
 		name, _, _ := strings.Cut(l, " ")
+		exposed[name] = true
 		if !bytes.Contains(readme, []byte("`"+name+"`")) {
 			t.Errorf("README.md does not document %s", name)
+		}
+	}
+	// And the README's metrics table lists nothing that is not exposed.
+	for _, row := range strings.Split(string(readme), "\n") {
+		if rest, ok := strings.CutPrefix(row, "| `kubelogd_"); ok {
+			name, _, _ := strings.Cut(rest, "`")
+			if !exposed["kubelogd_"+name] {
+				t.Errorf("README.md documents kubelogd_%s, which is not exposed", name)
+			}
 		}
 	}
 }
