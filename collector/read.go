@@ -280,16 +280,30 @@ func (s *stream) confirmFragment(ts time.Time, text []byte) bool {
 
 // write hands one application line to the sink, which also advances the cursor.
 func (s *stream) write(ctx context.Context, ts time.Time, raw, text []byte) error {
-	rec := sink.Record{Time: ts, RawTime: raw, Line: text}
-	if err := s.file.Write(rec); err != nil {
-		// The sink keeps what it could not write buffered; wait until the disk takes it.
-		s.flush(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	if err := s.accept(ctx, sink.Record{Time: ts, RawTime: raw, Line: text}); err != nil {
+		return err
 	}
 	s.sm.line(len(text), ts, s.c.cfg.Now())
 	return nil
+}
+
+// accept writes rec, waiting while the disk refuses data. A Write that fails did not take
+// the record (and the cursor did not count it), so it is offered again once what is
+// buffered could be flushed: nothing is lost, nothing is written twice.
+func (s *stream) accept(ctx context.Context, rec sink.Record) error {
+	for {
+		err := s.file.Write(rec)
+		if err == nil {
+			return nil
+		}
+		s.flush(ctx) // returns once the buffer is on disk, or ctx is done
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !s.sleep(ctx) {
+			return ctx.Err()
+		}
+	}
 }
 
 // parseLine splits a line of a timestamps=true stream into its timestamp and text.

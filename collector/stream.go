@@ -42,6 +42,9 @@ type stream struct {
 	// could be verified.
 	shortReplays int
 
+	// ctx is run's context, for the few helpers (markers) called without one.
+	ctx context.Context
+
 	sm *streamMetrics
 	// waitingSince is when the stream started waiting for a log stream (UnixNano), 0 while
 	// streaming or finished. Read by scrapes.
@@ -78,6 +81,7 @@ func (s *stream) snapshot() informer.Pod {
 // run drives the container's instances until the pod is gone or excluded and everything
 // readable has been written, or until ctx is cancelled.
 func (s *stream) run(ctx context.Context) {
+	s.ctx = ctx
 	defer s.setState("")
 	defer s.closeFile()
 	for ctx.Err() == nil {
@@ -227,7 +231,7 @@ func (s *stream) setState(state string) {
 // not count them.
 func (s *stream) marker(at time.Time, text string) {
 	rec := sink.Record{Time: at, RawTime: formatTime(at), Line: []byte(text), Marker: true}
-	if err := s.file.Write(rec); err != nil {
+	if err := s.accept(s.ctx, rec); err != nil {
 		s.logger.Error("cannot write marker", "marker", text, "err", err)
 	}
 }
