@@ -232,6 +232,14 @@ func (e *env) emit(ns, pod, container string, n int) {
 	}
 }
 
+// emitText appends one line with the given text.
+func (e *env) emitText(ns, pod, container, text string) {
+	e.t.Helper()
+	if err := e.k.Append(ns, pod, container, fakekubelet.Line{Text: text}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // logPath is where kubelogd writes a container's lines.
 func logPath(dir, ns, pod, container string) string {
 	return filepath.Join(dir, ns, pod, container+".log")
