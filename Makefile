@@ -36,7 +36,7 @@ testbin: $(BIN)/kube-apiserver $(BIN)/etcd
 ## test: every test, against the real control plane.
 test: testbin
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m $(GOTEST_FLAGS) ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 25m $(GOTEST_FLAGS) ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONRoundTrip$$' -fuzztime $(FUZZTIME) ./sink/
 
 ## test-short: unit tests only (no control plane).
@@ -47,6 +47,16 @@ test-short:
 demo: testbin $(BIN)/kubelogd
 	$(GO) build -o $(BIN)/kubelogd-demo ./hack/demo
 	$(BIN)/kubelogd-demo --kubelogd $(BIN)/kubelogd --output-dir $(CURDIR)/demo-logs
+
+## bench: speed, memory and latency on the local control plane, beside the transport limit
+## (and kubectl logs, once `make kubectl` has built it): one table, and bin/bench.json.
+bench: testbin $(BIN)/kubelogd
+	$(GO) build -o $(BIN)/kubelogd-bench ./hack/bench
+	$(BIN)/kubelogd-bench --kubelogd $(BIN)/kubelogd --kubectl $(BIN)/kubectl --repo $(CURDIR) --json $(BIN)/bench.json
+
+## bench-go: the in-process line-path benchmarks of collector and sink alone.
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./collector ./sink
 
 clean:
 	rm -rf $(BIN) demo-logs
