@@ -35,6 +35,10 @@ type follower struct {
 	root    string
 	conts   map[string]*followed // by namespace/pod/container
 	watched map[string]bool      // directories being watched
+	// selected caches whether a pod (namespace/pod) is selected, so that the writes of
+	// pods a --selector rejects cost no metadata read each. It is decided again when
+	// the pod's metadata changes and on every rescan.
+	selected map[string]bool
 	// watchFailed is set once adding a watch failed (usually the inotify limit): a
 	// warning is logged once, and the periodic rescan covers those directories.
 	watchFailed bool
@@ -63,7 +67,7 @@ func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handof
 		closeHandoffs(hands)
 		return fmt.Errorf("watching %s: %w", p.cfg.Dir, err)
 	}
-	f := &follower{p: p, pr: pr, w: w, root: p.cfg.Dir, conts: map[string]*followed{}, watched: map[string]bool{}}
+	f := &follower{p: p, pr: pr, w: w, root: p.cfg.Dir, conts: map[string]*followed{}, watched: map[string]bool{}, selected: map[string]bool{}}
 	f.b.data = make([]byte, 0, followBufSize)
 	if p.cfg.bufSize > 0 {
 		f.b.data = make([]byte, 0, p.cfg.bufSize)
@@ -90,6 +94,9 @@ func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handof
 	f.rescan()
 	if err := f.flush(); err != nil {
 		return err
+	}
+	if p.cfg.following != nil {
+		p.cfg.following()
 	}
 	ticker := time.NewTicker(p.cfg.PollInterval)
 	defer ticker.Stop()
@@ -180,8 +187,17 @@ func (f *follower) rescan() {
 			f.scanNamespace(e.Name())
 		}
 	}
-	for _, fc := range f.conts {
+	for key, fc := range f.conts {
 		f.readNew(fc)
+		if fc.f == nil {
+			// Forget containers whose pod directory is gone (the daemon removes those of
+			// deleted pods): a long follow must not accumulate them. Should the pod
+			// come back, its directory's creation brings it back.
+			if _, err := os.Stat(filepath.Dir(fc.path)); isNotExist(err) {
+				delete(f.conts, key)
+				delete(f.selected, fc.c.Namespace+"/"+fc.c.Pod)
+			}
+		}
 	}
 }
 
@@ -211,6 +227,7 @@ func (f *follower) scanPod(ns, pod string) {
 	dir := filepath.Join(f.root, ns, pod)
 	f.watch(dir)
 	meta, ok := f.p.sel.podMeta(dir)
+	f.selected[ns+"/"+pod] = ok
 	if !ok {
 		return
 	}
@@ -263,7 +280,10 @@ func (f *follower) event(ev fsnotify.Event) {
 			// A write, the rename of a rotation, the new current file or a new backup:
 			// readNew works out which by looking at the files.
 			f.readNew(fc)
-		} else if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write) {
+			return
+		}
+		selected, known := f.selected[ns+"/"+pod]
+		if (!known || selected) && f.p.sel.container(cont) && (ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write)) {
 			f.scanPod(ns, pod)
 		}
 	}

@@ -105,8 +105,11 @@ func TestFollowRotation(t *testing.T) {
 			mustf(t, os.Truncate(cur, st.Size()-int64(len(tl(3, "line 3"))+1)), "truncate")
 			// The daemon writes again only after a restart. Were the new line written
 			// before the follower saw the file shrink, it could not tell (nor can
-			// tail -F): a rewrite of the same length looks like no change.
-			time.Sleep(200 * time.Millisecond)
+			// tail -F): a rewrite of the same length looks like no change. Events are
+			// handled in order, so once a file created after the truncation is
+			// printed, the truncation has been seen.
+			writeLines(t, dir, "probe.log", tl(3, "probe"))
+			waitFor(t, out, "probe")
 			appendFile(t, cur, tl(4, "line 4")+"\n")
 		}, 4},
 	}
@@ -126,7 +129,8 @@ func TestFollowRotation(t *testing.T) {
 			for i := 1; i <= tt.want; i++ {
 				want = append(want, fmt.Sprintf("ns/p/app line %d", i))
 			}
-			if got := out.String(); got != lines(want...) {
+			got := strings.ReplaceAll(out.String(), "ns/p/probe probe\n", "")
+			if got != lines(want...) {
 				t.Errorf("got:\n%s\nwant:\n%s", got, lines(want...))
 			}
 		})
@@ -243,8 +247,9 @@ func TestFollowFilters(t *testing.T) {
 	cur := writeLines(t, root, "ns/p/app.log", tl(1, "old ERROR"), tl(2, "old ok"))
 	out := &syncBuffer{}
 	// --tail 0: only what is written from now on; --grep applies to it.
-	stop := follow(t, Config{Dir: root, Tail: 0, Grep: []string{"ERROR"}, Output: OutputRaw, Timestamps: true}, out)
-	time.Sleep(50 * time.Millisecond)
+	ready := make(chan struct{})
+	stop := follow(t, Config{Dir: root, Tail: 0, Grep: []string{"ERROR"}, Output: OutputRaw, Timestamps: true, following: func() { close(ready) }}, out)
+	<-ready
 	appendFile(t, cur, tl(3, "new ok")+"\n"+tl(4, "new ERROR")+"\n")
 	waitFor(t, out, "new ERROR")
 	mustf(t, stop(), "stop")

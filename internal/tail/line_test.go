@@ -215,3 +215,29 @@ func TestAppendJSONString(t *testing.T) {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
+
+func TestFinder(t *testing.T) {
+	hay := []byte("level=info req=1234 user=u-1 level=error req=00c0ffee done qq")
+	for _, needle := range []string{"req=00c0ffee", "level=error", "q", "qq", "done qq", "level=info", "nope", "e", "req=1234 user=u-2", "eq"} {
+		f := newFinder([]byte(needle))
+		if got, want := f.index(hay), bytes.Index(hay, []byte(needle)); got != want {
+			t.Errorf("index(%q) = %d, want %d", needle, got, want)
+		}
+	}
+	// Fall back when the "rare" byte is everywhere.
+	hay = bytes.Repeat([]byte("qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"), 100)
+	hay = append(hay, "qqxq"...)
+	if f := newFinder([]byte("qqxq")); f.index(hay) != len(hay)-4 {
+		t.Errorf("dense: %d, want %d", f.index(hay), len(hay)-4)
+	}
+}
+
+func FuzzFinder(f *testing.F) {
+	f.Add([]byte("level=info req=1 x"), []byte("req=1"))
+	f.Fuzz(func(t *testing.T, hay, needle []byte) {
+		fi := newFinder(needle)
+		if got, want := fi.index(hay), bytes.Index(hay, needle); got != want {
+			t.Fatalf("index(%q, %q) = %d, want %d", hay, needle, got, want)
+		}
+	})
+}

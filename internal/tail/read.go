@@ -84,9 +84,9 @@ func (s *chunkScanner) scan(b *batch, from, to int) {
 	}
 	// Like grep: look for the needle across many lines at once and only then find the
 	// line around a hit. Lines without the needle are never looked at one by one.
-	need := s.f.grep.need
+	find := &s.f.grep.find
 	for pos := from; pos < to; {
-		i := bytes.Index(b.data[pos:to], need)
+		i := find.index(b.data[pos:to])
 		if i < 0 {
 			return
 		}

@@ -53,6 +53,9 @@ type Config struct {
 	// bufSize, when set by a test, replaces the read buffer size so that tests can put
 	// lines across buffer boundaries without writing megabytes.
 	bufSize int
+	// following, when set by a test, is called once the history is printed and the
+	// follower watches the tree: what is written from then on is printed.
+	following func()
 }
 
 // TailAll is the Tail that prints every line.
@@ -179,7 +182,7 @@ func (p *plan) history(ctx context.Context, conts []*container, pr *printer) (ma
 	defer cancel()
 	// Each stream may hold batchesPerStream buffers: keep their total bounded however
 	// many containers there are, and large for few.
-	bufSize := min(max((256<<20)/(batchesPerStream*max(len(conts), 1)), 64<<10), 1<<20)
+	bufSize := min(max((64<<20)/(batchesPerStream*max(len(conts), 1)), 64<<10), 128<<10)
 	if p.cfg.bufSize > 0 {
 		bufSize = p.cfg.bufSize
 	}
