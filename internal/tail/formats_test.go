@@ -3,6 +3,7 @@ package tail
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -146,5 +147,21 @@ func TestRawFiles(t *testing.T) {
 	mustf(t, err, "run")
 	if want := lines("ns/p/a a 3", "ns/p/a a 4", "ns/p/a a 5 ERROR"); got != want {
 		t.Errorf("auto: got %q, want %q", got, want)
+	}
+}
+
+// TestEmptyLines: empty lines (and an empty last line) in every format and mode.
+func TestEmptyLines(t *testing.T) {
+	root := t.TempDir()
+	writeLines(t, root, "ns/p/j.log", jsonLine(1_000, `"line":"x"`), "", "")
+	writeLines(t, root, "ns/p/r.log", "", "y", "")
+	for _, tail := range []int{TailAll, 2} {
+		for _, out := range []Output{OutputDefault, OutputRaw, OutputJSON} {
+			got, _, err := run(t, Config{Dir: root, Format: FormatAuto, Tail: tail, Output: out})
+			mustf(t, err, "run")
+			if n := strings.Count(got, "\n"); n != 6 && tail == TailAll || n != 4 && tail == 2 {
+				t.Errorf("tail %d output %d: %d lines:\n%s", tail, out, n, got)
+			}
+		}
 	}
 }

@@ -164,9 +164,10 @@ func (p *plan) lastBackward(of *openFile, dec *decoder, need int, final bool) (c
 // col if selected. It reports whether the line lies before --since by more than
 // clockSlack, where reading backwards can stop.
 func (p *plan) takeBack(sc *chunkScanner, one *batch, col *collected, line []byte) bool {
-	one.data = append(one.data[:0], line...)
+	// With its newline, so that scan sees a line even when it is empty.
+	one.data = append(append(one.data[:0], line...), '\n')
 	one.lines = one.lines[:0]
-	sc.scan(one, 0, len(line))
+	sc.scan(one, 0, len(one.data))
 	if len(one.lines) == 0 {
 		if !p.filter.hasSince || sc.dec.format == FormatRaw {
 			return false

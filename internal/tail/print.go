@@ -93,6 +93,8 @@ func newPrinter(w io.Writer, output Output, timestamps bool) *printer {
 	return &printer{w: bufio.NewWriterSize(ew, 256<<10), ew: ew, output: output, timestamps: timestamps}
 }
 
+var _ io.Writer = (*errWriter)(nil)
+
 // errWriter remembers the first write error, which bufio.Writer keeps to itself until
 // the next flush: the merger checks it between batches and stops printing to a closed
 // pipe.
@@ -133,7 +135,7 @@ func (p *printer) line(si *streamInfo, b *batch, l *lineRef) {
 // jsonLine prints a line of a json file as it is (it already carries everything), and
 // builds the object for a line of a text format.
 func (p *printer) jsonLine(si *streamInfo, b *batch, l *lineRef) {
-	if b.format == FormatJSON && b.data[l.start] == '{' {
+	if b.format == FormatJSON && l.end > l.start && b.data[l.start] == '{' {
 		_, _ = p.w.Write(b.data[l.start:l.end])
 		_ = p.w.WriteByte('\n')
 		return
