@@ -236,14 +236,15 @@ func (k *Kubelet) ResetFaults() {
 }
 
 // OpenStreams is the number of log streams of the selected containers open now (including
-// stalled ones still waiting to send their headers).
+// stalled ones still waiting to send their headers), not counting streams that a hook or the
+// client already ended but whose handler has not returned yet.
 func (k *Kubelet) OpenStreams(namespace, pod, container string) int {
 	t := target{namespace, pod, container}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	n := 0
 	for s := range k.streams {
-		if s.matches(t) {
+		if s.matches(t) && s.ctx.Err() == nil {
 			n++
 		}
 	}
@@ -259,7 +260,8 @@ func (k *Kubelet) WaitForStreams(ctx context.Context, namespace, pod, container 
 }
 
 // WaitForFollowers waits until at least n follow streams of the selected containers have
-// read their file to the end and watch it for changes.
+// read their file to the end and watch it for changes. Streams already ended (by EndFollow,
+// say) do not count, even while their handler is still returning.
 //
 // The kubelet's ReadLogs sets up its fsnotify watcher only when it first reaches the end of
 // the file: a rotation before that goes unnoticed and the stream keeps following the rotated
@@ -271,7 +273,7 @@ func (k *Kubelet) WaitForFollowers(ctx context.Context, namespace, pod, containe
 		defer k.mu.Unlock()
 		got := 0
 		for s := range k.streams {
-			if s.matches(t) && s.follow && s.watching {
+			if s.matches(t) && s.follow && s.watching && s.ctx.Err() == nil {
 				got++
 			}
 		}

@@ -1,6 +1,7 @@
 package fakekubelet
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,34 @@ func TestForgetPrevious(t *testing.T) {
 	e.k.ResetFaults()
 	if code, body := e.get(t, "ns", "p", "c", "previous=true"); code != 200 || body != "old\n" {
 		t.Fatalf("after ResetFaults: %d %q", code, body)
+	}
+}
+
+// TestEndedStreamsNotCounted: a stream EndFollow ended no longer counts as open or as a
+// follower, even before its handler has returned, so that a test waiting for a follower
+// after EndFollow waits for the client's next stream.
+func TestEndedStreamsNotCounted(t *testing.T) {
+	e := newEnv(t)
+	e.running(t, "ns", "p", "c")
+	e.appendText(t, "ns", "p", "c", "a")
+	f := e.follow(t, "ns", "p", "c", "")
+	wantLines(t, f.lines(t, 1), "a")
+	ctx := t.Context()
+	if err := e.k.WaitForFollowers(ctx, "ns", "p", "c", 1); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the stream's handler in a stalled write, so that it cannot return.
+	e.k.StallOpen("ns", "p", "c")
+	e.appendText(t, "ns", "p", "c", "b")
+	if n := e.k.EndFollow("ns", "p", "c"); n != 1 {
+		t.Fatalf("EndFollow ended %d streams, want 1", n)
+	}
+	if n := e.k.OpenStreams("ns", "p", "c"); n != 0 {
+		t.Errorf("OpenStreams = %d after EndFollow, want 0", n)
+	}
+	short, cancel := context.WithTimeout(ctx, quiet)
+	defer cancel()
+	if err := e.k.WaitForFollowers(short, "ns", "p", "c", 1); err == nil {
+		t.Error("WaitForFollowers counted a stream EndFollow ended")
 	}
 }
