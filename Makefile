@@ -31,7 +31,7 @@ $(BIN)/kubectl: $(KUBE_TOOLS)
 	cd hack/tools/kube && $(GO) build -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kubectl
 
 ## testbin: build etcd and kube-apiserver into bin/ (skipped when bin/ is current).
-testbin: $(BIN)/kube-apiserver $(BIN)/etcd
+testbin: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl
 
 ## test: every test, against the real control plane.
 test: testbin
