@@ -25,13 +25,18 @@ $(BIN)/kube-apiserver: $(KUBE_TOOLS)
 $(BIN)/etcd: $(ETCD_TOOLS)
 	cd hack/tools/etcd && $(GO) build -ldflags='-s -w' -o $@ .
 
+# promtool checks and unit-tests deploy/monitoring (test/monitoring). remove_all_sd leaves
+# out the service discoveries, which rule checks never use: half the build.
+$(BIN)/promtool: hack/tools/prometheus/go.mod hack/tools/prometheus/go.sum
+	cd hack/tools/prometheus && $(GO) build -tags remove_all_sd -ldflags='-s -w' -o $@ github.com/prometheus/prometheus/cmd/promtool
+
 # kubectl is optional (make demo prints how to use it; make bench compares with it).
 kubectl: $(BIN)/kubectl
 $(BIN)/kubectl: $(KUBE_TOOLS)
 	cd hack/tools/kube && $(GO) build -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kubectl
 
 ## testbin: build etcd and kube-apiserver into bin/ (skipped when bin/ is current).
-testbin: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl
+testbin: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl $(BIN)/promtool
 
 ## test: every test, against the real control plane.
 test: testbin
