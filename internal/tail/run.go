@@ -180,9 +180,12 @@ func (p *plan) history(ctx context.Context, conts []*container, pr *printer) (ma
 	p.filter.needTime = p.filter.hasSince || p.filter.hasUntil || (len(conts) > 1 && p.cfg.Format != FormatRaw)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Each stream may hold batchesPerStream buffers: keep their total bounded however
-	// many containers there are, and large for few.
-	bufSize := min(max((64<<20)/(batchesPerStream*max(len(conts), 1)), 64<<10), 128<<10)
+	// Each stream may hold batchesPerStream buffers: 128 KiB each for up to 128
+	// containers (large enough for few read calls, small enough to stay in cache),
+	// smaller beyond so that the total stays near 64 MiB, down to 16 KiB (a line longer
+	// than the buffer grows it). Every stream also keeps one file open: thousands of
+	// containers need as many descriptors, which Go's raised soft limit provides.
+	bufSize := min(max((64<<20)/(batchesPerStream*max(len(conts), 1)), 16<<10), 128<<10)
 	if p.cfg.bufSize > 0 {
 		bufSize = p.cfg.bufSize
 	}
