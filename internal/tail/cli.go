@@ -62,6 +62,7 @@ type options struct {
 	outputDir, format   string
 	output, color       string
 	follow, timestamps  bool
+	allNamespaces       bool
 }
 
 func newFlagSet(o *options, env func(string) (string, bool)) *pflag.FlagSet {
@@ -78,6 +79,7 @@ func newFlagSet(o *options, env func(string) (string, bool)) *pflag.FlagSet {
 		format = v
 	}
 	fs.StringSliceVarP(&o.namespaces, "namespace", "n", nil, "namespace to read (repeatable or comma-separated; default: all)")
+	fs.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "read every namespace (the default; overrides --namespace)")
 	fs.StringVarP(&o.selector, "selector", "l", "", "label selector (app=web,tier!=db), matched against the pod labels the daemon saved; pods without saved labels never match")
 	fs.StringVarP(&o.container, "container", "c", "", "container name: glob or regular expression, like POD")
 	fs.StringVar(&o.since, "since", "", "only lines newer than a duration ago (15m, 2h, 3d) or than an RFC 3339 time")
@@ -119,6 +121,9 @@ func ParseArgs(args []string, env func(string) (string, bool), now time.Time, st
 	cfg := Config{
 		Dir: o.outputDir, Namespaces: o.namespaces, Container: o.container, Selector: o.selector,
 		Tail: o.tail, Grep: o.grep, GrepV: o.grepV, Follow: o.follow, Timestamps: o.timestamps,
+	}
+	if o.allNamespaces {
+		cfg.Namespaces = nil
 	}
 	switch fs.NArg() {
 	case 0:

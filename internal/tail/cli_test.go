@@ -39,6 +39,7 @@ func TestMain_ExitCodes(t *testing.T) {
 		{"no match", []string{"--output-dir", root, "nope"}, nil, 1, "", "no matching container logs under " + root},
 		{"flags after the pod, kubectl style", []string{"web-1", "--output-dir", root, "-c", "app", "--tail", "1"}, nil, 0,
 			"shop/web-1/app kubelogd: container restarted (restartCount 1)\n", ""},
+		{"all namespaces", []string{"--output-dir", root, "-n", "infra", "-A", "--tail=1", "-c", "proxy"}, nil, 0, "shop/web-0/proxy proxy 3", ""},
 		{"short flags", []string{"--output-dir", root, "-n", "infra", "-o", "raw", "--tail=1"}, nil, 0, "db 2 ERROR slow query\n", ""},
 		{"selector", []string{"--output-dir", root, "-l", "tier=back", "--grep", "web-1"}, nil, 0, "shop/web-1/app web-1 app 1\n", ""},
 		{"since as a time", []string{"--output-dir", root, "--since", stamp(at(30_000)), "-o", "raw"}, nil, 0,

@@ -31,7 +31,7 @@ const followBufSize = 256 << 10
 type follower struct {
 	p       *plan
 	pr      *printer
-	w       *fsnotify.Watcher
+	w       *fsnotify.Watcher // nil when inotify is unavailable: polling only
 	root    string
 	conts   map[string]*followed // by namespace/pod/container
 	watched map[string]bool      // directories being watched
@@ -62,12 +62,19 @@ type followed struct {
 // history ended in; they are continued where it stopped. Every other container found is
 // new since the history was scanned and is read from its beginning.
 func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handoff) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		closeHandoffs(hands)
-		return fmt.Errorf("watching %s: %w", p.cfg.Dir, err)
+	f := &follower{p: p, pr: pr, root: p.cfg.Dir, conts: map[string]*followed{}, watched: map[string]bool{}, selected: map[string]bool{}}
+	// Without inotify (its per-user instance limit, 128 by default, is easily used up
+	// on a busy node) following still works, by polling: slower to notice, the same
+	// result.
+	var events chan fsnotify.Event
+	var errs chan error
+	rescanTicks := rescanEvery
+	if w, err := newWatcher(p.cfg.noWatch); err != nil {
+		p.log.Warn("cannot watch for file events, polling instead", "every", p.cfg.PollInterval, "err", err)
+		rescanTicks = 1
+	} else {
+		f.w, events, errs = w, w.Events, w.Errors
 	}
-	f := &follower{p: p, pr: pr, w: w, root: p.cfg.Dir, conts: map[string]*followed{}, watched: map[string]bool{}, selected: map[string]bool{}}
 	f.b.data = make([]byte, 0, followBufSize)
 	if p.cfg.bufSize > 0 {
 		f.b.data = make([]byte, 0, p.cfg.bufSize)
@@ -75,7 +82,9 @@ func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handof
 	defer func() {
 		// Close the watcher first: it stops fsnotify's goroutine, which must not
 		// outlive follow.
-		_ = w.Close()
+		if f.w != nil {
+			_ = f.w.Close()
+		}
 		for _, fc := range f.conts {
 			if fc.f != nil {
 				fc.f.Close()
@@ -104,7 +113,7 @@ func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handof
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-events: // nil, never ready, when polling
 			if !ok {
 				return nil
 			}
@@ -113,7 +122,7 @@ func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handof
 			// printed with one write to the output.
 			for more := true; more; {
 				select {
-				case ev, ok := <-w.Events:
+				case ev, ok := <-events:
 					if !ok {
 						return f.flush()
 					}
@@ -122,14 +131,14 @@ func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handof
 					more = false
 				}
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return nil
 			}
 			p.log.Warn("file events lost, rescanning", "err", err)
 			f.rescan()
 		case <-ticker.C:
-			if tick%rescanEvery == 0 {
+			if tick%rescanTicks == 0 {
 				f.rescan()
 			} else {
 				for _, fc := range f.conts {
@@ -142,6 +151,13 @@ func (p *plan) follow(ctx context.Context, pr *printer, hands map[string]*handof
 			return err
 		}
 	}
+}
+
+func newWatcher(disabled bool) (*fsnotify.Watcher, error) {
+	if disabled {
+		return nil, errors.New("disabled by a test")
+	}
+	return fsnotify.NewWatcher()
 }
 
 func (f *follower) flush() error {
@@ -161,7 +177,7 @@ func (f *follower) newFollowed(c *container, info *streamInfo) *followed {
 
 // watch adds a watch on dir once.
 func (f *follower) watch(dir string) {
-	if f.watched[dir] {
+	if f.w == nil || f.watched[dir] {
 		return
 	}
 	if err := f.w.Add(dir); err != nil {
@@ -174,19 +190,10 @@ func (f *follower) watch(dir string) {
 	f.watched[dir] = true
 }
 
-// rescan walks the whole tree: it watches every selected directory, follows every
-// selected container not followed yet and reads what every followed file gained.
+// rescan walks the whole tree: it reads what every followed file gained, then
+// watches every selected directory and follows every selected container not followed
+// yet (read in the same pass, after the known ones).
 func (f *follower) rescan() {
-	f.watch(f.root)
-	entries, err := os.ReadDir(f.root)
-	if err != nil {
-		f.p.log.Warn("cannot list output directory", "dir", f.root, "err", err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			f.scanNamespace(e.Name())
-		}
-	}
 	for key, fc := range f.conts {
 		f.readNew(fc)
 		if fc.f == nil {
@@ -197,6 +204,16 @@ func (f *follower) rescan() {
 				delete(f.conts, key)
 				delete(f.selected, fc.c.Namespace+"/"+fc.c.Pod)
 			}
+		}
+	}
+	f.watch(f.root)
+	entries, err := os.ReadDir(f.root)
+	if err != nil {
+		f.p.log.Warn("cannot list output directory", "dir", f.root, "err", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			f.scanNamespace(e.Name())
 		}
 	}
 }

@@ -3,12 +3,15 @@ package tail
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // follow starts Run with Follow set and returns its output and a function that stops
@@ -19,8 +22,9 @@ func follow(t *testing.T, cfg Config, out interface {
 	t.Helper()
 	cfg.Follow = true
 	if cfg.PollInterval == 0 {
-		// Long enough that the tests see events, not polling, at work.
-		cfg.PollInterval = time.Hour
+		// Events usually come first; polling makes the tests pass where inotify is
+		// exhausted too (TestFollowByEvents covers events alone).
+		cfg.PollInterval = 100 * time.Millisecond
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -267,4 +271,66 @@ func TestFollowEmptyTree(t *testing.T) {
 	writeLines(t, root, "ns/p/app.log", `{"time":"`+stamp(at(1))+`","line":"json 1"}`)
 	waitFor(t, out, "ns/p/app json 1")
 	mustf(t, stop(), "stop")
+}
+
+// TestFollowByEvents follows with polling out of the way (an hour apart): rotations,
+// writes, new pods and metadata are all noticed through fsnotify.
+func TestFollowByEvents(t *testing.T) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Skipf("inotify unavailable here: %v", err)
+	}
+	w.Close()
+	root := t.TempDir()
+	dir := filepath.Join(root, "ns", "p")
+	cur := writeLines(t, root, "ns/p/app.log", tl(1, "line 1"))
+	out := &syncBuffer{}
+	ready := make(chan struct{})
+	stop := follow(t, Config{Dir: root, Tail: TailAll, Selector: "app", PollInterval: time.Hour, following: func() { close(ready) }}, out)
+	<-ready
+	if out.String() != "" {
+		t.Fatalf("printed a pod without metadata: %q", out.String())
+	}
+	writeMeta(t, root, "ns", "p", "n1", map[string]string{"app": "x"})
+	waitFor(t, out, "line 1")
+	appendFile(t, cur, tl(2, "line 2")+"\n")
+	waitFor(t, out, "line 2")
+	appendFile(t, cur, tl(3, "line 3")+"\n")
+	rotate(t, dir, "app", at(10))
+	appendFile(t, cur, tl(4, "line 4")+"\n")
+	waitFor(t, out, "line 4")
+	writeMeta(t, root, "ns", "q", "n1", map[string]string{"app": "y"})
+	writeLines(t, root, "ns/q/side.log", tl(5, "line 5"))
+	waitFor(t, out, "line 5")
+	mustf(t, stop(), "stop")
+	want := lines("ns/p/app line 1", "ns/p/app line 2", "ns/p/app line 3", "ns/p/app line 4", "ns/q/side line 5")
+	if got := out.String(); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestFollowPolling: where inotify is unavailable, the follower polls, and still
+// follows rotations and finds new pods.
+func TestFollowPolling(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "ns", "p")
+	cur := writeLines(t, root, "ns/p/app.log", tl(1, "line 1"))
+	out := &syncBuffer{}
+	var logs logBuffer
+	stop := follow(t, Config{Dir: root, Tail: TailAll, PollInterval: 20 * time.Millisecond, noWatch: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, out)
+	waitFor(t, out, "line 1")
+	appendFile(t, cur, tl(2, "line 2")+"\n")
+	rotate(t, dir, "app", at(10))
+	appendFile(t, cur, tl(3, "line 3")+"\n")
+	writeLines(t, root, "other/q/side.log", tl(4, "line 4"))
+	waitFor(t, out, "line 4")
+	mustf(t, stop(), "stop")
+	want := lines("ns/p/app line 1", "ns/p/app line 2", "ns/p/app line 3", "other/q/side line 4")
+	if got := out.String(); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.Contains(logs.String(), "polling instead") {
+		t.Errorf("no warning about polling: %q", logs.String())
+	}
 }

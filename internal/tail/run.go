@@ -56,6 +56,9 @@ type Config struct {
 	// following, when set by a test, is called once the history is printed and the
 	// follower watches the tree: what is written from then on is printed.
 	following func()
+	// noWatch, when set by a test, makes the follower poll as it does where inotify
+	// is unavailable.
+	noWatch bool
 }
 
 // TailAll is the Tail that prints every line.
