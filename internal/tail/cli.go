@@ -87,7 +87,7 @@ func newFlagSet(o *options, env func(string) (string, bool)) *pflag.FlagSet {
 	fs.IntVar(&o.tail, "tail", -1, "the last N lines of each container (after --grep and --since); -1: all")
 	fs.StringArrayVar(&o.grep, "grep", nil, "only lines whose message matches this regular expression (repeatable: any)")
 	fs.StringArrayVar(&o.grepV, "grep-v", nil, "drop lines whose message matches this regular expression (repeatable)")
-	fs.BoolVarP(&o.follow, "follow", "f", false, "keep printing new lines, across rotations and for pods and containers that appear later; Ctrl-C stops")
+	fs.BoolVarP(&o.follow, "follow", "f", false, "keep printing new lines, across rotations; pods and containers that appear later are printed from their first line; Ctrl-C stops")
 	fs.StringVarP(&o.output, "output", "o", "default", "default (namespace/pod/container prefix), raw (message only) or json (the daemon's json format)")
 	fs.BoolVar(&o.timestamps, "timestamps", false, "print each line's timestamp before the message")
 	fs.StringVar(&o.color, "color", "auto", "colour the prefixes: auto (on a terminal), always or never")

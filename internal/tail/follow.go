@@ -27,7 +27,8 @@ const followBufSize = 256 << 10
 // file to a backup and creates a new one), and picks up pods and containers that
 // appear later. It runs in one goroutine; fsnotify events only say where to look, and
 // what to do is decided by comparing the file system with what is followed, so a lost
-// or coalesced event delays a line at most by one poll interval.
+// or coalesced event delays a line by at most one poll interval (a new container's
+// first lines by at most rescanEvery intervals).
 type follower struct {
 	p       *plan
 	pr      *printer
@@ -183,7 +184,7 @@ func (f *follower) watch(dir string) {
 	if err := f.w.Add(dir); err != nil {
 		if !f.watchFailed && !isNotExist(err) {
 			f.watchFailed = true
-			f.p.log.Warn("cannot watch directory, relying on polling every few seconds", "dir", dir, "err", err)
+			f.p.log.Warn("cannot watch directory, relying on the periodic rescan", "dir", dir, "err", err)
 		}
 		return
 	}
