@@ -1,0 +1,213 @@
+// Command bench measures kubelogd on the local control plane (etcd, kube-apiserver and
+// fake kubelets on loopback) and prints one table, also written as JSON:
+//
+//  1. single stream: 1,000,000 lines of one finished container into rotated files, wall
+//     and CPU time of the kubelogd process beside the transport limit (io.Copy of
+//     client-go's Stream(), and kubectl logs when bin/kubectl exists);
+//  2. coverage: how long until every line of 1,000 and 5,000 pods is on disk, for pods
+//     that exist before kubelogd starts and for pods created after;
+//  3. memory per idle stream at 1,000 and 5,000 followed containers;
+//  4. latency from a line's emission to its being readable in the file, 1,000 containers
+//     at 10 lines/s each;
+//  5. the in-process line path (go test -bench in collector and sink).
+//
+// Benchmarks are not pass/fail: figures are reported against their targets and the run
+// succeeds unless a scenario could not be measured. It is what `make bench` runs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is what the scenarios need from the command line.
+type config struct {
+	self, kubelogd, kubectl, repo, workDir string
+	profileDir                             string
+	scenarios                              map[string]bool
+	singleLines, singleRuns                int
+	coverageSizes                          []int
+	latencyContainers                      int
+	latencyDuration                        time.Duration
+	benchCount                             int
+	quiet, keep, trace                     bool
+}
+
+func (c *config) progress(format string, args ...any) {
+	if !c.quiet {
+		fmt.Fprintf(os.Stderr, "bench: %s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+}
+
+func main() {
+	// Subcommands the bench runs as children of itself.
+	if len(os.Args) > 1 {
+		if sub, ok := subcommands[os.Args[1]]; ok {
+			if err := sub(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	os.Exit(run())
+}
+
+var subcommands = map[string]func([]string) error{
+	"kubelet-host": runHost,
+	"copy-stream":  runCopyStream,
+	// kubelogd-pprof is kubelogd in-process with profiles, for --profile.
+	"kubelogd-pprof": runKubelogdPprof,
+}
+
+func run() int {
+	var cfg config
+	var scenarios, sizes, jsonOut string
+	flag.StringVar(&cfg.kubelogd, "kubelogd", "bin/kubelogd", "kubelogd binary to measure")
+	flag.StringVar(&cfg.kubectl, "kubectl", "bin/kubectl", "kubectl binary for the transport comparison; skipped if missing")
+	flag.StringVar(&cfg.repo, "repo", ".", "the kubelogd module, for go test -bench and the git commit")
+	flag.StringVar(&jsonOut, "json", "bin/bench.json", "where to write the results as JSON")
+	flag.StringVar(&scenarios, "scenarios", "single,coverage,latency,go", "scenarios to run (coverage includes memory)")
+	flag.IntVar(&cfg.singleLines, "single-lines", 1_000_000, "lines of the single stream")
+	flag.IntVar(&cfg.singleRuns, "single-runs", 2, "rounds of the single stream scenario (best wall time of each reader is reported)")
+	flag.StringVar(&sizes, "coverage-pods", "1000,5000", "pod counts of the coverage and memory scenarios")
+	flag.IntVar(&cfg.latencyContainers, "latency-containers", 1000, "containers emitting in the latency scenario")
+	flag.DurationVar(&cfg.latencyDuration, "latency-duration", time.Minute, "how long they emit")
+	flag.IntVar(&cfg.benchCount, "bench-count", 3, "go test -count for the in-process benchmarks (medians reported)")
+	flag.BoolVar(&cfg.quiet, "quiet", false, "no progress on stderr")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (kubelogd's output and logs) and print its path")
+	flag.BoolVar(&cfg.trace, "trace", false, "print kubelogd's stream and line counters every 250ms while waiting for coverage (they cost kubelogd a scrape each)")
+	flag.StringVar(&cfg.profileDir, "profile", "", "run kubelogd's code in-process with pprof and write CPU, heap and goroutine profiles here (the figures then are of that build)")
+	flag.Parse()
+
+	cfg.scenarios = map[string]bool{}
+	for _, s := range strings.Split(scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.scenarios[s] = true
+		}
+	}
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: bad --coverage-pods %q\n", sizes)
+			return 2
+		}
+		cfg.coverageSizes = append(cfg.coverageSizes, n)
+	}
+	var err error
+	if cfg.self, err = os.Executable(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	for _, p := range []*string{&cfg.kubelogd, &cfg.repo, &jsonOut, &cfg.profileDir} {
+		if *p == "" {
+			continue
+		}
+		if *p, err = filepath.Abs(*p); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	if _, err := os.Stat(cfg.kubelogd); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: kubelogd binary: %v (make build)\n", err)
+		return 2
+	}
+	if cfg.kubectl != "" {
+		if p, err := filepath.Abs(cfg.kubectl); err == nil {
+			if _, err := os.Stat(p); err == nil {
+				cfg.kubectl = p
+			} else {
+				cfg.kubectl = ""
+			}
+		}
+	}
+	if cfg.profileDir != "" {
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	if cfg.workDir, err = os.MkdirTemp("", "kubelogd-bench-"); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if cfg.keep {
+		defer fmt.Fprintf(os.Stderr, "bench: work directory kept: %s\n", cfg.workDir)
+	} else {
+		defer os.RemoveAll(cfg.workDir)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep := newReport(ctx, &cfg)
+	// The fake kubelets' readers hold one inotify instance per followed container, and
+	// the default limit of 128 per user is far below 10,000.
+	if cfg.scenarios["coverage"] || cfg.scenarios["latency"] {
+		want := 2*slices.Max(append(cfg.coverageSizes, cfg.latencyContainers)) + 4096
+		s, err := raiseSysctl("fs.inotify.max_user_instances", want)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		rep.Inotify = fmt.Sprintf("fs.inotify.max_user_instances raised from %d to %d for the run, restored after", s.old, s.set)
+		if s.set == s.old {
+			rep.Inotify = fmt.Sprintf("fs.inotify.max_user_instances is %d: not changed", s.old)
+		}
+		cfg.progress("%s", rep.Inotify)
+		defer func() {
+			if err := s.restore(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: restoring fs.inotify.max_user_instances:", err)
+			}
+		}()
+	}
+
+	failed := false
+	step := func(name string, f func() error) {
+		if !cfg.scenarios[name] || ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		cfg.progress("%s: start", name)
+		if err := f(); err != nil {
+			failed = true
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", name, err))
+			fmt.Fprintf(os.Stderr, "bench: %s failed: %v\n", name, err)
+			return
+		}
+		cfg.progress("%s: done in %s", name, time.Since(start).Round(time.Second))
+	}
+	step("single", func() (err error) { rep.Single, err = runSingle(ctx, &cfg); return })
+	step("coverage", func() error {
+		for _, n := range cfg.coverageSizes {
+			r, err := runCoverage(ctx, &cfg, n)
+			if err != nil {
+				return err
+			}
+			rep.Coverage = append(rep.Coverage, r)
+		}
+		return nil
+	})
+	step("latency", func() (err error) { rep.Latency, err = runLatency(ctx, &cfg); return })
+	step("go", func() (err error) { rep.Go, err = runGoBench(ctx, &cfg); return })
+
+	rep.finish()
+	rep.print(os.Stdout)
+	if err := rep.writeJSON(jsonOut); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	fmt.Printf("\nJSON: %s\n", jsonOut)
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
