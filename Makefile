@@ -55,7 +55,8 @@ demo: testbin $(BIN)/kubelogd
 
 ## bench: speed, memory and latency on the local control plane, beside the transport limit
 ## (and kubectl logs, once `make kubectl` has built it): one table, and bin/bench.json.
-bench: testbin $(BIN)/kubelogd
+## It needs only etcd and kube-apiserver of testbin, so a fresh clone builds no more.
+bench: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubelogd
 	$(GO) build -o $(BIN)/kubelogd-bench ./hack/bench
 	$(BIN)/kubelogd-bench --kubelogd $(BIN)/kubelogd --kubectl $(BIN)/kubectl --repo $(CURDIR) --json $(BIN)/bench.json
 
