@@ -35,7 +35,7 @@ kubectl: $(BIN)/kubectl
 $(BIN)/kubectl: $(KUBE_TOOLS)
 	cd hack/tools/kube && $(GO) build -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kubectl
 
-## testbin: build etcd and kube-apiserver into bin/ (skipped when bin/ is current).
+## testbin: build etcd, kube-apiserver, kubectl and promtool into bin/ (skipped when bin/ is current).
 testbin: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl $(BIN)/promtool
 
 ## test: every test, against the real control plane.
