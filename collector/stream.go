@@ -104,6 +104,11 @@ func (s *stream) run(ctx context.Context) {
 				continue
 			}
 			if cur.PodUID != "" {
+				if !cur.Done {
+					// The previous pod of this name is gone (kubelogd was down, or its stream
+					// broke before it was deleted): the rest of its log cannot be read.
+					s.gap(gapPodDeleted, fmt.Sprintf("pod UID %s was deleted before its log was read to the end", cur.PodUID))
+				}
 				s.marker(s.c.cfg.Now(), fmt.Sprintf("pod %s/%s recreated with UID %s (previous UID %s)", s.ns, s.pod, p.UID, cur.PodUID))
 			}
 			s.beginInstance(string(p.UID), ct)
