@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,10 @@ type coverageResult struct {
 	// starts: the bench's own client-go, with kubelogd's QPS 500 and burst 500, opens a
 	// follow stream (timestamps=true) to every pod at once and reads until it has every line.
 	TransportSeconds float64 `json:"transport_seconds"`
+	// TransportRetries counts the streams it had to open again, the first for the reason
+	// in TransportFirstError.
+	TransportRetries    int64  `json:"transport_retries"`
+	TransportFirstError string `json:"transport_first_error,omitempty"`
 	// StartedSeconds and SyncedSeconds are when kubelogd logged "kubelogd started" and
 	// "pod informers synced", after its exec (0 if it did not).
 	StartedSeconds float64 `json:"started_seconds"`
@@ -97,10 +102,10 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	res.SetupSeconds = time.Since(start).Seconds()
 	cfg.progress("coverage %d: %d running pods with %d lines each created in %s", n, n, coverageLines, time.Since(start).Round(time.Millisecond))
 
-	if res.TransportSeconds, err = transportCoverage(ctx, e, nsExisting, n, coverageLines); err != nil {
-		return nil, err
+	if res.TransportSeconds, res.TransportRetries, res.TransportFirstError, err = transportCoverage(ctx, e, nsExisting, n, coverageLines); err != nil {
+		return nil, fmt.Errorf("the transport alone: %w", err)
 	}
-	cfg.progress("coverage %d: the transport alone (client-go, QPS 500, burst 500) read every line %.2fs after its start", n, res.TransportSeconds)
+	cfg.progress("coverage %d: the transport alone (client-go, QPS 500, burst 500) read every line %.2fs after its start (%d streams retried)", n, res.TransportSeconds, res.TransportRetries)
 
 	dir := filepath.Join(cfg.workDir, fmt.Sprintf("coverage-%d", n))
 	if !cfg.keep {
@@ -382,34 +387,52 @@ func traceMetrics(ctx context.Context, cfg *config, d *kubelogdProc, tr *coverTr
 
 // transportCoverage opens a follow stream to each of the n pods of ns with kubelogd's
 // client limits and returns how long it took until every stream had delivered lines
-// lines; then it closes them.
-func transportCoverage(ctx context.Context, e *env, ns string, n, lines int) (float64, error) {
+// lines; then it closes them. A stream that fails to open or breaks is retried at once
+// from its start (at most 5 times), as any client would; retries counts them and firstErr
+// says why the first one was needed.
+func transportCoverage(ctx context.Context, e *env, ns string, n, lines int) (seconds float64, retries int64, firstErr string, err error) {
 	rc := rest.CopyConfig(e.c.Config)
 	rc.QPS, rc.Burst = 500, 500
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return 0, err
+		return 0, 0, "", err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var retried atomic.Int64
+	var once sync.Once
+	read := func(pod string) error {
+		body, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true, Timestamps: true}).Stream(ctx)
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		r := bufio.NewReader(body)
+		for range lines {
+			if _, err := r.ReadSlice('\n'); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	start := time.Now()
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			body, err := client.CoreV1().Pods(ns).GetLogs(podName(i), &corev1.PodLogOptions{Container: container, Follow: true, Timestamps: true}).Stream(ctx)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer body.Close()
-			r := bufio.NewReader(body)
-			for range lines {
-				if _, err := r.ReadSlice('\n'); err != nil {
-					errs <- fmt.Errorf("pod %s: %w", podName(i), err)
-					return
+			var err error
+			for attempt := 0; attempt < 6; attempt++ {
+				if attempt > 0 {
+					retried.Add(1)
+					once.Do(func() { firstErr = err.Error() })
+				}
+				if err = read(podName(i)); err == nil || ctx.Err() != nil {
+					break
 				}
 			}
-			errs <- nil
+			if err != nil {
+				err = fmt.Errorf("pod %s: %w", podName(i), err)
+			}
+			errs <- err
 		}()
 	}
 	timeout := time.After(5 * time.Minute)
@@ -417,11 +440,13 @@ func transportCoverage(ctx context.Context, e *env, ns string, n, lines int) (fl
 		select {
 		case err := <-errs:
 			if err != nil {
-				return 0, err
+				return 0, 0, "", err
 			}
 		case <-timeout:
-			return 0, errors.New("the transport alone did not deliver every line in 5 minutes")
+			return 0, 0, "", errors.New("the transport alone did not deliver every line in 5 minutes")
 		}
 	}
-	return time.Since(start).Seconds(), nil
+	seconds = time.Since(start).Seconds()
+	cancel()
+	return seconds, retried.Load(), firstErr, nil
 }

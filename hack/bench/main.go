@@ -19,6 +19,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/klog/v2"
 )
 
 // config is what the scenarios need from the command line.
@@ -70,6 +73,10 @@ var subcommands = map[string]func([]string) error{
 }
 
 func run() int {
+	// client-go's klog would print its client-side throttling notices (the transport
+	// baseline opens 5,000 streams at kubelogd's QPS) in the middle of the progress.
+	klog.SetOutput(io.Discard)
+	klog.LogToStderr(false)
 	var cfg config
 	var scenarios, sizes, jsonOut string
 	flag.StringVar(&cfg.kubelogd, "kubelogd", "bin/kubelogd", "kubelogd binary to measure")

@@ -264,7 +264,11 @@ func (r *report) print(w io.Writer) {
 		t.row(fmt.Sprintf("2 coverage: %s pods × %d lines, %d fake kubelets, kubelogd defaults (--kube-api-qps 500 --kube-api-burst 500)", commas(c.Pods), c.LinesPerPod, c.Nodes))
 		t.row("", "existing before start: exec → all readable", sec(c.ExistingSeconds), goal(fmt.Sprintf("coverage, %d pods existing before start", c.Pods), lim))
 		t.row("", "  of which kubelogd's start", fmt.Sprintf("'kubelogd started' at %.2f s, 'pod informers synced' at %.2f s", c.StartedSeconds, c.SyncedSeconds), "")
-		t.row("", "  the transport alone (client-go, same QPS/burst)", fmt.Sprintf("%s (kubelogd %.2f×)", sec(c.TransportSeconds), c.ExistingSeconds/c.TransportSeconds), "")
+		tv := fmt.Sprintf("%s (kubelogd %.2f×)", sec(c.TransportSeconds), c.ExistingSeconds/c.TransportSeconds)
+		if c.TransportRetries > 0 {
+			tv += fmt.Sprintf("; %d streams reopened, the first after: %s", c.TransportRetries, c.TransportFirstError)
+		}
+		t.row("", "  the transport alone (client-go, same QPS/burst)", tv, "")
 		t.row("", "created after start: pod ready → readable", fmt.Sprintf("p50 %.2f s, p99 %.2f s, max %.2f s", c.PodLagP50, c.PodLagP99, c.PodLagMax),
 			goal(fmt.Sprintf("coverage, %d pods created after start (worst pod)", c.Pods), maxLim))
 		t.row("", "created after start: first create → all readable", fmt.Sprintf("%.2f s (creating them took %.2f s)", c.CreatedSeconds, c.CreatingSeconds), "")
