@@ -1,18 +1,22 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // latencyResult is the latency scenario: from the moment a line is appended to the CRI
@@ -30,8 +34,9 @@ type latencyResult struct {
 	// EmitBehindMs is how far the emitters fell behind their schedule at worst (a busy
 	// machine); each line's latency is measured from when it was really appended.
 	EmitBehindMs float64 `json:"emit_behind_ms"`
-	// Transport is the same measure for a few containers followed directly by the bench
-	// with client-go (timestamps=true): the apiserver and kubelet part of the latency.
+	// Transport is the same measure for a few containers whose streams (follow,
+	// timestamps=true) another process copies to files with io.Copy, tailed the same way:
+	// the transport's and the measurement's part of the latency.
 	Transport struct {
 		Streams  int     `json:"streams"`
 		Received int     `json:"received"`
@@ -41,6 +46,12 @@ type latencyResult struct {
 	} `json:"transport"`
 	// KubelogdCores is kubelogd's CPU time during the emission divided by its duration.
 	KubelogdCores float64 `json:"kubelogd_cores"`
+	// Cores is the same for every process of the bench during the emission, by command
+	// (kube-apiserver, etcd, kubelogd, the bench's own children — the fake kubelets — and
+	// "bench", which tails the files); MachineBusy is the share of all CPUs busy, theirs
+	// and other users' alike.
+	Cores       map[string]float64 `json:"cores"`
+	MachineBusy float64            `json:"machine_busy"`
 }
 
 const (
@@ -77,7 +88,7 @@ func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
 		return nil, err
 	}
 	tctx, stopTail := context.WithCancel(ctx)
-	tailDone := make(chan struct{})
+	tailDone, tailDone2 := make(chan struct{}), make(chan struct{})
 	go func() { tl.run(tctx); close(tailDone) }()
 	defer func() { stopTail(); <-tailDone }()
 
@@ -87,40 +98,57 @@ func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
 	}
 	defer d.stop()
 
-	// The transport reference: a few containers followed directly.
+	// The transport reference: a few containers copied to files by a child process.
+	copyDir := dir + "-copy"
+	if !cfg.keep {
+		defer os.RemoveAll(copyDir)
+	}
+	if err := os.MkdirAll(copyDir, 0o750); err != nil {
+		return nil, err
+	}
 	direct := &latencies{seen: map[string]int{}}
-	client, err := kubernetes.NewForConfig(e.c.Config)
+	tl2, err := newTailer(copyDir, container+".log", func(path string, line []byte, at time.Time) {
+		direct.add(path, line, at)
+	})
 	if err != nil {
 		return nil, err
 	}
-	dctx, stopDirect := context.WithCancel(ctx)
-	var dwg sync.WaitGroup
-	defer func() { stopDirect(); dwg.Wait() }()
+	go func() { tl2.run(tctx); close(tailDone2) }()
+	defer func() { stopTail(); <-tailDone2 }()
 	followers := make([]int, 0, n+latencyDirect)
 	for i := range n {
 		followers = append(followers, i)
 	}
+	copyArgs := []string{"copy-follow", e.c.Kubeconfig, nsLatency, copyDir}
 	for i := range min(latencyDirect, n) {
 		followers = append(followers, i)
-		dwg.Go(func() { followDirect(dctx, client, podName(i), direct) })
+		copyArgs = append(copyArgs, podName(i))
 	}
 	res.Transport.Streams = min(latencyDirect, n)
-	start := time.Now()
+	cp := exec.Command(cfg.self, copyArgs...)
+	var cpErr tailBuffer
+	cp.Stderr = &cpErr
+	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cp.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { _ = cp.Process.Kill(); _ = cp.Wait() }()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	err = e.waitFollowers(wctx, nsLatency, followers)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("waiting for kubelogd's follow streams: %w", err)
+		return nil, fmt.Errorf("waiting for the follow streams: %w (copy-follow: %s)", err, cpErr.String())
 	}
-	cfg.progress("latency: %d follow streams watching %.2fs after kubelogd's start (%d of them the bench's own)", len(followers), time.Since(d.Start).Seconds(), res.Transport.Streams)
-	_ = start
+	cfg.progress("latency: %d follow streams watching %.2fs after kubelogd's start (%d of them copied by io.Copy)", len(followers), time.Since(d.Start).Seconds(), res.Transport.Streams)
 
 	cpu0, err := d.cpu()
 	if err != nil {
 		return nil, err
 	}
 	emitStart := time.Now()
-	resps, _, err := e.each(ctx, hostReq{Op: "emit", NS: nsLatency, Interval: latencyInterval, Duration: cfg.latencyDuration, Size: latencyLineSize}, followers[:n])
+	procs0 := cpuByCommand()
+	busy0, total0 := machineCPU()
+	resps, split, err := e.each(ctx, hostReq{Op: "emit", NS: nsLatency, Interval: latencyInterval, Duration: cfg.latencyDuration, Size: latencyLineSize}, followers[:n])
 	if err != nil {
 		return nil, err
 	}
@@ -128,23 +156,40 @@ func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.KubelogdCores = (cpu1 - cpu0).Seconds() / time.Since(emitStart).Seconds()
+	elapsed := time.Since(emitStart).Seconds()
+	res.KubelogdCores = (cpu1 - cpu0).Seconds() / elapsed
+	busy1, total1 := machineCPU()
+	if total1 > total0 {
+		res.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
+	}
+	res.Cores = map[string]float64{}
+	for name, t := range cpuByCommand() {
+		if d := (t - procs0[name]).Seconds() / elapsed; d >= 0.005 {
+			res.Cores[name] = d
+		}
+	}
 	for _, r := range resps {
 		for _, c := range r.Counts {
 			res.Emitted += c
 		}
 		res.EmitBehindMs = max(res.EmitBehindMs, ms(r.Lag))
 	}
+	copied := 0
+	for h, r := range resps {
+		for j, c := range r.Counts {
+			if split[h][j] < res.Transport.Streams {
+				copied += c
+			}
+		}
+	}
 	// Wait for the stragglers.
 	deadline := time.Now().Add(30 * time.Second)
-	for fileLat.count() < res.Emitted && time.Now().Before(deadline) {
+	for (fileLat.count() < res.Emitted || direct.count() < copied) && time.Now().Before(deadline) {
 		if err := d.alive(); err != nil {
 			return nil, err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	stopDirect()
-	dwg.Wait()
 
 	lat := fileLat.values()
 	res.Received, res.Duplicates = len(lat), fileLat.dups
@@ -207,22 +252,44 @@ func (l *latencies) values() []float64 {
 	return append([]float64(nil), l.ms...)
 }
 
-// followDirect follows a container's log with client-go until ctx ends, recording each
-// line's latency.
-func followDirect(ctx context.Context, client kubernetes.Interface, pod string, l *latencies) {
-	body, err := client.CoreV1().Pods(nsLatency).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true, Timestamps: true}).Stream(ctx)
+// runCopyFollow is the copy-follow subcommand: for each pod, a follow stream of its log
+// (timestamps=true) copied with io.Copy to <dir>/<namespace>/<pod>/c.log, until killed.
+func runCopyFollow(args []string) error {
+	if len(args) < 4 {
+		return errors.New("usage: copy-follow <kubeconfig> <namespace> <dir> <pod>...")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", args[0])
 	if err != nil {
-		return
+		return err
 	}
-	defer body.Close()
-	r := bufio.NewReader(body)
-	for {
-		line, err := r.ReadSlice('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			l.add(pod, line[:len(line)-1], time.Now())
-		}
-		if err != nil {
-			return
-		}
+	cfg.QPS = -1
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
 	}
+	ns, dir := args[1], args[2]
+	errs := make(chan error, len(args)-3)
+	for _, pod := range args[3:] {
+		go func() {
+			errs <- func() error {
+				p := filepath.Join(dir, ns, pod)
+				if err := os.MkdirAll(p, 0o750); err != nil {
+					return err
+				}
+				f, err := os.Create(filepath.Join(p, container+".log"))
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				body, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true, Timestamps: true}).Stream(context.Background())
+				if err != nil {
+					return err
+				}
+				defer body.Close()
+				_, err = io.Copy(f, body)
+				return err
+			}()
+		}()
+	}
+	return <-errs
 }

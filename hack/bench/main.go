@@ -68,6 +68,7 @@ func main() {
 var subcommands = map[string]func([]string) error{
 	"kubelet-host": runHost,
 	"copy-stream":  runCopyStream,
+	"copy-follow":  runCopyFollow,
 	// kubelogd-pprof is kubelogd in-process with profiles, for --profile.
 	"kubelogd-pprof": runKubelogdPprof,
 }

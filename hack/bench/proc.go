@@ -252,3 +252,66 @@ func (d *kubelogdProc) logTime(msg string) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// cpuByCommand sums the CPU time of this process (as "bench") and of its children, by
+// their command name: kube-apiserver, etcd, kubelogd, and the bench's own children
+// (kubelet hosts and copiers, named after the bench binary).
+func cpuByCommand() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	self := os.Getpid()
+	if t, err := procCPU(self); err == nil {
+		out["bench"] = t
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(s[end+2:])
+		if len(f) < 13 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid != self {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		out[s[open+1:end]] += time.Duration(u+st) * clockTick
+	}
+	return out
+}
+
+// machineCPU returns the busy and total time of all CPUs from /proc/stat.
+func machineCPU() (busy, total time.Duration) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		d := time.Duration(n) * clockTick
+		if i >= 8 { // guest time is counted in user already
+			break
+		}
+		total += d
+		if i != 3 && i != 4 { // idle, iowait
+			busy += d
+		}
+	}
+	return busy, total
+}
