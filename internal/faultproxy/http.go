@@ -117,6 +117,7 @@ type inflight struct {
 	r       *http.Request
 	cancel  context.CancelFunc
 	aborted bool // set under HTTPProxy.mu by Abort
+	ended   bool // set under HTTPProxy.mu by End
 }
 
 // NewHTTP starts an HTTPProxy on a free port of 127.0.0.1.
@@ -174,17 +175,25 @@ func (p *HTTPProxy) handler(next http.Handler) http.Handler {
 		in := &inflight{r: r, cancel: cancel}
 		p.inflight[in] = struct{}{}
 		p.mu.Unlock()
+		defer func() {
+			cancel()
+			p.mu.Lock()
+			delete(p.inflight, in)
+			aborted, ended := in.aborted, in.ended
+			p.mu.Unlock()
+			// A request cut by Abort or End fails its body copy, and ReverseProxy panics
+			// with ErrAbortHandler to abort the response. End wants a clean end instead;
+			// Abort wants the abrupt end whatever way the copy ended.
+			if v := recover(); v != nil && (v != http.ErrAbortHandler || !ended) {
+				panic(v)
+			}
+			if aborted {
+				// net/http recovers this: the client sees a reset stream or a closed
+				// connection, never a clean end of the body.
+				panic(http.ErrAbortHandler)
+			}
+		}()
 		next.ServeHTTP(w, r.WithContext(ctx))
-		cancel()
-		p.mu.Lock()
-		delete(p.inflight, in)
-		aborted := in.aborted
-		p.mu.Unlock()
-		if aborted {
-			// However the copy ended, the client must see an abrupt end (a reset stream or
-			// a closed connection), never a clean end of the body. net/http recovers this.
-			panic(http.ErrAbortHandler)
-		}
 	})
 }
 
@@ -226,12 +235,23 @@ func (p *HTTPProxy) ClearFailures() {
 // Abort cuts the matching requests in flight: their responses end abruptly (an HTTP/2
 // stream reset, or a closed HTTP/1.1 connection). It returns how many were cut.
 func (p *HTTPProxy) Abort(match Match) int {
+	return p.stop(match, func(in *inflight) { in.aborted = true })
+}
+
+// End ends the matching requests in flight cleanly: their response bodies end as if the
+// server had finished them (as the apiserver ends a watch at its timeout). It returns how
+// many were ended.
+func (p *HTTPProxy) End(match Match) int {
+	return p.stop(match, func(in *inflight) { in.ended = true })
+}
+
+func (p *HTTPProxy) stop(match Match, mark func(*inflight)) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
 	for in := range p.inflight {
 		if match(in.r) {
-			in.aborted = true
+			mark(in)
 			in.cancel()
 			n++
 		}

@@ -120,6 +120,13 @@ func TestHTTPAbortCutsStreamingResponses(t *testing.T) {
 	if _, err := r.ReadString('\n'); err == nil || err == io.EOF {
 		t.Fatalf("after Abort: %v, want an abrupt end (not a clean EOF)", err)
 	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.p.InFlight(AnyRequest) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("an aborted request stays in flight")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestMatchers(t *testing.T) {
@@ -140,5 +147,27 @@ func TestMatchers(t *testing.T) {
 			t.Errorf("%s: watch %v resuming %v list %v log %v; want %v %v %v %v", tt.url,
 				Watch(r), ResumingWatch(r), List(r), PodLog(r), tt.watch, tt.resuming, tt.list, tt.log)
 		}
+	}
+}
+
+func TestHTTPEndFinishesStreamingResponsesCleanly(t *testing.T) {
+	e := newHTTPEnv(t)
+	resp, err := e.client.Get(e.p.URL() + "/api/v1/pods?watch=true&resourceVersion=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.p.End(Watch); n != 1 {
+		t.Fatalf("ended %d, want 1", n)
+	}
+	if rest, err := io.ReadAll(r); err != nil || len(rest) != 0 {
+		t.Fatalf("after End: %q, %v; want a clean end", rest, err)
+	}
+	if n := e.p.InFlight(AnyRequest); n != 0 {
+		t.Fatalf("%d requests still in flight", n)
 	}
 }
