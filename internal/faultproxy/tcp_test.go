@@ -145,6 +145,10 @@ func TestStallHoldsBytesUntilResume(t *testing.T) {
 func TestRefuse(t *testing.T) {
 	p := newProxy(t, echoServer(t))
 	open := dial(t, p.Addr())
+	// Accepted (not only queued by the kernel) before Refuse.
+	if _, err := open.roundTrip("first", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	p.Refuse(true)
 	// The reset may come as the dial's answer or as the first read's.
 	if c, err := net.Dial("tcp", p.Addr()); err == nil {
