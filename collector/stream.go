@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/kubelogd/kubelogd/informer"
 	"github.com/kubelogd/kubelogd/sink"
 )
@@ -42,6 +44,8 @@ type stream struct {
 	// could be verified.
 	shortReplays int
 
+	// podInfo is the pod UID whose node and labels the file was given (SetPod).
+	podInfo types.UID
 	// ctx is run's context, for the few helpers (markers) called without one.
 	ctx context.Context
 
@@ -95,6 +99,11 @@ func (s *stream) run(ctx context.Context) {
 			s.logger.Error("cannot open output file", "err", err)
 			s.sleep(ctx)
 			continue
+		}
+		if s.podInfo != p.UID {
+			// The json format names the pod's node (and labels): set once per pod UID.
+			s.file.SetPod(p.Node, p.Labels)
+			s.podInfo = p.UID
 		}
 		cur := s.file.Cursor()
 		switch {
@@ -266,6 +275,7 @@ func (s *stream) closeFile() {
 		s.logger.Error("closing output file", "err", err)
 	}
 	s.file = nil
+	s.podInfo = ""
 }
 
 // flush writes buffered lines, retrying with backoff while the disk refuses them: the data

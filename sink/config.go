@@ -87,6 +87,10 @@ const (
 	// jsonFixedOverhead bounds the keys, punctuation, part number, the escaped time and the
 	// validated names (label 63 + subdomain 253 + label 63); the node is added separately.
 	jsonFixedOverhead = 256 + jsonEscapeFactor*maxRawTimeLen + 63 + 253 + 63
+	// podInfoReserve bounds the encoded node and labels of the json format (less for tiny
+	// files: an eighth of the rotation size); labels that do not fit are left out
+	// (File.SetPod), so a line never outgrows the bound.
+	podInfoReserve = 16 << 10
 )
 
 // Config configures a Manager. The zero value of each field but Dir selects its default.
@@ -117,8 +121,11 @@ type Config struct {
 	// SyncInterval is how often at most a File fsyncs its data and then its cursor. Without
 	// a sync, data survives a crash of the process but not a power loss.
 	SyncInterval time.Duration
-	// Node is the node name written by the json format.
+	// Node is the node name the json format writes for files whose pod's node was not
+	// given with File.SetPod.
 	Node string
+	// JSONLabels adds the pod's labels (File.SetPod) to every line of the json format.
+	JSONLabels bool
 
 	// IdleClose is how long a File may go without writing to its file before Manager.Run
 	// closes the file descriptor; the next write reopens it. A quiet container then holds
@@ -162,6 +169,7 @@ type settings struct {
 	maxBytes   int64 // rotation size in bytes
 	bufLimit   int   // a File flushes before appending to a buffer this full
 	totalBytes int64 // MaxTotalSizeMB in bytes; 0 for no bound
+	podReserve int   // bytes the json format keeps for the node and labels (see podInfoReserve)
 }
 
 // bufferLimit is how much a File buffers before it writes without waiting for Flush.
@@ -245,6 +253,7 @@ func (cfg Config) complete() (settings, error) {
 	// A part of a line plus the format's overhead must stay below the rotation size:
 	// lumberjack rejects a write larger than MaxSize, and a record must never be split
 	// across two files.
+	s.podReserve = int(min(podInfoReserve, s.maxBytes/8))
 	factor, fixed := s.partBound()
 	largest := (s.maxBytes - 1 - fixed) / factor
 	if largest < 1 {
@@ -265,8 +274,7 @@ func (cfg Config) complete() (settings, error) {
 // most factor*n+fixed bytes.
 func (s *settings) partBound() (factor, fixed int64) {
 	if s.Format == FormatJSON {
-		node := appendJSONString(nil, []byte(s.Node))
-		return jsonEscapeFactor, int64(jsonFixedOverhead + len(node))
+		return jsonEscapeFactor, int64(jsonFixedOverhead + s.podReserve)
 	}
 	return 1, int64(textOverhead)
 }

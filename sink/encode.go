@@ -2,6 +2,7 @@ package sink
 
 import (
 	"encoding/base64"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -29,6 +30,11 @@ type encoder struct {
 }
 
 func newEncoder(format Format, key Key, node string) encoder {
+	return newPodEncoder(format, key, node, nil)
+}
+
+// newPodEncoder is newEncoder with the pod's labels, written as a "labels" object.
+func newPodEncoder(format Format, key Key, node string, labels map[string]string) encoder {
 	e := encoder{format: format}
 	if format == FormatJSON {
 		m := []byte(`,"namespace":`)
@@ -39,6 +45,23 @@ func newEncoder(format Format, key Key, node string) encoder {
 		m = appendJSONString(m, []byte(key.Container))
 		m = append(m, `,"node":`...)
 		m = appendJSONString(m, []byte(node))
+		if len(labels) > 0 {
+			keys := make([]string, 0, len(labels))
+			for k := range labels {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			m = append(m, `,"labels":{`...)
+			for i, k := range keys {
+				if i > 0 {
+					m = append(m, ',')
+				}
+				m = appendJSONString(m, []byte(k))
+				m = append(m, ':')
+				m = appendJSONString(m, []byte(labels[k]))
+			}
+			m = append(m, '}')
+		}
 		e.jsonMeta = m
 	}
 	return e

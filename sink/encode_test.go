@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,4 +196,55 @@ func FuzzJSONRoundTrip(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSetPodJSON(t *testing.T) {
+	big := map[string]string{}
+	for i := range 400 {
+		big[fmt.Sprintf("example.com/label-%03d", i)] = strings.Repeat("v", 63)
+	}
+	tests := []struct {
+		name       string
+		jsonLabels bool
+		labels     map[string]string
+		want       string
+	}{
+		{"node only", false, map[string]string{"app": "web"}, `"node":"node-7","line":"hi"}`},
+		{"node and labels", true, map[string]string{"tier": "db", "app": "web"}, `"node":"node-7","labels":{"app":"web","tier":"db"},"line":"hi"}`},
+		{"labels too large are left out", true, big, `"node":"node-7","line":"hi"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			m, err := NewManager(Config{Dir: dir, Format: FormatJSON, JSONLabels: tt.jsonLabels})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := m.Open(Key{Namespace: "ns", Pod: "p", Container: "c"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.SetPod("node-7", tt.labels)
+			if err := f.Write(Record{Time: time.Unix(1, 0), Line: []byte("hi")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(filepath.Join(dir, "ns", "p", "c.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(strings.TrimSpace(string(data)), tt.want) {
+				t.Fatalf("line %s, want it to end with %s", data, tt.want)
+			}
+			var v map[string]any
+			if err := json.Unmarshal(data, &v); err != nil {
+				t.Fatalf("not JSON: %v", err)
+			}
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,24 @@ type File struct {
 	recovered Recovery
 	stats     Stats
 	closed    bool
+}
+
+// SetPod tells the json format the node of the file's current pod and, with
+// Config.JSONLabels, its labels. Labels that would not fit the bound every line is sized
+// for are left out, with a warning. It is for the File's owner goroutine, like Write.
+func (f *File) SetPod(node string, labels map[string]string) {
+	if f.cfg.Format != FormatJSON {
+		return
+	}
+	if !f.cfg.JSONLabels {
+		labels = nil
+	}
+	enc := newPodEncoder(f.cfg.Format, f.key, node, labels)
+	if len(enc.jsonMeta) > f.cfg.podReserve {
+		f.log.Warn("pod labels too large for the json format; writing lines without them", "path", f.p.current)
+		enc = newPodEncoder(f.cfg.Format, f.key, node, nil)
+	}
+	f.enc = enc
 }
 
 // Cursor returns the live cursor, which Write advances. Only the File's owner goroutine
@@ -361,7 +380,7 @@ func (f *File) Close() error {
 // rotate moves the current file aside as a backup, starts a new one and, if retain,
 // applies retention to the backups.
 func (f *File) rotate(retain bool) error {
-	waitForNextMillisecond(f.lastRot)
+	waitForFreeBackupName(f.p, f.lastRot)
 	f.mu.Lock()
 	err := restoreErrno(f.out.Rotate())
 	if err != nil {
@@ -411,6 +430,26 @@ func (f *File) rotate(retain bool) error {
 // waitForNextMillisecond sleeps until the wall clock is past the millisecond of last.
 // lumberjack names a backup after the rotation time in milliseconds and renames over
 // an existing name; two rotations in one millisecond would make the first backup vanish.
+// waitForFreeBackupName waits until the backup name lumberjack will give a rotation now
+// (its wall clock, in milliseconds) is free. lastRot only knows this File's rotations; a
+// File opened again within the same millisecond (after a crash, or a recreated pod whose
+// stream takes over the file) would otherwise rename over a backup an earlier File made.
+func waitForFreeBackupName(p paths, last time.Time) {
+	waitForNextMillisecond(last)
+	for range 1000 {
+		name := filepath.Join(p.dir, p.name+"-"+time.Now().UTC().Format(backupTimeLayout)+".log")
+		if !exists(name) && !exists(name+".gz") {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
 func waitForNextMillisecond(last time.Time) {
 	if last.IsZero() {
 		return

@@ -115,6 +115,7 @@ func parse(args []string, stderr io.Writer) (daemon.Config, *slog.Logger, error)
 	fs.DurationVar(&cfg.Collector.MaxStreamLifetime, "max-stream-lifetime", time.Hour, "reopen follow streams after this long (0: never)")
 	fs.StringVar(&cfg.Sink.Dir, "output-dir", "/var/log/kubelogd", "root of the collected files: <output-dir>/<namespace>/<pod>/<container>.log")
 	fs.StringVar(&format, "format", "timestamped", "file format: timestamped, raw or json")
+	fs.BoolVar(&cfg.Sink.JSONLabels, "json-labels", false, "with --format json, add the pod's labels to every line")
 	fs.IntVar(&cfg.Sink.MaxSizeMB, "max-size-mb", 100, "size in MB at which a container's file is rotated")
 	fs.IntVar(&cfg.Sink.MaxBackups, "max-backups", 5, "rotated files kept per container (0: all)")
 	fs.IntVar(&cfg.Sink.MaxAgeDays, "max-age-days", 0, "days a rotated file is kept (0: no limit)")
@@ -149,6 +150,7 @@ func parse(args []string, stderr io.Writer) (daemon.Config, *slog.Logger, error)
 		cfg.Collector.MaxStreamLifetime = -1 // the collector's "never"
 	}
 	cfg.Informer.Namespaces, cfg.Informer.ExcludeNamespaces = namespaces, excludeNS
+	cfg.Sink.Node = cfg.Informer.Node
 	var err error
 	if cfg.Sink.Format, err = sink.ParseFormat(format); err != nil {
 		return cfg, nil, fmt.Errorf("invalid --format: %w", err)
