@@ -37,10 +37,16 @@ type coverageResult struct {
 	// in TransportFirstError.
 	TransportRetries    int64  `json:"transport_retries"`
 	TransportFirstError string `json:"transport_first_error,omitempty"`
+	// TransportCPUSeconds is the bench process's CPU time meanwhile: the client side of
+	// the transport alone (nothing else runs in it then; the kubelets are other processes).
+	TransportCPUSeconds float64 `json:"transport_cpu_seconds"`
 	// StartedSeconds and SyncedSeconds are when kubelogd logged "kubelogd started" and
 	// "pod informers synced", after its exec (0 if it did not).
 	StartedSeconds float64 `json:"started_seconds"`
 	SyncedSeconds  float64 `json:"synced_seconds"`
+	// ExistingCPUSeconds is kubelogd's CPU time (user+system) from its exec until the
+	// existing pods were covered: what opening their streams and files cost it.
+	ExistingCPUSeconds float64 `json:"existing_cpu_seconds"`
 
 	// Pods created after start, by the bench as fast as the fake kubelets let it:
 	// CreatedSeconds runs from the first create until every line is readable,
@@ -102,8 +108,12 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	res.SetupSeconds = time.Since(start).Seconds()
 	cfg.progress("coverage %d: %d running pods with %d lines each created in %s", n, n, coverageLines, time.Since(start).Round(time.Millisecond))
 
+	cpu0, _ := procCPU(os.Getpid())
 	if res.TransportSeconds, res.TransportRetries, res.TransportFirstError, err = transportCoverage(ctx, e, nsExisting, n, coverageLines); err != nil {
 		return nil, fmt.Errorf("the transport alone: %w", err)
+	}
+	if cpu1, err := procCPU(os.Getpid()); err == nil {
+		res.TransportCPUSeconds = (cpu1 - cpu0).Seconds()
 	}
 	cfg.progress("coverage %d: the transport alone (client-go, QPS 500, burst 500) read every line %.2fs after its start (%d streams retried)", n, res.TransportSeconds, res.TransportRetries)
 
@@ -134,6 +144,9 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	stopTrace()
 	if err != nil {
 		return nil, err
+	}
+	if cpu, err := d.cpu(); err == nil {
+		res.ExistingCPUSeconds = cpu.Seconds()
 	}
 	res.ExistingSeconds = tr.last(nsExisting).Sub(d.Start).Seconds()
 	if t, ok := d.logTime("kubelogd started"); ok {
