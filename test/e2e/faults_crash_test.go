@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
 	"github.com/kubelogd/kubelogd/internal/failpoint"
+	"github.com/kubelogd/kubelogd/internal/fakekubelet"
 	"github.com/kubelogd/kubelogd/internal/oracle"
 )
 
