@@ -35,8 +35,11 @@ const (
 	// written and before it is renamed over the old cursor: the old cursor must stay valid
 	// and the temporary file must be cleaned up.
 	CursorBeforeRename = "cursor-before-rename"
-	// RotationAfterRename is reached during a rotation of a container's file, after the
-	// current file was renamed to its backup name and before the new current file exists.
+	// RotationAfterRename is reached during a rotation of a container's file, right after
+	// the current file was renamed to its backup name, before anything else happens: the
+	// cursor saved before the rotation names the backup's inode, and the new current file
+	// is empty (lumberjack creates it in the same call as the rename) or, where the rename
+	// is kubelogd's own, not there yet.
 	RotationAfterRename = "rotation-after-rename"
 	// GzipMidway is reached while a backup is compressed, with part of the .gz written: the
 	// partial compressed file must never be taken for a complete one.
