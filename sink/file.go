@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/kubelogd/kubelogd/internal/failpoint"
 )
 
 // Record is one line to write.
@@ -285,6 +287,11 @@ func (f *File) writeOut(k int) (int, error) {
 		return 0, nil
 	}
 	f.mu.Lock()
+	if k > 1 && failpoint.Reached(failpoint.MidLine) {
+		// Crash tests: half of a record on disk, the rest never.
+		_, _ = f.out.Write(f.buf[:k/2])
+		failpoint.Kill(failpoint.MidLine)
+	}
 	n, err := f.out.Write(f.buf[:k])
 	f.touch()
 	f.mu.Unlock()
@@ -383,6 +390,10 @@ func (f *File) rotate(retain bool) error {
 	waitForFreeBackupName(f.p, f.lastRot)
 	f.mu.Lock()
 	err := restoreErrno(f.out.Rotate())
+	// Crash tests: the old file is renamed to its backup name; the bookkeeping below (mode,
+	// inode, retention) has not happened. lumberjack renames and creates the new file in
+	// one call, so this is the closest point to "between the two" reachable from here.
+	failpoint.Hit(failpoint.RotationAfterRename)
 	if err != nil {
 		// Hand the Logger back: lumberjack has closed its file, and its next open must
 		// go through openLogger's check rather than lumberjack's own (see checkCurrent).

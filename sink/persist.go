@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/failpoint"
 )
 
 // persistedCursor is the content of <Dir>/<ns>/<pod>/.<container>.cursor: the Cursor's
@@ -71,6 +73,8 @@ func (f *File) saveCursor(unobserved int) error {
 			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
 		}
 	}
+	// Crash tests: the data is written (flushed), its cursor not yet saved.
+	failpoint.Hit(failpoint.AfterDataBeforeCursor)
 	data, err := json.Marshal(persistedCursor{Version: cursorVersion, Cursor: f.cursor, Offset: f.size, Inode: f.inode})
 	if err != nil {
 		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
@@ -113,6 +117,8 @@ func writeFileAtomic(path string, data []byte, sync bool) (err error) {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
+	// Crash tests: the new cursor is complete in its temporary file, the old one in place.
+	failpoint.Hit(failpoint.CursorBeforeRename)
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}

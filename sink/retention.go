@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/failpoint"
 )
 
 // backupTimeLayout is lumberjack's layout of the rotation time (UTC) in backup names.
@@ -180,6 +182,11 @@ func compressFile(path string) (err error) {
 	zw.ModTime = st.ModTime()
 	if _, err := io.Copy(zw, in); err != nil {
 		return err
+	}
+	if failpoint.Reached(failpoint.GzipMidway) {
+		// Crash tests: part of the .gz is on disk, under its temporary name.
+		_ = zw.Flush()
+		failpoint.Kill(failpoint.GzipMidway)
 	}
 	if err := zw.Close(); err != nil {
 		return err
