@@ -168,7 +168,7 @@ func (e *env) sections(dir, ns, pod, container string, want func() []oracle.Want
 		}
 		return oracle.CheckSections(got, want())
 	}
-	eventually(e.t, 90*time.Second, fmt.Sprintf("%s/%s/%s holds exactly the expected sections", ns, pod, container), check)
+	eventually(e.t, 60*time.Second, fmt.Sprintf("%s/%s/%s holds exactly the expected sections", ns, pod, container), check)
 	time.Sleep(time.Second)
 	if ok, detail := check(); !ok {
 		e.t.Fatalf("%s/%s/%s changed after it was complete:\n%s", ns, pod, container, detail)
