@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Match selects requests.
@@ -95,15 +96,23 @@ type HTTPProxy struct {
 	mu       sync.Mutex
 	failures []*httpFailure
 	inflight map[*inflight]struct{}
-	seen     []Request
+	seen     []*Request
+	holds    []Match
+	// changed is closed and replaced whenever holds change, to wake held writers.
+	changed chan struct{}
 }
 
 // Request is a request the proxy received, with how it was answered.
 type Request struct {
 	Method string
 	URL    *url.URL
+	// Time is when the request arrived.
+	Time time.Time
 	// Injected is the status code of an injected failure, 0 if the request was proxied.
 	Injected int
+	// Status is the status code answered, injected or the target's; 0 until the
+	// response headers are written.
+	Status int
 }
 
 type httpFailure struct {
@@ -129,7 +138,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTPProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("faultproxy: listening on 127.0.0.1: %w", err)
 	}
-	p := &HTTPProxy{ln: ln, url: "https://" + ln.Addr().String(), inflight: map[*inflight]struct{}{}}
+	p := &HTTPProxy{ln: ln, url: "https://" + ln.Addr().String(), inflight: map[*inflight]struct{}{}, changed: make(chan struct{})}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(cfg.Target)
@@ -159,18 +168,20 @@ func (p *HTTPProxy) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		f := p.takeFailure(r)
-		rec := Request{Method: r.Method, URL: r.URL}
+		rec := &Request{Method: r.Method, URL: r.URL, Time: time.Now()}
 		if f != nil {
 			rec.Injected = f.code
 		}
 		p.seen = append(p.seen, rec)
+		p.mu.Unlock()
+		w = &heldWriter{ResponseWriter: w, p: p, r: r, rec: rec}
 		if f != nil {
-			p.mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(f.code)
 			_, _ = w.Write([]byte(f.body))
 			return
 		}
+		p.mu.Lock()
 		ctx, cancel := context.WithCancel(r.Context())
 		in := &inflight{r: r, cancel: cancel}
 		p.inflight[in] = struct{}{}
@@ -279,7 +290,7 @@ func (p *HTTPProxy) Requests(match Match) []Request {
 	var out []Request
 	for _, r := range p.seen {
 		if match(&http.Request{Method: r.Method, URL: r.URL}) {
-			out = append(out, r)
+			out = append(out, *r)
 		}
 	}
 	return out

@@ -171,3 +171,47 @@ func TestHTTPEndFinishesStreamingResponsesCleanly(t *testing.T) {
 		t.Fatalf("%d requests still in flight", n)
 	}
 }
+
+func TestHTTPHoldDelaysResponsesUntilRelease(t *testing.T) {
+	e := newHTTPEnv(t)
+	e.p.Hold(Watch)
+	type result struct {
+		line string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := e.client.Get(e.p.URL() + "/api/v1/pods?watch=true&resourceVersion=1")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		got <- result{line, err}
+	}()
+	// Other requests are not held.
+	if code, _ := e.get(t, "/api/v1/pods"); code != 200 {
+		t.Fatalf("list while watches are held: %d", code)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("a held watch answered: %+v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	e.p.Release()
+	select {
+	case r := <-got:
+		if r.err != nil || r.line != "{\"type\":\"ADDED\"}\n" {
+			t.Fatalf("after Release: %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not resume after Release")
+	}
+	e.p.Abort(Watch)
+	for _, r := range e.p.Requests(AnyRequest) {
+		if r.Status != 200 {
+			t.Errorf("%s: status %d, want 200", r.URL, r.Status)
+		}
+	}
+}
