@@ -59,7 +59,7 @@ const (
 	// DefaultMaxLineBytes is the default Config.MaxLineBytes, lowered if it does not fit.
 	DefaultMaxLineBytes = 1 << 20
 	// DefaultCursorInterval is the default Config.CursorInterval.
-	DefaultCursorInterval = time.Second
+	DefaultCursorInterval = 5 * time.Second
 	// DefaultSyncInterval is the default Config.SyncInterval.
 	DefaultSyncInterval = 10 * time.Second
 	// DefaultIdleClose is the default Config.IdleClose.
