@@ -471,3 +471,43 @@ func TestFaultRestartWhileWatchBlind(t *testing.T) {
 		}
 	})
 }
+
+// TestFaultDeletedWhileWatchLags (scenario 20's race, made certain): kubelogd's pod watch
+// lags (its events are held back) while a pod's container stops and the pod is deleted.
+// kubelogd's follow ends with the container, after its last line; its next request, made
+// while the status it knows still says running, fails because the pod is gone. When the
+// events arrive, the pod's final state says the container terminated, and the last stream
+// that returned a body ended with it: the log was read to its end, no gap belongs there.
+func TestFaultDeletedWhileWatchLags(t *testing.T) {
+	e := parallelEnv(t)
+	p, kubeconfig := e.httpProxy()
+	e.pod("f", "lag", nil, "app")
+	e.start("f", "lag", "app")
+	e.emit("f", "lag", "app", 20)
+	dir := t.TempDir()
+	d := e.kubelogdWith(kubeconfig, dir)
+	d.waitReady()
+	e.waitCollected(dir, "f", "lag", "app")
+	p.Hold(faultproxy.Watch)
+	e.emit("f", "lag", "app", 20)
+	e.waitCollected(dir, "f", "lag", "app")
+	ctx := context.Background()
+	deleted := time.Now()
+	if err := e.c.Client.CoreV1().Pods("f").Delete(ctx, "lag", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "kubelogd asked for the log of the deleted pod and got 404", func() (bool, string) {
+		for _, r := range p.Requests(faultproxy.PodLog) {
+			if r.Time.After(deleted) && r.Status == http.StatusNotFound {
+				return true, ""
+			}
+		}
+		return false, "no 404 yet"
+	})
+	p.Release()
+	logFile := logPath(dir, "f", "lag", "app")
+	eventually(t, 60*time.Second, "the deleted pod's file closed", func() (bool, string) {
+		return !holdsOpen(t, d.cmd.Process.Pid, logFile), "still open"
+	})
+	e.exact(dir, "f", "lag", "app")
+}
