@@ -96,6 +96,12 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	case errors.Is(err, errLifetime):
 		s.logger.Debug("reopening stream at its maximum lifetime")
 		return true
+	case errors.Is(err, errShortReplay):
+		// The replay did not lead back to the last line written. The kubelet serves the
+		// container's current instance: if it restarted and the informer has not said so
+		// yet (a slow or broken watch), fresh status tells the loop to read the previous
+		// instance instead of settling this replay with a gap.
+		s.refreshPod(ctx)
 	case errors.Is(err, errStalled):
 		s.logger.Warn("log stream stalled: the kubelet has lines it did not deliver; reconnecting")
 	case apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "waiting to start"):
@@ -155,6 +161,15 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	defer s.sm.m.streamsOpen.Dec()
 	wd := s.startWatchdog(ctx, cancel, follow, previous)
 	defer wd.stop()
+	if follow && !previous {
+		s.reading.Store(&openRead{containerID: cur.ContainerID, wd: wd})
+		defer s.reading.Store(nil)
+		// The state may have changed between the decision to follow and now.
+		p := s.snapshot()
+		if ct := p.Container(s.container); ct == nil || ct.ContainerID != cur.ContainerID || !ct.Running {
+			wd.instanceEnded(s.c.cfg.Now())
+		}
+	}
 	defer func() {
 		// A stream the watchdog cancelled ends in a read error; report why instead.
 		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime) || errors.Is(cause, errShortReplay)) {
@@ -236,7 +251,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			// A follow whose replay keeps ending short of the last line written (the
 			// kubelet rotated the log, so those lines are gone) is settled like a final
 			// read after a few attempts, rather than retried forever.
-			final := !follow || s.shortReplays >= 2
+			final := !follow || s.shortReplays >= 1
 			held, marker, ok := sk.end(!final)
 			if !ok {
 				s.shortReplays++
@@ -254,6 +269,21 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		}
 		return progress, nil
 	}
+}
+
+// refreshPod replaces the stream's pod state with the pod as the API server has it now.
+func (s *stream) refreshPod(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
+	defer cancel()
+	pod, err := s.c.pods.Pods(s.ns).Get(ctx, s.pod, metav1.GetOptions{})
+	if err != nil {
+		s.logger.Debug("cannot refresh pod status", "err", err)
+		return
+	}
+	if pod.UID != s.snapshot().UID {
+		return // another pod of the same name: the informer will tell
+	}
+	s.update(informer.FromPod(pod))
 }
 
 // release writes the lines a skipper let go of, after its gap marker if it has one.

@@ -46,6 +46,9 @@ type stream struct {
 
 	// podInfo is the pod UID whose node and labels the file was given (SetPod).
 	podInfo types.UID
+	// reading is the follow stream open now, so that a newer pod state can tell its
+	// watchdog that the instance it reads was replaced.
+	reading atomic.Pointer[openRead]
 	// ctx is run's context, for the few helpers (markers) called without one.
 	ctx context.Context
 
@@ -70,6 +73,11 @@ func (s *stream) update(p informer.Pod) {
 	s.mu.Lock()
 	s.latest = p
 	s.mu.Unlock()
+	if r := s.reading.Load(); r != nil {
+		if ct := p.Container(s.container); ct == nil || ct.ContainerID != r.containerID || !ct.Running {
+			r.wd.instanceEnded(s.c.cfg.Now())
+		}
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -119,6 +127,14 @@ func (s *stream) run(ctx context.Context) {
 					s.gap(gapPodDeleted, fmt.Sprintf("pod UID %s was deleted before its log was read to the end", cur.PodUID))
 				}
 				s.marker(s.c.cfg.Now(), fmt.Sprintf("pod %s/%s recreated with UID %s (previous UID %s)", s.ns, s.pod, p.UID, cur.PodUID))
+			}
+			if lt := ct.LastTerminated; lt != nil && lt.ContainerID != "" && ct.RestartCount > 0 && !p.Deleted {
+				// First sight of a container that has restarted already: start with the
+				// previous instance, which the kubelet still serves with previous=true —
+				// how it crashed is what on-call looks for — then the restart marker, then
+				// the current instance (the replaced-instance case below does the rest).
+				s.beginAt(string(p.UID), lt.ContainerID, ct.RestartCount-1)
+				continue
 			}
 			s.beginInstance(string(p.UID), ct)
 
@@ -170,8 +186,13 @@ func (s *stream) run(ctx context.Context) {
 
 // beginInstance points the cursor at a new container instance.
 func (s *stream) beginInstance(uid string, ct *informer.Container) {
+	s.beginAt(uid, ct.ContainerID, ct.RestartCount)
+}
+
+// beginAt points the cursor at the instance containerID, the restartCount'th of the container.
+func (s *stream) beginAt(uid, containerID string, restartCount int32) {
 	cur := s.file.Cursor()
-	cur.Reset(uid, ct.ContainerID, ct.RestartCount)
+	cur.Reset(uid, containerID, restartCount)
 	if err := s.file.SaveCursor(); err != nil {
 		s.logger.Error("saving cursor", "err", err)
 	}
@@ -352,3 +373,9 @@ func shortID(id string) string {
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 func formatTime(t time.Time) []byte { return []byte(t.UTC().Format(timeLayout)) }
+
+// openRead is a follow stream being read: its instance and its watchdog.
+type openRead struct {
+	containerID string
+	wd          *watchdog
+}

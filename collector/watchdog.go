@@ -21,6 +21,10 @@ var (
 	errLifetime = errors.New("stream reached its maximum lifetime")
 )
 
+// instanceGrace is how long a stream may stay open after the pod status showed that its
+// instance was replaced or exited; the kubelet ends such a follow within about a second.
+const instanceGrace = 3 * time.Second
+
 // replayIdle is how long a stream may pause while replayed lines are held unverified.
 const replayIdle = 2 * time.Second
 
@@ -46,14 +50,19 @@ type watchdog struct {
 	// stream before the pod status does): it is ended after replayIdle so the status can
 	// decide, instead of holding lines until more arrive.
 	replaying atomic.Bool
-	cancel    context.CancelCauseFunc
-	done      chan struct{}
-	wg        sync.WaitGroup
+	// instanceGone is when (UnixNano) the pod status first showed that the stream's
+	// instance was replaced or had exited; 0 while it runs. Set by the reconcile loop.
+	instanceGone atomic.Int64
+	// poke wakes the guard at once (capacity 1) when instanceGone is set.
+	poke   chan struct{}
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // startWatchdog starts the guard goroutine; stop must be called when the stream ends.
 func (s *stream) startWatchdog(ctx context.Context, cancel context.CancelCauseFunc, follow, previous bool) *watchdog {
-	w := &watchdog{cancel: cancel, done: make(chan struct{})}
+	w := &watchdog{cancel: cancel, done: make(chan struct{}), poke: make(chan struct{}, 1)}
 	w.lastRead.Store(s.c.cfg.Now().UnixNano())
 	s.publish(w)
 	w.wg.Add(1)
@@ -80,8 +89,13 @@ func (w *watchdog) run(ctx context.Context, s *stream, follow, previous bool) {
 		lifetime = t.C
 	}
 	interval := cfg.StallTimeout
-	tick := time.NewTicker(min(max(cfg.StallTimeout/4, 10*time.Millisecond), replayIdle/4))
+	// Tick slowly while the stream is merely idle (thousands of idle streams must cost
+	// next to nothing) and fast while a replay or an instance change is pending.
+	slow := max(cfg.StallTimeout/4, 10*time.Millisecond)
+	fast := min(slow, replayIdle/4)
+	tick := time.NewTicker(slow)
 	defer tick.Stop()
+	lastProbe := int64(0)
 	for {
 		select {
 		case <-ctx.Done():
@@ -91,17 +105,36 @@ func (w *watchdog) run(ctx context.Context, s *stream, follow, previous bool) {
 		case <-lifetime:
 			w.cancel(errLifetime)
 			return
+		case <-w.poke:
+			tick.Reset(fast)
+			continue
 		case <-tick.C:
 		}
-		idle := cfg.Now().Sub(time.Unix(0, w.lastRead.Load()))
+		now := cfg.Now()
+		if w.replaying.Load() || w.instanceGone.Load() != 0 {
+			tick.Reset(fast)
+		} else {
+			tick.Reset(slow)
+		}
+		if at := w.instanceGone.Load(); at != 0 && now.Sub(time.Unix(0, at)) >= instanceGrace {
+			// The pod status says this instance was replaced or ended, yet its stream is
+			// still open: a follow of an exited container ends within a second, so this
+			// one is stuck (a stalled connection, a kubelet that died).
+			w.cancel(errStalled)
+			return
+		}
+		read := w.lastRead.Load()
+		idle := now.Sub(time.Unix(0, read))
 		if w.replaying.Load() && idle >= replayIdle {
 			w.cancel(errShortReplay)
 			return
 		}
+		if read > lastProbe {
+			interval = cfg.StallTimeout // bytes flowed since the last probe: probe promptly
+		} else {
+			idle = now.Sub(time.Unix(0, lastProbe))
+		}
 		if idle < interval {
-			if idle < cfg.StallTimeout {
-				interval = cfg.StallTimeout // bytes flowed again: probe promptly next time
-			}
 			continue
 		}
 		if !follow {
@@ -121,7 +154,7 @@ func (w *watchdog) run(ctx context.Context, s *stream, follow, previous bool) {
 			return
 		}
 		interval = min(2*interval, 32*cfg.StallTimeout)
-		w.lastRead.Store(cfg.Now().UnixNano())
+		lastProbe = cfg.Now().UnixNano()
 	}
 }
 
@@ -190,4 +223,15 @@ func (c *countingReader) Read(p []byte) (int, error) {
 		c.w.lastRead.Store(c.now().UnixNano())
 	}
 	return n, err
+}
+
+// instanceEnded tells the guard that the pod status no longer shows the stream's instance
+// running.
+func (w *watchdog) instanceEnded(now time.Time) {
+	if w.instanceGone.CompareAndSwap(0, now.UnixNano()) {
+		select {
+		case w.poke <- struct{}{}:
+		default:
+		}
+	}
 }
