@@ -136,7 +136,11 @@ const hexDigits = "0123456789abcdef"
 // characters (C0, DEL and C1, which a terminal would interpret) are escaped, as are
 // U+2028 and U+2029, which JavaScript treats as line ends; bytes that are not UTF-8
 // become U+FFFD. No input byte grows beyond six output bytes (jsonEscapeFactor).
-func appendJSONString(dst, s []byte) []byte {
+func appendJSONString(dst, s []byte) []byte { return AppendJSONString(dst, s) }
+
+// AppendJSONString appends s to dst as a quoted JSON string, escaped exactly as the json
+// format escapes a line (see appendJSONString); kubelogd tail re-encodes with it.
+func AppendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0 // s[start:i] is pending, to be copied verbatim
 	for i := 0; i < len(s); {

@@ -8,6 +8,8 @@ import (
 	"hash/fnv"
 	"io"
 	"unicode/utf8"
+
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 // Output is how lines are printed.
@@ -168,55 +170,7 @@ func (p *printer) jsonLine(si *streamInfo, b *batch, l *lineRef) {
 
 func (p *printer) flush() error { return p.w.Flush() }
 
-const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a quoted JSON string, escaping as the daemon's json
-// format does: quotes, backslashes, C0, DEL, C1, U+2028 and U+2029; invalid UTF-8
-// becomes U+FFFD (callers send such lines as line_b64 instead).
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' {
-			i++
-		}
-		if i == len(s) {
-			break
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case r >= 0x80 && r <= 0x9f, r == '\u2028', r == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+// appendJSONString appends s as a quoted JSON string, escaped as the daemon's json format
+// escapes it.
+func appendJSONString(dst, s []byte) []byte { return sink.AppendJSONString(dst, s) }
