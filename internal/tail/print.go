@@ -170,7 +170,6 @@ func (p *printer) jsonLine(si *streamInfo, b *batch, l *lineRef) {
 
 func (p *printer) flush() error { return p.w.Flush() }
 
-
 // appendJSONString appends s as a quoted JSON string, escaped as the daemon's json format
 // escapes it.
 func appendJSONString(dst, s []byte) []byte { return sink.AppendJSONString(dst, s) }
