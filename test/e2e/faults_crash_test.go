@@ -41,8 +41,8 @@ func (e *env) load(refs []ref, every time.Duration, batch, lineBytes int) (stop 
 // A new kubelogd then completes every file: nothing lost, nothing twice, no torn line, no
 // marker (a crash of kubelogd loses no line the kubelet still has).
 //
-// The failpoints are named in internal/failpoint; until kubelogd's code calls
-// failpoint.Hit at them, these tests fail with "failpoint ... never hit".
+// The failpoints are named in internal/failpoint and placed in sink/; a failpoint no code
+// reaches fails its test with "failpoint ... never hit".
 func TestFaultCrashAtFailpoint(t *testing.T) {
 	t.Parallel()
 	rotate := []string{"--max-size-mb", "1"}

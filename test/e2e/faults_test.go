@@ -7,7 +7,13 @@ package e2e
 // in order, and no marker but the restart and recreate markers the scenario calls for.
 //
 // Scenarios that the issue numbers are named in each test's comment. Tests that fit in the
-// fake kubelet's inotify budget run in parallel, each with its own control plane.
+// fake kubelet's inotify budget run in parallel, each with its own control plane; the two
+// that need many follow streams (apiserver restart, SIGTERM drain) run alone and scale down
+// to what fs.inotify.max_user_instances leaves.
+//
+// Environment: KUBELOGD_E2E_LOGDIR keeps, for each failed test, kubelogd's whole output,
+// the fake kubelet's request log and copies of both sides' files; KUBELOGD_E2E_MANY_PODS
+// sets the number of pods of the apiserver restart (default 500).
 
 import (
 	"context"
