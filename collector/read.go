@@ -70,7 +70,12 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		s.progress()
 	}
 	if ctx.Err() == nil {
-		s.ended = reasonFor(err)
+		s.retry = reasonFor(err)
+		if s.answered {
+			// Only a request answered with a body says how the instance's log ended; a
+			// refused one (a 404 for a pod deleted meanwhile) says nothing about it.
+			s.ended = s.retry
+		}
 	}
 	cur := s.file.Cursor()
 	switch {
@@ -138,12 +143,13 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		t := metav1.NewTime(cur.NotBefore)
 		opts.SinceTime = &t
 	}
-	if s.ended != "" && (follow || s.ended != reasonEOF) {
+	if s.retry != "" && (follow || s.retry != reasonEOF) {
 		// The same instance again: a reconnect, unless a follow that ended with its
 		// container is now only being checked to its end.
-		s.sm.m.reconnects.WithLabelValues(s.ended).Inc()
+		s.sm.m.reconnects.WithLabelValues(s.retry).Inc()
 	}
-	s.ended = ""
+	s.retry = ""
+	s.answered = false
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	body, err := s.c.pods.Pods(s.ns).GetLogs(s.pod, opts).Stream(ctx)
@@ -155,6 +161,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	}
 	defer body.Close()
 	s.everRead = true
+	s.answered = true
 	s.setState(stateStreaming)
 	s.sm.m.opened.Inc()
 	s.sm.m.streamsOpen.Inc()

@@ -37,9 +37,14 @@ type stream struct {
 	// fragment remembers an unterminated last line seen at the end of a non-follow read;
 	// it is written only when a second read ends with it too (see readOnce).
 	fragment *pendingLine
-	// ended is why the last read of the cursor's instance ended; the next request for the
-	// same instance is counted as a reconnect with that reason.
+	// ended is why the last request for the cursor's instance that was answered with a
+	// body ended: whether its log was read to the end.
 	ended string
+	// answered is set when the last request got a body.
+	answered bool
+	// retry is why the last request for the cursor's instance ended, answered or not; the
+	// next request for it is counted as a reconnect with that reason.
+	retry string
 	// shortReplays counts consecutive resumed follows that ended before their replay
 	// could be verified.
 	shortReplays int
@@ -199,6 +204,7 @@ func (s *stream) beginAt(uid, containerID string, restartCount int32) {
 	s.everRead = false
 	s.fragment = nil
 	s.ended = ""
+	s.retry = ""
 	s.shortReplays = 0
 }
 
