@@ -34,6 +34,9 @@ var (
 	errShortReplay = errors.New("resumed stream ended before reaching the last line written")
 	// errBodyError: the kubelet wrote an error text into the stream after answering 200.
 	errBodyError = errors.New("kubelet error inside the log stream")
+	// errInstanceReplaced: a resumed stream served lines of a newer instance than the
+	// cursor's (the container restarted while the pod watch was blind or late).
+	errInstanceReplaced = errors.New("the log stream served a newer instance of the container")
 )
 
 // reasonFor names why a read ended, for kubelogd_reconnects_total.
@@ -48,7 +51,7 @@ func reasonFor(err error) string {
 		return reasonLifetime
 	case errors.Is(err, errTornLine):
 		return reasonTornLine
-	case errors.Is(err, errShortReplay):
+	case errors.Is(err, errShortReplay), errors.Is(err, errInstanceReplaced):
 		return reasonShortReplay
 	case errors.Is(err, errBodyError):
 		return reasonBodyError
@@ -100,6 +103,11 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		return true
 	case errors.Is(err, errLifetime):
 		s.logger.Debug("reopening stream at its maximum lifetime")
+		return true
+	case errors.Is(err, errInstanceReplaced):
+		// refreshPod has put the new instance into the stream's state: the loop reads the
+		// old one's remainder with previous=true, then the new one from its start.
+		s.logger.Info("container restarted before the pod watch said so; reading the previous instance first")
 		return true
 	case errors.Is(err, errShortReplay):
 		// The replay did not lead back to the last line written. The kubelet serves the
@@ -212,9 +220,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			}
 			ts, raw, text, ok := parseLine(line)
 			if !ok {
-				// No timestamp: after the 200 the kubelet reports failures inside the body,
-				// without timestamp or newline. It is not a line of the container.
-				return progress, fmt.Errorf("%w: %q", errBodyError, truncate(line, 200))
+				return progress, unparsed(line, complete)
 			}
 			if !complete {
 				// The stream ended mid-line. Following, the line is read again on resume. At
@@ -226,6 +232,9 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			}
 			if sk != nil {
 				held, marker := sk.offer(ts, raw, text)
+				if marker != "" && !previous && s.instanceReplaced(ctx) {
+					return progress, errInstanceReplaced
+				}
 				if err := s.release(ctx, held, marker, &progress); err != nil {
 					return progress, err
 				}
@@ -264,6 +273,9 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 				s.shortReplays++
 				return progress, errShortReplay
 			}
+			if marker != "" && !previous && s.instanceReplaced(ctx) {
+				return progress, errInstanceReplaced
+			}
 			s.shortReplays = 0
 			s.sm.m.skipped.Add(float64(sk.skipped))
 			if err := s.release(ctx, held, marker, &progress); err != nil {
@@ -291,6 +303,18 @@ func (s *stream) refreshPod(ctx context.Context) {
 		return // another pod of the same name: the informer will tell
 	}
 	s.update(informer.FromPod(pod))
+}
+
+// instanceReplaced is asked before a replay that does not contain the last line written is
+// settled with a gap marker. A request without previous=true is served from the
+// container's current instance: if the container restarted and the informer has not said
+// so yet (a blind or lagging watch), the replay is a newer instance's log, not a rotated
+// one. The pod as the API server has it now decides.
+func (s *stream) instanceReplaced(ctx context.Context) bool {
+	s.refreshPod(ctx)
+	p := s.snapshot()
+	ct := p.Container(s.container)
+	return ct != nil && ct.Started() && ct.ContainerID != s.file.Cursor().ContainerID
 }
 
 // release writes the lines a skipper let go of, after its gap marker if it has one.
@@ -359,6 +383,30 @@ func parseLine(line []byte) (ts time.Time, raw, text []byte, ok bool) {
 		return time.Time{}, nil, nil, false
 	}
 	return ts, line[:sp], line[sp+1:], true
+}
+
+// unparsed says why a line without a timestamp ends the stream. A stream cut inside the
+// timestamp of its last line is a torn line, read again on resume. Anything else is not a
+// line of the container: after the 200 the kubelet reports failures inside the body,
+// without timestamp or newline.
+func unparsed(line []byte, complete bool) error {
+	if !complete && timestampPrefix(line) {
+		return errTornLine
+	}
+	return fmt.Errorf("%w: %q", errBodyError, truncate(line, 200))
+}
+
+// timestampPrefix reports whether b can be the start of an RFC 3339 timestamp.
+func timestampPrefix(b []byte) bool {
+	if len(b) == 0 || len(b) > len(timeLayout) {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c == '-' || c == ':' || c == 'T' || c == '.' || c == 'Z' || c == '+') {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(b []byte, n int) string {
@@ -441,7 +489,14 @@ func (k *skipper) resync(counted bool) ([]heldLine, string) {
 	if counted {
 		why = "the replayed log does not contain the last line written"
 	}
-	return held, "gap: " + why + " (its log was probably rotated); lines logged between it and the next line may be missing"
+	// The kubelet serves only the current file of a rotated log, so how many lines went
+	// with the rotated one cannot be known through the API; their time span can.
+	next := "now"
+	if len(held) > 0 {
+		next = held[0].ts.UTC().Format(timeLayout)
+	}
+	return held, "gap: " + why + " (its log was probably rotated); lines logged after " +
+		k.lastTime.UTC().Format(timeLayout) + " and before " + next + " may be missing"
 }
 
 func (k *skipper) findIn(held []heldLine) int {

@@ -76,6 +76,7 @@ func newStream(c *Collector, p informer.Pod, container string) *stream {
 
 func (s *stream) update(p informer.Pod) {
 	s.mu.Lock()
+	p = fresher(s.latest, p, s.container)
 	s.latest = p
 	s.mu.Unlock()
 	if r := s.reading.Load(); r != nil {
@@ -87,6 +88,28 @@ func (s *stream) update(p informer.Pod) {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// fresher returns p, keeping the container's status from old where p's is older: the
+// stream may have fetched the pod itself (refreshPod) while the informer's events lag, and
+// a late event must not take a restart back. restartCount only grows within a pod UID.
+func fresher(old, p informer.Pod, container string) informer.Pod {
+	if old.UID != p.UID {
+		return p
+	}
+	oc, nc := old.Container(container), p.Container(container)
+	if oc == nil || nc == nil || nc.RestartCount >= oc.RestartCount {
+		return p
+	}
+	cs := make([]informer.Container, len(p.Containers))
+	copy(cs, p.Containers)
+	for i := range cs {
+		if cs[i].Name == container {
+			cs[i] = *oc
+		}
+	}
+	p.Containers = cs
+	return p
 }
 
 func (s *stream) snapshot() informer.Pod {
