@@ -41,6 +41,9 @@ type resumePoint struct {
 // cancelled; if not, the stream is quiet and the next probe waits twice as long, so that
 // thousands of idle containers cost few requests. It also ends the stream after its
 // jittered maximum lifetime, before the kubelet's own write timeout cuts it mid-line.
+//
+// It has no goroutine of its own: a timer runs each check (and a probe) on the runtime's
+// timer goroutine, one check at a time, so an idle stream costs two timers, not a stack.
 type watchdog struct {
 	lastRead atomic.Int64                // UnixNano of the last byte read
 	point    atomic.Pointer[resumePoint] // published by the owner after each flush
@@ -53,109 +56,126 @@ type watchdog struct {
 	// instanceGone is when (UnixNano) the pod status first showed that the stream's
 	// instance was replaced or had exited; 0 while it runs. Set by the reconcile loop.
 	instanceGone atomic.Int64
-	// poke wakes the guard at once (capacity 1) when instanceGone is set.
-	poke   chan struct{}
-	cancel context.CancelCauseFunc
-	done   chan struct{}
-	wg     sync.WaitGroup
+
+	ctx              context.Context
+	cancel           context.CancelCauseFunc
+	s                *stream
+	follow, previous bool
+	slow, fast       time.Duration // check intervals while idle, and while something is pending
+
+	mu       sync.Mutex
+	stopped  bool
+	check    *time.Timer // armed at most once at a time; a running check re-arms it
+	lifetime *time.Timer
+	pending  sync.WaitGroup // 1 while the check timer is armed or its check runs
+	// Only the running check touches these.
+	interval  time.Duration
+	lastProbe int64
 }
 
-// startWatchdog starts the guard goroutine; stop must be called when the stream ends.
+// startWatchdog arms the guard; stop must be called when the stream ends.
 func (s *stream) startWatchdog(ctx context.Context, cancel context.CancelCauseFunc, follow, previous bool) *watchdog {
-	w := &watchdog{cancel: cancel, done: make(chan struct{}), poke: make(chan struct{}, 1)}
-	w.lastRead.Store(s.c.cfg.Now().UnixNano())
-	s.publish(w)
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		w.run(ctx, s, follow, previous)
-	}()
-	return w
-}
-
-func (w *watchdog) stop() {
-	close(w.done)
-	w.wg.Wait()
-}
-
-func (w *watchdog) run(ctx context.Context, s *stream, follow, previous bool) {
 	cfg := &s.c.cfg
-	var lifetime <-chan time.Time
+	w := &watchdog{ctx: ctx, cancel: cancel, s: s, follow: follow, previous: previous, interval: cfg.StallTimeout}
+	// Tick slowly while the stream is merely idle (thousands of idle streams must cost
+	// next to nothing) and fast while a replay or an instance change is pending.
+	w.slow = max(cfg.StallTimeout/4, 10*time.Millisecond)
+	w.fast = min(w.slow, replayIdle/4)
+	w.lastRead.Store(cfg.Now().UnixNano())
+	s.publish(w)
 	if follow && cfg.MaxStreamLifetime > 0 {
 		// Jitter spreads the reopen of streams that started together.
 		d := cfg.MaxStreamLifetime - time.Duration(rand.Int64N(int64(cfg.MaxStreamLifetime/10)+1))
-		t := time.NewTimer(d)
-		defer t.Stop()
-		lifetime = t.C
+		w.lifetime = time.AfterFunc(d, func() { cancel(errLifetime) })
 	}
-	interval := cfg.StallTimeout
-	// Tick slowly while the stream is merely idle (thousands of idle streams must cost
-	// next to nothing) and fast while a replay or an instance change is pending.
-	slow := max(cfg.StallTimeout/4, 10*time.Millisecond)
-	fast := min(slow, replayIdle/4)
-	tick := time.NewTicker(slow)
-	defer tick.Stop()
-	lastProbe := int64(0)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.done:
-			return
-		case <-lifetime:
-			w.cancel(errLifetime)
-			return
-		case <-w.poke:
-			tick.Reset(fast)
-			continue
-		case <-tick.C:
-		}
-		now := cfg.Now()
-		if w.replaying.Load() || w.instanceGone.Load() != 0 {
-			tick.Reset(fast)
-		} else {
-			tick.Reset(slow)
-		}
-		if at := w.instanceGone.Load(); at != 0 && now.Sub(time.Unix(0, at)) >= instanceGrace {
-			// The pod status says this instance was replaced or ended, yet its stream is
-			// still open: a follow of an exited container ends within a second, so this
-			// one is stuck (a stalled connection, a kubelet that died).
-			w.cancel(errStalled)
-			return
-		}
-		read := w.lastRead.Load()
-		idle := now.Sub(time.Unix(0, read))
-		if w.replaying.Load() && idle >= replayIdle {
-			w.cancel(errShortReplay)
-			return
-		}
-		if read > lastProbe {
-			interval = cfg.StallTimeout // bytes flowed since the last probe: probe promptly
-		} else {
-			idle = now.Sub(time.Unix(0, lastProbe))
-		}
-		if idle < interval {
-			continue
-		}
-		if !follow {
-			// A read without follow streams what exists without pausing.
-			w.cancel(errStalled)
-			return
-		}
-		stalled, err := s.probe(ctx, w.point.Load(), previous)
-		if err != nil && ctx.Err() == nil {
-			// The kubelet does not answer a fresh request either: reconnect (and back off).
-			s.logger.Info("stall probe failed", "err", err)
-			w.cancel(errStalled)
-			return
-		}
-		if stalled {
-			w.cancel(errStalled)
-			return
-		}
-		interval = min(2*interval, 32*cfg.StallTimeout)
-		lastProbe = cfg.Now().UnixNano()
+	w.mu.Lock()
+	w.pending.Add(1)
+	w.check = time.AfterFunc(w.slow, w.run)
+	w.mu.Unlock()
+	return w
+}
+
+// stop disarms the guard and waits for a check that is running.
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	if w.lifetime != nil {
+		w.lifetime.Stop()
 	}
+	if w.check.Stop() {
+		w.pending.Done() // its check will not run
+	}
+	w.mu.Unlock()
+	w.pending.Wait()
+}
+
+// run is one check; it re-arms the timer unless it ended the stream or the guard stopped.
+func (w *watchdog) run() {
+	next, again := w.inspect()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if again && !w.stopped {
+		if w.instanceGone.Load() != 0 {
+			next = w.fast // instanceEnded may have come while this check ran
+		}
+		w.check.Reset(next)
+		return
+	}
+	w.pending.Done()
+}
+
+// inspect checks the stream once. It returns when to check next, or false once the
+// stream was cancelled (or its context is done).
+func (w *watchdog) inspect() (time.Duration, bool) {
+	if w.ctx.Err() != nil {
+		return 0, false
+	}
+	s, cfg := w.s, &w.s.c.cfg
+	now := cfg.Now()
+	next := w.slow
+	if w.replaying.Load() || w.instanceGone.Load() != 0 {
+		next = w.fast
+	}
+	if at := w.instanceGone.Load(); at != 0 && now.Sub(time.Unix(0, at)) >= instanceGrace {
+		// The pod status says this instance was replaced or ended, yet its stream is
+		// still open: a follow of an exited container ends within a second, so this
+		// one is stuck (a stalled connection, a kubelet that died).
+		w.cancel(errStalled)
+		return 0, false
+	}
+	read := w.lastRead.Load()
+	idle := now.Sub(time.Unix(0, read))
+	if w.replaying.Load() && idle >= replayIdle {
+		w.cancel(errShortReplay)
+		return 0, false
+	}
+	if read > w.lastProbe {
+		w.interval = cfg.StallTimeout // bytes flowed since the last probe: probe promptly
+	} else {
+		idle = now.Sub(time.Unix(0, w.lastProbe))
+	}
+	if idle < w.interval {
+		return next, true
+	}
+	if !w.follow {
+		// A read without follow streams what exists without pausing.
+		w.cancel(errStalled)
+		return 0, false
+	}
+	stalled, err := s.probe(w.ctx, w.point.Load(), w.previous)
+	if err != nil && w.ctx.Err() == nil {
+		// The kubelet does not answer a fresh request either: reconnect (and back off).
+		s.logger.Info("stall probe failed", "err", err)
+		w.cancel(errStalled)
+		return 0, false
+	}
+	if stalled {
+		w.cancel(errStalled)
+		return 0, false
+	}
+	w.interval = min(2*w.interval, 32*cfg.StallTimeout)
+	w.lastProbe = cfg.Now().UnixNano()
+	return next, true
 }
 
 // publish records where a probe should start, after lines were written.
@@ -226,12 +246,15 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // instanceEnded tells the guard that the pod status no longer shows the stream's instance
-// running.
+// running; it checks again soon.
 func (w *watchdog) instanceEnded(now time.Time) {
-	if w.instanceGone.CompareAndSwap(0, now.UnixNano()) {
-		select {
-		case w.poke <- struct{}{}:
-		default:
-		}
+	if !w.instanceGone.CompareAndSwap(0, now.UnixNano()) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// A check that is running re-arms with the fast interval itself.
+	if !w.stopped && w.check.Stop() {
+		w.check.Reset(w.fast)
 	}
 }
