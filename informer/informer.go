@@ -113,7 +113,7 @@ func New(client kubernetes.Interface, cfg Config, handler Handler, logger *slog.
 		// Resync is off: every change arrives as an event, and periodic resyncs would only
 		// replay the cache.
 		f := informers.NewSharedInformerFactoryWithOptions(client, 0,
-			informers.WithNamespace(ns), informers.WithTweakListOptions(tweak))
+			informers.WithNamespace(ns), informers.WithTweakListOptions(tweak), informers.WithTransform(slim))
 		inf := f.Core().V1().Pods().Informer()
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { d.onPod(obj, false) },
