@@ -18,9 +18,6 @@ import (
 	"github.com/kubelogd/kubelogd/sink"
 )
 
-// readBufferSize is the size of each stream's read buffer.
-const readBufferSize = 4 << 10
-
 // maxLineBytes bounds how much of one line is held in memory while reading. The sink splits
 // long lines further; this only keeps a runaway line from exhausting memory.
 const maxLineBytes = 64 << 20
@@ -197,9 +194,11 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		sk = &skipper{remaining: skip, lastTime: cur.LastTime, lastHash: cur.LastHash}
 		wd.replaying.Store(true)
 	}
-	// A small buffer: an idle stream holds it for hours, and thousands of streams are idle
-	// (64 KiB was 73% of the heap at 2,000 idle streams). Longer lines are gathered in long.
-	r := bufio.NewReaderSize(&countingReader{r: body, w: wd, now: s.c.cfg.Now}, readBufferSize)
+	// A small buffer, and none while idle: thousands of streams are idle for hours (a
+	// 64 KiB buffer was 73% of the heap at 2,000 idle streams, a 4 KiB one still 30%).
+	// Longer lines are gathered in long.
+	r := newLineReader(&countingReader{r: body, w: wd, now: s.c.cfg.Now})
+	defer r.release()
 	var long []byte // a line longer than the reader's buffer is gathered here
 	for {
 		line, rerr := r.ReadSlice('\n')
