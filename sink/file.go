@@ -73,6 +73,7 @@ var (
 //     are not in the file, and (Offset, Inode) say where the covered data ends.
 //   - The cursor is persisted right before every rotation, so every backup is entirely
 //     covered and only the current file can hold bytes no saved cursor covers.
+//   - No byte is written to a file without a saved cursor (see noCursor).
 type File struct {
 	m   *Manager
 	cfg *settings
@@ -111,6 +112,12 @@ type File struct {
 	recovered Recovery
 	stats     Stats
 	closed    bool
+
+	// noCursor is set while the container has no cursor file and its current file no
+	// data since Open: the state recovery treats like an empty cursor, so Open saves
+	// none (one file creation and rename fewer per new container). The first write
+	// saves one first (ensureCursor), as does any save of a changed cursor.
+	noCursor bool
 }
 
 // SetPod tells the json format the node of the file's current pod and, with
@@ -286,6 +293,9 @@ func (f *File) writeOut(k int) (int, error) {
 	if k == 0 {
 		return 0, nil
 	}
+	if err := f.ensureCursor(); err != nil {
+		return 0, err
+	}
 	f.mu.Lock()
 	if k > 1 && failpoint.Reached(failpoint.MidLine) {
 		// Crash tests: half of a record on disk, the rest never.
@@ -342,13 +352,18 @@ func (f *File) Flush() error {
 }
 
 // SaveCursor flushes the buffer and persists the cursor now, whatever CursorInterval
-// says: for the collector to call after it changed the cursor itself (Reset, Done).
+// says: for the collector to call after it changed the cursor itself (Reset, Done). A
+// cursor that equals the saved one is not written again: the file on disk already says
+// the same (and it is no sync point either, see Config.SyncInterval).
 func (f *File) SaveCursor() error {
 	if f.closed {
 		return fmt.Errorf("saving cursor of %s: %w", f.p.current, os.ErrClosed)
 	}
 	if err := f.flushBuffer(); err != nil {
 		return err
+	}
+	if f.printCursor() == f.savedFP {
+		return nil
 	}
 	return f.persistCursor(0)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,10 @@ type Manager struct {
 	// so that the sweep can tell whether anything in a directory is open without
 	// walking open.
 	busy map[string]int
+	// dirs holds the pod directories known to exist, so that Open creates or checks a
+	// pod's directory once rather than once per container. The sweep forgets the ones
+	// it removes; one removed behind kubelogd's back is noticed by Open (recoverContainer).
+	dirs map[string]struct{}
 	// sweeping is the directory the sweep is working in ("" if none). Open waits until
 	// the sweep leaves the directory it needs (see reserve); wake signals that.
 	sweeping string
@@ -85,6 +90,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		lock: lock,
 		open: make(map[Key]*File),
 		busy: make(map[string]int),
+		dirs: make(map[string]struct{}),
 	}
 	m.wake = sync.NewCond(&m.mu)
 	return m, nil
@@ -166,10 +172,7 @@ func (m *Manager) forget(key Key, dir string) {
 }
 
 func (m *Manager) openFile(key Key, p paths) (*File, error) {
-	if err := mkdirAll(p.dir); err != nil {
-		return nil, fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", p.dir, err, m.cfg.Dir)
-	}
-	cur, rec, size, inode, err := recoverFiles(p)
+	cur, rec, size, inode, backups, err := m.recoverContainer(p)
 	if err != nil {
 		return nil, err
 	}
@@ -199,19 +202,79 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	// The file is opened by the first write: an Open'ed container that stays quiet
 	// holds no descriptor.
 	f.out = loggerOutput{f}
-	if rec.HadCursor && rec.TruncatedBytes == 0 && rec.ShortBy == 0 {
+	switch {
+	case rec.HadCursor && rec.TruncatedBytes == 0 && rec.ShortBy == 0:
 		f.savedFP = f.printCursor() // the saved cursor is exactly the live one
+	case !rec.HadCursor && rec.CursorError == nil && size == 0:
+		// No cursor file and an empty file, as for every new container: recovery makes
+		// the same of this as of the empty cursor saved below, so none is saved. Before
+		// anything is written, one is (ensureCursor); usually the collector's SaveCursor
+		// for the container's instance comes first, and is then the only save.
+		f.savedFP = f.printCursor()
+		f.noCursor = true
 	}
-	// Persist the recovered state at once, and a first cursor for a new file: a crash
-	// before the first periodic save must find a cursor to cut the file back to, or
-	// the lines written meanwhile would be written again after the restart.
+	// Persist the recovered state at once, and a first cursor for a file with data but
+	// none: a crash before the first periodic save must find a cursor to cut the file
+	// back to, or the lines written meanwhile would be written again after the restart.
 	if f.printCursor() != f.savedFP {
 		if err := f.persistCursor(0); err != nil {
 			return nil, err
 		}
 	}
-	f.applyRetention()
+	if backups {
+		f.applyRetention()
+	}
 	return f, nil
+}
+
+// recoverContainer creates the pod directory of p if it is not known to exist, and recovers the
+// container's files in it (recoverFiles).
+func (m *Manager) recoverContainer(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, backups bool, err error) {
+	m.mu.Lock()
+	_, known := m.dirs[p.dir]
+	m.mu.Unlock()
+	if !known {
+		if err := m.makeDir(p.dir); err != nil {
+			return cur, rec, 0, 0, false, err
+		}
+	}
+	cur, rec, size, inode, backups, err = recoverFiles(p)
+	if known && errors.Is(err, fs.ErrNotExist) {
+		// The directory was removed by someone else than the sweep (which forgets what
+		// it removes): create it again. What was in it is gone; this is a new start.
+		m.forgetDirs(p.dir)
+		if err := m.makeDir(p.dir); err != nil {
+			return cur, rec, 0, 0, false, err
+		}
+		cur, rec, size, inode, backups, err = recoverFiles(p)
+	}
+	return cur, rec, size, inode, backups, err
+}
+
+// makeDir creates a pod directory and its namespace directory where missing, and
+// remembers it.
+func (m *Manager) makeDir(dir string) error {
+	if err := mkdirAll(dir); err != nil {
+		return fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", dir, err, m.cfg.Dir)
+	}
+	m.mu.Lock()
+	m.dirs[dir] = struct{}{}
+	m.mu.Unlock()
+	return nil
+}
+
+// forgetDirs forgets dir and the directories below it, which the sweep removed (a pod
+// or an empty namespace directory) or Open found missing.
+func (m *Manager) forgetDirs(dir string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.dirs, dir)
+	below := dir + string(filepath.Separator)
+	for d := range m.dirs {
+		if strings.HasPrefix(d, below) {
+			delete(m.dirs, d)
+		}
+	}
 }
 
 // acquireLogger returns a pooled Logger, or a new one. Only Filename and MaxSize ever
@@ -278,27 +341,32 @@ func (m *Manager) Close() error {
 // mkdirAll creates dir and its missing parents with mode 0750, chmod-ing each directory
 // it creates because the umask may have narrowed or (if 0) not narrowed the mode.
 // Existing directories keep their mode: an administrator may have chosen it.
+//
+// It tries Mkdir first: a new pod's directory, in a namespace directory that exists,
+// then costs one Mkdir and its Chmod, with no lookups before.
 func mkdirAll(dir string) error {
-	st, err := os.Stat(dir)
-	if err == nil {
+	err := os.Mkdir(dir, dirMode)
+	if errors.Is(err, fs.ErrNotExist) {
+		if parent := filepath.Dir(dir); parent != dir {
+			if err := mkdirAll(parent); err != nil {
+				return err
+			}
+		}
+		err = os.Mkdir(dir, dirMode)
+	}
+	switch {
+	case err == nil:
+		return os.Chmod(dir, dirMode)
+	case errors.Is(err, fs.ErrExist):
+		// There already, or created concurrently (another Open, the pod metadata writer).
+		st, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
 		if !st.IsDir() {
 			return fmt.Errorf("%s exists and is not a directory", dir)
 		}
 		return nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if parent := filepath.Dir(dir); parent != dir {
-		if err := mkdirAll(parent); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(dir, dirMode); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil // created concurrently by another Open
-		}
-		return err
-	}
-	return os.Chmod(dir, dirMode)
+	return err
 }

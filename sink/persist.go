@@ -42,8 +42,10 @@ type cursorPrint struct {
 	notBefore           time.Time
 }
 
-func (f *File) printCursor() cursorPrint {
-	c := &f.cursor
+func (f *File) printCursor() cursorPrint { return f.printOf(&f.cursor) }
+
+// printOf is the print of c saved now, at the current file's size and inode.
+func (f *File) printOf(c *Cursor) cursorPrint {
 	return cursorPrint{c.Lines, f.size, c.MarginSec, f.inode, c.PodUID, c.ContainerID, c.RestartCount, c.Done, c.NotBefore}
 }
 
@@ -66,6 +68,12 @@ func (f *File) saveCursor(unobserved int) error {
 	if len(f.buf) != unobserved {
 		return fmt.Errorf("internal error: saving the cursor of %s with %d bytes unwritten", f.p.current, len(f.buf)-unobserved)
 	}
+	return f.storeCursor(&f.cursor)
+}
+
+// storeCursor persists c as the cursor of the current file's data as written so far
+// (size and inode); see persistCursor.
+func (f *File) storeCursor(c *Cursor) error {
 	now := f.cfg.Now()
 	sync := now.Sub(f.lastSync) >= f.cfg.SyncInterval
 	if sync {
@@ -75,7 +83,7 @@ func (f *File) saveCursor(unobserved int) error {
 	}
 	// Crash tests: the data is written (flushed), its cursor not yet saved.
 	failpoint.Hit(failpoint.AfterDataBeforeCursor)
-	data, err := json.Marshal(persistedCursor{Version: cursorVersion, Cursor: f.cursor, Offset: f.size, Inode: f.inode})
+	data, err := json.Marshal(persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode})
 	if err != nil {
 		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
 	}
@@ -86,7 +94,24 @@ func (f *File) saveCursor(unobserved int) error {
 	if sync {
 		f.lastSync = now
 	}
-	f.savedFP = f.printCursor()
+	f.savedFP = f.printOf(c)
+	f.noCursor = false
+	return nil
+}
+
+// ensureCursor saves a cursor before the first write to a file that Open found without
+// one (see File.noCursor): recovery keeps the data of a file without a cursor, so without
+// it a crash after the write would have the collector, starting over, write those lines
+// again. The cursor saved is the one Open recovered, the empty one, which covers none of
+// the file: recovery cuts back whatever follows it. The live cursor cannot be saved
+// instead, since it also counts the records in the buffer.
+func (f *File) ensureCursor() error {
+	if !f.noCursor {
+		return nil
+	}
+	if err := f.storeCursor(&Cursor{}); err != nil {
+		return f.met.writeError(err)
+	}
 	return nil
 }
 
@@ -166,9 +191,10 @@ type Recovery struct {
 
 // recoverFiles brings a container's current file back to a state consistent with its
 // saved cursor after any crash, creating the file (0640) if missing. It returns the
-// cursor, the file's size and inode. The file must not be open for writing.
-func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, err error) {
-	removeLeftovers(p)
+// cursor, the file's size and inode, and whether the directory holds backups of the
+// container. The file must not be open for writing.
+func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, backups bool, err error) {
+	backups = removeLeftovers(p)
 	saved, found, cerr := loadCursor(p.cursor)
 	rec.CursorError = cerr
 
@@ -176,17 +202,17 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 	existed := statErr == nil
 	fd, err := os.OpenFile(p.current, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
-		return cur, rec, 0, 0, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
+		return cur, rec, 0, 0, backups, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
 	}
 	defer fd.Close()
 	// lumberjack keeps the mode of the file it finds, also across rotations; the umask
 	// must not decide it.
 	if err := fd.Chmod(fileMode); err != nil {
-		return cur, rec, 0, 0, fmt.Errorf("setting mode of %s: %w", p.current, err)
+		return cur, rec, 0, 0, backups, fmt.Errorf("setting mode of %s: %w", p.current, err)
 	}
 	st, err := fd.Stat()
 	if err != nil {
-		return cur, rec, 0, 0, fmt.Errorf("inspecting %s: %w", p.current, err)
+		return cur, rec, 0, 0, backups, fmt.Errorf("inspecting %s: %w", p.current, err)
 	}
 	size, inode = st.Size(), inodeOf(st)
 
@@ -206,7 +232,7 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 		}
 		rec.ShortBy = saved.Offset - size
 		if keep, err = lastLineEnd(fd, size); err != nil {
-			return cur, rec, 0, 0, err
+			return cur, rec, 0, 0, backups, err
 		}
 	case found:
 		// Rotated after the cursor was saved: the cursor is saved right before every
@@ -218,12 +244,12 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 	default:
 		// No cursor: keep the data, but never let a torn line be glued to the next one.
 		if keep, err = lastLineEnd(fd, size); err != nil {
-			return cur, rec, 0, 0, err
+			return cur, rec, 0, 0, backups, err
 		}
 	}
 	if keep < size {
 		if err := fd.Truncate(keep); err != nil {
-			return cur, rec, 0, 0, fmt.Errorf("truncating %s to %d bytes: %w", p.current, keep, err)
+			return cur, rec, 0, 0, backups, fmt.Errorf("truncating %s to %d bytes: %w", p.current, keep, err)
 		}
 		rec.TruncatedBytes = size - keep
 		size = keep
@@ -233,7 +259,7 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 		rec.HadCursor = true
 		cur = saved.Cursor
 	}
-	return cur, rec, size, inode, nil
+	return cur, rec, size, inode, backups, nil
 }
 
 // loadCursor reads a persisted cursor; found is false if there is none or it is unreadable
@@ -295,10 +321,13 @@ func backupSize(p paths, inode uint64) (int64, bool) {
 
 // removeLeftovers removes the temporary files of cursor saves and compressions a crash
 // interrupted. Their names are matched exactly, so another container's are never touched.
-func removeLeftovers(p paths) {
+// It reports whether the directory holds backups of the container (or could not be
+// listed), that is whether retention may have anything to do: Open spares itself a
+// second listing when not.
+func removeLeftovers(p paths) (backups bool) {
 	entries, err := os.ReadDir(p.dir)
 	if err != nil {
-		return
+		return true
 	}
 	cursorTmp := filepath.Base(p.cursor) + tmpInfix
 	for _, e := range entries {
@@ -308,6 +337,9 @@ func removeLeftovers(p paths) {
 			continue
 		}
 		if !strings.HasPrefix(name, ".") {
+			if !backups {
+				_, _, backups = parseBackup(name, p.name)
+			}
 			continue
 		}
 		if target, _, ok := strings.Cut(name[1:], gzExt+tmpInfix); ok {
@@ -316,6 +348,7 @@ func removeLeftovers(p paths) {
 			}
 		}
 	}
+	return backups
 }
 
 // inodeOf returns the inode number of a file on Linux (0 elsewhere).

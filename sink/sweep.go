@@ -270,8 +270,12 @@ func (m *Manager) sweepNamespace(ctx context.Context, ns string, now time.Time, 
 	// Not while an Open in the namespace is in progress: it may be creating the pod
 	// directory. ENOTEMPTY means something else appeared meanwhile, which is fine.
 	if m.reserve(nsDir) == 0 {
-		if err := os.Remove(nsDir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+		err := os.Remove(nsDir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
 			m.log.Warn("cannot remove empty namespace directory", "dir", nsDir, "err", err)
+		}
+		if err == nil {
+			m.forgetDirs(nsDir) // while reserved: an Open waiting for it must create it again
 		}
 	}
 	m.unreserve()
@@ -381,6 +385,7 @@ func (m *Manager) removePod(pf podFiles) (logFiles int, gone bool) {
 		}
 		return logFiles, false
 	}
+	m.forgetDirs(pf.dir) // while reserved (see sweepPod): an Open waiting for it creates it again
 	m.log.Info("removed files of deleted pod", "namespace", pf.key.Namespace, "pod", pf.key.Pod,
 		"files", removed, "bytes", pf.bytes, "lastModified", pf.newest)
 	return logFiles, true

@@ -1,0 +1,189 @@
+package sink
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// cursorInode returns the inode of the container's cursor file (0 if there is none): a
+// save replaces the file, so a changed inode means the cursor was written.
+func cursorInode(t *testing.T, f *File) uint64 {
+	t.Helper()
+	st, err := os.Stat(f.p.cursor)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inodeOf(st)
+}
+
+// TestNewContainerCursorSaves checks how often the cursor of a new container is written
+// before its first lines are on disk, and that skipping the others loses nothing a crash
+// needs: every byte of a file is written after a cursor that recovery cuts it back to.
+func TestNewContainerCursorSaves(t *testing.T) {
+	t.Run("open, instance, lines", func(t *testing.T) {
+		clock := newFakeClock()
+		m := newTestManager(t, Config{Now: clock.Now})
+		f := mustOpen(t, m, testKey)
+		if ino := cursorInode(t, f); ino != 0 {
+			t.Error("Open of a new container saved a cursor")
+		}
+		f.Cursor().Reset("uid-1", "containerd://abc", 0)
+		if err := f.SaveCursor(); err != nil {
+			t.Fatal(err)
+		}
+		first := cursorInode(t, f)
+		if first == 0 {
+			t.Fatal("SaveCursor after Reset saved no cursor")
+		}
+		// The collector saves again while a container waits; nothing changed, nothing written.
+		if err := f.SaveCursor(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := f.Write(rec(i, "")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cursorInode(t, f); got != first {
+			t.Error("cursor written again before CursorInterval passed")
+		}
+		pc := readCursorFile(t, f)
+		if pc.PodUID != "uid-1" || pc.Lines != 0 || pc.Offset != 0 {
+			t.Errorf("saved cursor %+v, want uid-1 with 0 lines at offset 0", pc)
+		}
+		crash(f)
+		g := mustOpen(t, m, testKey)
+		defer g.Close()
+		if r := g.Recovered(); !r.HadCursor || r.TruncatedBytes == 0 || r.KeptBytes != 0 {
+			t.Errorf("Recovered() = %+v, want the uncovered lines cut off", r)
+		}
+		if c := g.Cursor(); c.PodUID != "uid-1" || c.Lines != 0 {
+			t.Errorf("cursor after the crash: %+v", c)
+		}
+	})
+
+	t.Run("lines without SaveCursor", func(t *testing.T) {
+		m := newTestManager(t, Config{})
+		f := mustOpen(t, m, testKey)
+		if err := f.Write(rec(1, "")); err != nil {
+			t.Fatal(err)
+		}
+		if cursorInode(t, f) != 0 {
+			t.Error("cursor saved by a Write that wrote nothing to the file")
+		}
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// The first write to the file saved the empty cursor before the data.
+		if pc := readCursorFile(t, f); pc.PodUID != "" || pc.Lines != 0 || pc.Offset != 0 {
+			t.Errorf("cursor before the first write: %+v, want the empty one at offset 0", pc)
+		}
+		if st, _ := os.Stat(f.Path()); st.Size() == 0 {
+			t.Error("the line is not in the file")
+		}
+		crash(f)
+		g := mustOpen(t, m, testKey)
+		defer g.Close()
+		if r := g.Recovered(); !r.HadCursor || r.KeptBytes != 0 || r.TruncatedBytes == 0 {
+			t.Errorf("Recovered() = %+v, want the line cut off", r)
+		}
+	})
+
+	t.Run("closed without writing", func(t *testing.T) {
+		m := newTestManager(t, Config{})
+		f := mustOpen(t, m, testKey)
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if cursorInode(t, f) != 0 {
+			t.Error("Close saved the cursor of a container that wrote nothing")
+		}
+		g := mustOpen(t, m, testKey)
+		if r := g.Recovered(); r != (Recovery{}) {
+			t.Errorf("Recovered() = %+v, want a fresh start", r)
+		}
+		// An instance set but nothing written: Close saves it, as before.
+		g.Cursor().Reset("uid-2", "containerd://def", 1)
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if pc := readCursorFile(t, g); pc.PodUID != "uid-2" || pc.RestartCount != 1 {
+			t.Errorf("cursor saved at Close: %+v", pc)
+		}
+	})
+
+	t.Run("changed cursor still saved", func(t *testing.T) {
+		m := newTestManager(t, Config{})
+		f := mustOpen(t, m, testKey)
+		defer f.Close()
+		f.Cursor().Reset("uid-1", "containerd://abc", 0)
+		if err := f.SaveCursor(); err != nil {
+			t.Fatal(err)
+		}
+		first := cursorInode(t, f)
+		f.Cursor().Done = true
+		if err := f.SaveCursor(); err != nil {
+			t.Fatal(err)
+		}
+		if cursorInode(t, f) == first || !readCursorFile(t, f).Done {
+			t.Error("Done not saved")
+		}
+	})
+}
+
+// TestPodDirectoryCache checks that Open finds a pod's directory again after it was
+// removed, by the sweep or behind kubelogd's back, although it remembers directories
+// it created.
+func TestPodDirectoryCache(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, RetainDeleted: time.Hour})
+	key := Key{Namespace: "ns", Pod: "pod", Container: "app"}
+	podDir := filepath.Join(dir, "ns", "pod")
+	openWrite := func() {
+		t.Helper()
+		f := mustOpen(t, m, key)
+		if err := f.Write(rec(1, "")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, known := m.dirs[podDir]; !known {
+			t.Error("pod directory not remembered")
+		}
+	}
+	openWrite()
+
+	// Behind kubelogd's back.
+	if err := os.RemoveAll(podDir); err != nil {
+		t.Fatal(err)
+	}
+	openWrite()
+	if got := mode(t, podDir); got != dirMode {
+		t.Errorf("recreated pod directory has mode %03o", got)
+	}
+
+	// By the sweep, with the namespace directory.
+	old := clock.Now().Add(-2 * time.Hour)
+	for _, name := range tree(t, podDir) {
+		_ = os.Chtimes(filepath.Join(podDir, name), old, old)
+	}
+	m.started = clock.Now().Add(-startupGrace)
+	m.sweep(t.Context())
+	if _, err := os.Stat(filepath.Join(dir, "ns")); !os.IsNotExist(err) {
+		t.Fatalf("the sweep left the namespace directory: %v", err)
+	}
+	if _, known := m.dirs[podDir]; known {
+		t.Error("the sweep removed the pod directory, but it is still remembered")
+	}
+	openWrite()
+}
