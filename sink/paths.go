@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -33,7 +34,16 @@ const (
 	tmpInfix      = ".tmp-" // temporary files are "<final name>.tmp-<random>"
 	lockFileName  = ".kubelogd.lock"
 	probeFilePatt = ".kubelogd-probe-*"
+	// podMetaTmpPrefix starts the temporary files of a pod's metadata, .pod.json, which
+	// the daemon writes beside the containers' files (internal/tail.WriteMeta). The sink
+	// does not write them, but its sweep removes those a crash left (removeStaleTemps).
+	podMetaTmpPrefix = ".pod.json" + tmpInfix
 )
+
+// staleTmpAge is how old a temporary file of another writer than the sink (.pod.json's)
+// must be for the sweep to take it for a crash's leftover: it lives for microseconds
+// while it is being written. Removing one still in use would only fail that save.
+const staleTmpAge = 10 * time.Second
 
 // paths are the locations of one container's files.
 type paths struct {

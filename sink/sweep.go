@@ -28,8 +28,8 @@ const startupGrace = 10 * time.Minute
 // not written for IdleClose. At its start and then every SweepInterval it walks the
 // output directory: it removes the pod directories of deleted pods (RetainDeleted),
 // applies MaxBackups, MaxAgeDays and Compress to containers without an open File (whose
-// retention otherwise never runs again), deletes rotated files for MaxTotalAgeDays and
-// MaxTotalSizeMB, and sets kubelogd_output_bytes.
+// retention otherwise never runs again), removes temporary files a crash left, deletes
+// rotated files for MaxTotalAgeDays and MaxTotalSizeMB, and sets kubelogd_output_bytes.
 func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Lock()
 	switch {
@@ -302,6 +302,9 @@ func (m *Manager) sweepPod(key Key, dir string, now time.Time, tot *sweepTotals)
 		pf, _ = listPod(key, dir) // count what is left
 	}
 	changed := false
+	if pf.leftovers && removeStaleTemps(dir, now) {
+		changed = true
+	}
 	for c, backups := range pf.containers {
 		k := key
 		k.Container = c
@@ -329,6 +332,26 @@ func (m *Manager) sweepPod(key Key, dir string, now time.Time, tot *sweepTotals)
 		tot.backups = append(tot.backups, backups...)
 	}
 	return false
+}
+
+// removeStaleTemps removes the temporary files of .pod.json in a pod directory that are
+// staleTmpAge old: a crash interrupted their save. Unlike the sink's own (removeLeftovers),
+// their writer does not coordinate with the sweep, so their age tells. It reports whether
+// it removed any.
+func removeStaleTemps(dir string, now time.Time) (removed bool) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), podMetaTmpPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if info, err := e.Info(); err == nil && now.Sub(info.ModTime()) >= staleTmpAge {
+			removed = os.Remove(filepath.Join(dir, e.Name())) == nil || removed
+		}
+	}
+	return removed
 }
 
 // needsRetention tells from a listing whether retain would change anything, sparing

@@ -418,3 +418,43 @@ func TestRunStress(t *testing.T) {
 	t.Logf("idle closes %v, budget deletions %v, compressions %v, output %v bytes",
 		testutil.ToFloat64(m.met.idleCloses), deletedCount(m, reasonBudget), testutil.ToFloat64(m.met.compressions), testutil.ToFloat64(m.met.outputBytes))
 }
+
+// TestSweepRemovesStaleMetaTemps checks that the temporary files of .pod.json a crash
+// left are removed once they are staleTmpAge old, in pod directories with and without
+// open containers, and that the metadata itself and a save in progress are left alone.
+func TestSweepRemovesStaleMetaTemps(t *testing.T) {
+	clock := newFakeClock()
+	now := clock.Now()
+	dir := t.TempDir()
+	for _, pod := range []string{"open", "closed"} {
+		podDir := filepath.Join(dir, "ns", pod)
+		plant(t, filepath.Join(podDir, "app.log"), 40, now)
+		plant(t, filepath.Join(podDir, ".pod.json"), 40, now.Add(-time.Hour))
+		plant(t, filepath.Join(podDir, ".pod.json.tmp-123"), 20, now.Add(-time.Hour)) // a crash's
+		plant(t, filepath.Join(podDir, ".pod.json.tmp-456"), 20, now)                 // being saved
+	}
+	m := newTestManager(t, Config{Dir: dir, Now: clock.Now})
+	m.started = now
+	f := mustOpen(t, m, Key{Namespace: "ns", Pod: "open", Container: "app"})
+	defer f.Close()
+
+	m.sweep(t.Context())
+	for _, pod := range []string{"open", "closed"} {
+		podDir := filepath.Join(dir, "ns", pod)
+		got := tree(t, podDir)
+		want := []string{".pod.json", ".pod.json.tmp-456", "app.log"}
+		if pod == "open" {
+			want = append([]string{".app.cursor"}, want...) // Open's, for the data found without one
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s after the sweep:\n got %q\nwant %q", pod, got, want)
+		}
+	}
+	clock.Advance(staleTmpAge)
+	m.sweep(t.Context())
+	for _, pod := range []string{"open", "closed"} {
+		if got := tree(t, filepath.Join(dir, "ns", pod)); slices.Contains(got, ".pod.json.tmp-456") {
+			t.Errorf("%s: temporary file %s old not removed: %q", pod, staleTmpAge, got)
+		}
+	}
+}

@@ -43,6 +43,10 @@ func historyTree(t *testing.T) string {
 		// The same instant as t0+11s, written with an offset.
 		"2026-11-27T05:00:11.000000000+02:00 db 1",
 		tl(25_000, "db 2 ERROR slow query"))
+	// Leftovers of metadata saves a crash interrupted: never read, neither for the
+	// selector (web-1 would be "front" here) nor with a warning (torn).
+	writeFile(t, root, "shop/web-1/"+MetaFileName+".tmp-123", `{"uid":"uid-web-1","labels":{"app":"web","tier":"front"}}`+"\n")
+	writeFile(t, root, "shop/web-0/"+MetaFileName+".tmp-9", `{"uid":`)
 	// Not logs: a stray file and a lock at the root.
 	writeFile(t, root, "infra/db-0/notes.txt", "not a log\n")
 	writeFile(t, root, ".kubelogd.lock", "")

@@ -116,6 +116,7 @@ func TestParseLogName(t *testing.T) {
 		{".app.cursor", "", false, false, false},
 		{".pod.json", "", false, false, false},
 		{".app.cursor.tmp-123", "", false, false, false},
+		{".pod.json.tmp-123", "", false, false, false},
 		{".app-2026-11-27T03-04-05.000.log.gz.tmp-1", "", false, false, false},
 		{"app.log.gz", "", false, true, false},
 		{"notes.txt", "", false, false, false},
