@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,9 +16,11 @@ import (
 )
 
 // metaWriter keeps <output-dir>/<ns>/<pod>/.pod.json current, so that `kubelogd tail -l`
-// can select a pod's logs by label long after the pod is gone. Writes (each synced to
-// disk) happen on its own goroutine, never on the collector's reconcile loop: thousands of
-// pods appearing at start must not delay their streams.
+// can select a pod's logs by label long after the pod is gone. Writes happen on its own
+// goroutine, never on the collector's reconcile loop: thousands of pods appearing at
+// start must not delay their streams. A pod's file is written once per pod UID (not per
+// container), again only when something a reader selects on changes or the pod is
+// deleted, and not at all when the file already says the same (after a restart).
 type metaWriter struct {
 	dir    string
 	logger *slog.Logger
@@ -73,7 +76,15 @@ func (w *metaWriter) write(p informer.Pod) {
 	now := w.now().UTC()
 	m := tail.PodMeta{UID: string(p.UID), Namespace: p.Namespace, Pod: p.Name, Labels: p.Labels,
 		OwnerKind: p.OwnerKind, OwnerName: p.OwnerName, Node: p.Node, FirstSeen: now, LastSeen: now}
-	if old, err := tail.ReadMeta(w.dir, p.Namespace, p.Name); err == nil && !old.FirstSeen.IsZero() {
+	old, err := tail.ReadMeta(w.dir, p.Namespace, p.Name)
+	switch {
+	case err != nil:
+		// Missing, or unreadable (a power loss before it reached the disk): write it.
+	case !p.Deleted && sameMeta(old, m):
+		// Written by an earlier run: a file creation and rename fewer per pod at start.
+		w.written[p.UID] = key
+		return
+	case !old.FirstSeen.IsZero():
 		m.FirstSeen = old.FirstSeen // the name's first incarnation
 	}
 	if err := tail.WriteMeta(w.dir, m); err != nil {
@@ -85,6 +96,12 @@ func (w *metaWriter) write(p informer.Pod) {
 	} else {
 		w.written[p.UID] = key
 	}
+}
+
+// sameMeta reports whether a and b say the same about a pod but for when it was seen.
+func sameMeta(a, b tail.PodMeta) bool {
+	return a.UID == b.UID && a.Namespace == b.Namespace && a.Pod == b.Pod && a.OwnerKind == b.OwnerKind &&
+		a.OwnerName == b.OwnerName && a.Node == b.Node && maps.Equal(a.Labels, b.Labels)
 }
 
 func labelsKey(l map[string]string) string {

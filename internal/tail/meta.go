@@ -44,7 +44,9 @@ type PodMeta struct {
 	OwnerName string `json:"ownerName,omitempty"`
 	// Node is the node the pod was bound to.
 	Node string `json:"node,omitempty"`
-	// FirstSeen and LastSeen bound when the daemon saw the pod.
+	// FirstSeen is when the daemon first saw a pod of this name. LastSeen is when it
+	// last wrote the file: when it first saw this incarnation, when labels, owner or
+	// node changed, and when it saw the pod deleted.
 	FirstSeen time.Time `json:"firstSeen"`
 	LastSeen  time.Time `json:"lastSeen"`
 }
@@ -63,27 +65,41 @@ func MetaPath(dir, namespace, pod string) string {
 
 // WriteMeta saves m as <dir>/<m.Namespace>/<m.Pod>/.pod.json, where dir is the output
 // directory (the daemon's --output-dir), creating the pod's directory (0750) if needed.
-// The file (0640) is written to a temporary file in the same directory, synced and
-// renamed over the old one, so a reader — or a crash — sees the old or the new metadata,
+// The file (0640) is written to a temporary file in the same directory and renamed over
+// the old one, so a reader — or a crashed process — sees the old or the new metadata,
 // never a mix. The names are validated as the API server does (namespace: DNS label;
 // pod: DNS subdomain), so m can never write outside dir.
+//
+// The file is not synced: it is metadata, not logs, and the daemon writes it again when
+// it finds it unreadable; a sync per pod only slowed down every new pod. After a power
+// loss a file not yet on disk may be empty or missing; tail then warns about it and,
+// with --selector, cannot select the pod until the daemon has rewritten it.
+//
+// A crash between the temporary file's creation and the rename leaves the temporary
+// file, ".pod.json.tmp-<random>"; readers ignore it like every dot file, and the
+// daemon's sweep removes it (sink.Manager.Run).
 func WriteMeta(dir string, m PodMeta) (err error) {
 	if err := validMetaNames(m.Namespace, m.Pod); err != nil {
 		return err
-	}
-	podDir := filepath.Join(dir, m.Namespace, m.Pod)
-	if err := os.MkdirAll(podDir, metaDirMode); err != nil {
-		return fmt.Errorf("saving metadata of pod %s/%s: %w", m.Namespace, m.Pod, err)
 	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding metadata of pod %s/%s: %w", m.Namespace, m.Pod, err)
 	}
 	data = append(data, '\n')
+	podDir := filepath.Join(dir, m.Namespace, m.Pod)
 	path := filepath.Join(podDir, MetaFileName)
 	// The temporary name starts with ".pod.json.tmp-", the daemon's convention for
-	// temporary files, and like every dot file it is ignored by readers.
+	// temporary files, and like every dot file it is ignored by readers. The pod's
+	// directory usually exists (the daemon's log files are in it): it is created only
+	// when the temporary file cannot be.
 	tmp, err := os.CreateTemp(podDir, MetaFileName+".tmp-*")
+	if isNotExist(err) {
+		if err := mkdirs(podDir); err != nil {
+			return fmt.Errorf("saving metadata of pod %s/%s: %w", m.Namespace, m.Pod, err)
+		}
+		tmp, err = os.CreateTemp(podDir, MetaFileName+".tmp-*")
+	}
 	if err != nil {
 		return fmt.Errorf("saving %s: %w; check free space and permissions in %s", path, err, podDir)
 	}
@@ -100,11 +116,6 @@ func WriteMeta(dir string, m PodMeta) (err error) {
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("saving %s: %w; check free space in %s", path, err, podDir)
 	}
-	// Synced before the rename, so that after a power loss the name never points at an
-	// empty file.
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
@@ -112,6 +123,27 @@ func WriteMeta(dir string, m PodMeta) (err error) {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	return nil
+}
+
+// mkdirs creates directory d and its missing parents with mode 0750 whatever the umask,
+// as the daemon's sink does; directories that exist keep their mode.
+func mkdirs(d string) error {
+	err := os.Mkdir(d, metaDirMode)
+	if isNotExist(err) {
+		if parent := filepath.Dir(d); parent != d {
+			if err := mkdirs(parent); err != nil {
+				return err
+			}
+		}
+		err = os.Mkdir(d, metaDirMode)
+	}
+	switch {
+	case err == nil:
+		return os.Chmod(d, metaDirMode)
+	case errors.Is(err, fs.ErrExist):
+		return nil // there already, or created meanwhile (by the sink)
+	}
+	return err
 }
 
 // ReadMeta loads the metadata of pod in namespace from the output directory dir. A
