@@ -165,6 +165,9 @@ func (f *File) Write(rec Record) error {
 			return err
 		}
 	}
+	if f.buf == nil {
+		f.buf = getWriteBuffer()
+	}
 	lineStart := len(f.buf)
 	f.ends = f.ends[:0]
 	line := rec.Line
@@ -331,7 +334,32 @@ func (f *File) flushBuffer() error {
 		return err
 	}
 	f.bufSince = time.Time{}
+	// Empty now: an idle container's file holds no buffer (most files are idle most of
+	// the time, and thousands are open).
+	putWriteBuffer(f.buf)
+	f.buf = nil
 	return nil
+}
+
+// writeBuffers holds the write buffers of files that had nothing to write.
+var writeBuffers sync.Pool
+
+// maxPooledBuffer bounds the buffers kept for reuse: one grown by a very long line is
+// left to the garbage collector.
+const maxPooledBuffer = 256 << 10
+
+func getWriteBuffer() []byte {
+	if b, ok := writeBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 4<<10)
+}
+
+func putWriteBuffer(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledBuffer {
+		return
+	}
+	writeBuffers.Put(&b)
 }
 
 // Flush writes the buffered records to the file and persists the cursor if
