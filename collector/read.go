@@ -192,7 +192,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	var sk *skipper
 	if resuming && skip > 0 {
 		sk = &skipper{remaining: skip, lastTime: cur.LastTime, lastHash: cur.LastHash}
-		wd.replaying.Store(true)
+		wd.startReplay()
 	}
 	// A small buffer, and none while idle: thousands of streams are idle for hours (a
 	// 64 KiB buffer was 73% of the heap at 2,000 idle streams, a 4 KiB one still 30%).
@@ -231,8 +231,12 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			}
 			if sk != nil {
 				held, marker := sk.offer(ts, raw, text)
-				if marker != "" && !previous && s.instanceReplaced(ctx) {
-					return progress, errInstanceReplaced
+				if marker != "" && !previous {
+					// The watchdog must not cut the stream while the pod is fetched.
+					wd.replaying.Store(false)
+					if err := s.checkInstance(held); err != nil {
+						return progress, err
+					}
 				}
 				if err := s.release(ctx, held, marker, &progress); err != nil {
 					return progress, err
@@ -272,11 +276,21 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 				s.shortReplays++
 				return progress, errShortReplay
 			}
-			if marker != "" && !previous && s.instanceReplaced(ctx) {
-				return progress, errInstanceReplaced
+			if marker != "" && !previous {
+				if err := s.checkInstance(held); err != nil {
+					return progress, err
+				}
 			}
 			s.shortReplays = 0
 			s.sm.m.skipped.Add(float64(sk.skipped))
+			if replayCut && sk.found != nil {
+				// The stream was quiet for replayIdle after the kubelet replayed fewer lines
+				// than were written from the window, the last line written among them: it no
+				// longer has the others (it rotated its file). Count the window as it has it,
+				// so that the next resume's replay is verified by its count rather than cut
+				// again after replayIdle, over and over while the container stays quiet.
+				cur.Rebase(since, sk.found)
+			}
 			if err := s.release(ctx, held, marker, &progress); err != nil {
 				return progress, err
 			}
@@ -289,11 +303,16 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	}
 }
 
-// refreshPod replaces the stream's pod state with the pod as the API server has it now.
-func (s *stream) refreshPod(ctx context.Context) {
+// fetchPod gets the pod as the API server has it now.
+func (s *stream) fetchPod(ctx context.Context) (*corev1.Pod, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
 	defer cancel()
-	pod, err := s.c.pods.Pods(s.ns).Get(ctx, s.pod, metav1.GetOptions{})
+	return s.c.pods.Pods(s.ns).Get(ctx, s.pod, metav1.GetOptions{})
+}
+
+// refreshPod replaces the stream's pod state with the pod as the API server has it now.
+func (s *stream) refreshPod(ctx context.Context) {
+	pod, err := s.fetchPod(ctx)
 	if err != nil {
 		s.logger.Debug("cannot refresh pod status", "err", err)
 		return
@@ -304,16 +323,44 @@ func (s *stream) refreshPod(ctx context.Context) {
 	s.update(informer.FromPod(pod))
 }
 
-// instanceReplaced is asked before a replay that does not contain the last line written is
+// checkInstance is asked before a replay that does not contain the last line written is
 // settled with a gap marker. A request without previous=true is served from the
-// container's current instance: if the container restarted and the informer has not said
-// so yet (a blind or lagging watch), the replay is a newer instance's log, not a rotated
-// one. The pod as the API server has it now decides.
-func (s *stream) instanceReplaced(ctx context.Context) bool {
-	s.refreshPod(ctx)
-	p := s.snapshot()
-	ct := p.Container(s.container)
-	return ct != nil && ct.Started() && ct.ContainerID != s.file.Cursor().ContainerID
+// container's current instance of the pod of that name: if the container restarted, or
+// the pod was recreated, and the informer has not said so yet (a blind or lagging watch),
+// the replay is another instance's log, not a rotated one. The pod as the API server has
+// it now decides; held are the lines the replay would release. It returns nil when the
+// replay is the cursor's instance, errInstanceReplaced when the fetched status names a
+// newer instance, and errShortReplay when it cannot tell (the fetch failed, the pod of
+// that name is another one or gone, or the status still names the cursor's instance
+// although it has exited before the held lines were logged): the lines are not settled
+// and the stream is read again after a backoff.
+func (s *stream) checkInstance(held []heldLine) error {
+	// Not the request's context: the watchdog may be cancelling the request right now.
+	pod, err := s.fetchPod(s.ctx)
+	if err != nil {
+		s.logger.Info("cannot check the pod before settling a replay; retrying", "err", err)
+		return errShortReplay
+	}
+	if pod.UID != s.snapshot().UID {
+		s.logger.Info("the pod was recreated before the pod watch said so; retrying", "uid", pod.UID)
+		return errShortReplay
+	}
+	s.update(informer.FromPod(pod))
+	latest := s.snapshot()
+	ct := latest.Container(s.container)
+	cur := s.file.Cursor()
+	switch {
+	case ct == nil || !ct.Started():
+		return errShortReplay
+	case ct.ContainerID != cur.ContainerID:
+		return errInstanceReplaced
+	case ct.Terminated != nil && len(held) > 0 && !ct.Terminated.FinishedAt.IsZero() &&
+		held[0].ts.After(ct.Terminated.FinishedAt.Add(time.Second)):
+		// The kubelet already serves a newer instance that its status report to the API
+		// server does not show yet.
+		return errShortReplay
+	}
+	return nil
 }
 
 // release writes the lines a skipper let go of, after its gap marker if it has one.
@@ -441,6 +488,9 @@ type skipper struct {
 	held      []heldLine
 	done      bool
 	skipped   int64 // replayed lines found to be written already
+	// found are the timestamps of the replayed lines up to the last line written, when end
+	// found it before as many lines as were written from the window had come.
+	found []time.Time
 }
 
 func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, marker string) {
@@ -463,6 +513,10 @@ func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, mar
 func (k *skipper) end(follow bool) (release []heldLine, marker string, ok bool) {
 	if i := k.find(); i >= 0 {
 		rel := k.held[i+1:]
+		k.found = make([]time.Time, i+1)
+		for j, h := range k.held[:i+1] {
+			k.found[j] = h.ts
+		}
 		k.held, k.done, k.skipped = nil, true, int64(i+1)
 		return rel, "", true
 	}

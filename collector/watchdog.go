@@ -111,12 +111,19 @@ func (w *watchdog) stop() {
 
 // run is one check; it re-arms the timer unless it ended the stream or the guard stopped.
 func (w *watchdog) run() {
+	w.mu.Lock()
+	stopped := w.stopped
+	w.mu.Unlock()
+	if stopped {
+		w.pending.Done() // fired as stop came: stop waits for this
+		return
+	}
 	next, again := w.inspect()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if again && !w.stopped {
-		if w.instanceGone.Load() != 0 {
-			next = w.fast // instanceEnded may have come while this check ran
+		if w.instanceGone.Load() != 0 || w.replaying.Load() {
+			next = w.fast // hurry may have come while this check ran
 		}
 		w.check.Reset(next)
 		return
@@ -245,12 +252,23 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// startReplay tells the guard that replayed lines are held unverified; it checks soon.
+func (w *watchdog) startReplay() {
+	w.replaying.Store(true)
+	w.hurry()
+}
+
 // instanceEnded tells the guard that the pod status no longer shows the stream's instance
 // running; it checks again soon.
 func (w *watchdog) instanceEnded(now time.Time) {
 	if !w.instanceGone.CompareAndSwap(0, now.UnixNano()) {
 		return
 	}
+	w.hurry()
+}
+
+// hurry moves the next check to the fast interval.
+func (w *watchdog) hurry() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	// A check that is running re-arms with the fast interval itself.

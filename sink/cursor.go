@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"cmp"
 	"hash/fnv"
+	"slices"
 	"time"
 )
 
@@ -114,6 +116,31 @@ func (c *Cursor) prune() {
 	if i > 0 {
 		c.Seconds = append(c.Seconds[:0], c.Seconds[i:]...)
 	}
+}
+
+// Rebase replaces the line counts of the seconds from since on with the seconds of
+// replayed: the timestamps of the lines the kubelet's log still holds from since up to the
+// last line written, when a complete replay showed that it no longer holds all that was
+// written (it rotated its file). A later resume from since then skips what it holds.
+func (c *Cursor) Rebase(since time.Time, replayed []time.Time) {
+	from := since.Unix()
+	counts := map[int64]int64{}
+	for _, t := range replayed {
+		if sec := t.Unix(); sec >= from && sec >= c.MaxSec-c.MarginSec {
+			counts[sec]++
+		}
+	}
+	var out []SecondCount
+	for _, sc := range c.Seconds {
+		if sc.Sec < from {
+			out = append(out, sc)
+		}
+	}
+	for sec, n := range counts {
+		out = append(out, SecondCount{Sec: sec, N: n})
+	}
+	slices.SortFunc(out, func(a, b SecondCount) int { return cmp.Compare(a.Sec, b.Sec) })
+	c.Seconds = out
 }
 
 // Resume tells where to reopen the instance's stream: at sinceTime (whole seconds), after

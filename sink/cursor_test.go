@@ -78,3 +78,30 @@ func TestCursorResetKeepsMargin(t *testing.T) {
 		t.Fatalf("after Reset: %+v", c)
 	}
 }
+
+// TestCursorRebase: after a replay showed the kubelet holds fewer of the window's lines
+// than were written, the next resume skips exactly as many as it holds, and lines written
+// after the rebase count on top.
+func TestCursorRebase(t *testing.T) {
+	var c Cursor
+	c.Reset("uid", "c1", 0)
+	at := func(sec int64, ms int) time.Time { return time.Unix(sec, int64(ms)*1e6).UTC() }
+	for i := range 10 {
+		c.Observe(at(100+int64(i%3), i), []byte("line"))
+	}
+	since, skip, ok := c.Resume()
+	if !ok || since.Unix() != 100 || skip != 10 {
+		t.Fatalf("Resume = %v, %d, %v; want 100, 10, true", since.Unix(), skip, ok)
+	}
+	c.Rebase(since, []time.Time{at(102, 5), at(101, 7), at(102, 8)})
+	if _, skip, _ := c.Resume(); skip != 3 {
+		t.Errorf("after Rebase: skip %d, want 3 (the lines the kubelet still holds)", skip)
+	}
+	c.Observe(at(102, 900), []byte("new"))
+	if _, skip, _ := c.Resume(); skip != 4 {
+		t.Errorf("after a new line: skip %d, want 4", skip)
+	}
+	if c.Lines != 11 {
+		t.Errorf("Lines = %d, want 11 (Rebase changes only the window)", c.Lines)
+	}
+}

@@ -1,0 +1,84 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/sink"
+)
+
+// TestCheckInstance: before a replay without the last line written is settled as a
+// rotation, the pod fetched from the API decides whether the replay is the cursor's
+// instance (settle), a newer one (read the old one first), or unknown (retry).
+func TestCheckInstance(t *testing.T) {
+	finished := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	running := func(id string) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "app", ContainerID: id, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}
+	}
+	exited := corev1.ContainerStatus{Name: "app", ContainerID: "c1", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ContainerID: "c1", ExitCode: 1, FinishedAt: metav1.NewTime(finished)}}}
+	restarted := running("c2")
+	restarted.RestartCount = 1
+	restarted.LastTerminationState = exited.State
+	heldAt := func(ts time.Time) []heldLine { return []heldLine{{ts: ts}} }
+	for _, tc := range []struct {
+		name   string
+		pod    *corev1.Pod // nil: no such pod
+		held   []heldLine
+		want   error
+		wantID string // the container instance the stream's state names afterwards
+	}{
+		{name: "same instance running", pod: apiPod("u1", running("c1")), held: heldAt(finished), want: nil, wantID: "c1"},
+		{name: "restarted", pod: apiPod("u1", restarted), held: heldAt(finished.Add(time.Minute)), want: errInstanceReplaced, wantID: "c2"},
+		{name: "exited before the held lines", pod: apiPod("u1", exited), held: heldAt(finished.Add(5 * time.Second)), want: errShortReplay, wantID: "c1"},
+		{name: "exited after the held lines", pod: apiPod("u1", exited), held: heldAt(finished.Add(-time.Second)), want: nil, wantID: "c1"},
+		{name: "recreated with another UID", pod: apiPod("u2", running("x1")), held: heldAt(finished), want: errShortReplay, wantID: "c1"},
+		{name: "gone", pod: nil, held: heldAt(finished), want: errShortReplay, wantID: "c1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := fake.NewClientset()
+			if tc.pod != nil {
+				client = fake.NewClientset(tc.pod)
+			}
+			m, err := sink.NewManager(sink.Config{Dir: t.TempDir(), MaxBackups: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = m.Close() })
+			c := New(Config{}, client.CoreV1(), m, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			s := newStream(c, informer.Pod{UID: "u1", Namespace: "default", Name: "web-0",
+				Containers: []informer.Container{{Name: "app", ContainerID: "c1", Running: true}}}, "app")
+			s.ctx = context.Background()
+			if err := s.openFile(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.closeFile)
+			s.file.Cursor().Reset("u1", "c1", 0)
+			if err := s.checkInstance(tc.held); !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Errorf("checkInstance = %v, want %v", err, tc.want)
+			}
+			p := s.snapshot()
+			if ct := p.Container("app"); ct == nil || ct.ContainerID != tc.wantID {
+				t.Errorf("stream state names %+v, want instance %s", ct, tc.wantID)
+			}
+		})
+	}
+}
+
+func apiPod(uid string, st corev1.ContainerStatus) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "default", UID: types.UID(uid)},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{st}},
+	}
+}
