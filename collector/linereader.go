@@ -25,7 +25,9 @@ type lineReader struct {
 	buf  *[]byte // borrowed while bytes are buffered; nil while idle
 	r, w int     // buf[r:w] is unread
 	err  error   // from src, returned once buf is drained
-	idle [idleReadSize]byte
+	// empty counts reads in a row that returned nothing and no error.
+	empty int
+	idle  [idleReadSize]byte
 }
 
 func newLineReader(src io.Reader) *lineReader { return &lineReader{src: src} }
@@ -70,22 +72,26 @@ func (l *lineReader) fill() {
 	if l.buf != nil && l.r == l.w {
 		l.release()
 	}
+	var n int
 	if l.buf == nil {
-		n, err := l.src.Read(l.idle[:])
-		l.err = err
+		n, l.err = l.src.Read(l.idle[:])
 		if n > 0 {
 			l.buf = readBuffers.Get().(*[]byte)
 			l.r, l.w = 0, copy(*l.buf, l.idle[:n])
 		}
-		return
+	} else {
+		if l.r > 0 {
+			l.w = copy(*l.buf, (*l.buf)[l.r:l.w])
+			l.r = 0
+		}
+		n, l.err = l.src.Read((*l.buf)[l.w:])
+		l.w += n
 	}
-	if l.r > 0 {
-		l.w = copy(*l.buf, (*l.buf)[l.r:l.w])
-		l.r = 0
+	if n > 0 || l.err != nil {
+		l.empty = 0
+	} else if l.empty++; l.empty >= 100 {
+		l.err = io.ErrNoProgress // as bufio does with a reader that keeps returning nothing
 	}
-	n, err := l.src.Read((*l.buf)[l.w:])
-	l.w += n
-	l.err = err
 }
 
 // release gives the buffer back; what it held was read.

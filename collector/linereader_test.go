@@ -140,3 +140,14 @@ func TestLineReaderAcrossIdleRead(t *testing.T) {
 		t.Error("buffer kept after release")
 	}
 }
+
+type nothing struct{}
+
+func (nothing) Read([]byte) (int, error) { return 0, nil }
+
+// TestLineReaderNoProgress: a source that keeps returning nothing is an error, not a spin.
+func TestLineReaderNoProgress(t *testing.T) {
+	if _, err := newLineReader(nothing{}).ReadSlice('\n'); !errors.Is(err, io.ErrNoProgress) {
+		t.Errorf("err = %v, want io.ErrNoProgress", err)
+	}
+}
