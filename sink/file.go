@@ -328,6 +328,8 @@ func (f *File) writeOut(k int) (int, error) {
 // the buffer small enough to fit.
 func (f *File) flushBuffer() error {
 	if len(f.buf) == 0 {
+		putWriteBuffer(f.buf) // emptied another way (a line across files, a failed write)
+		f.buf = nil
 		return nil
 	}
 	if _, err := f.writeOut(len(f.buf)); err != nil {
