@@ -25,6 +25,7 @@ type metaWriter struct {
 	dir    string
 	logger *slog.Logger
 	now    func() time.Time
+	delay  time.Duration // metaDelay; tests shorten it
 
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod
@@ -35,7 +36,7 @@ type metaWriter struct {
 }
 
 func newMetaWriter(dir string, logger *slog.Logger) *metaWriter {
-	return &metaWriter{dir: dir, logger: logger, now: time.Now,
+	return &metaWriter{dir: dir, logger: logger, now: time.Now, delay: metaDelay,
 		pending: map[types.UID]informer.Pod{}, wake: make(chan struct{}, 1), written: map[types.UID]string{}}
 }
 
@@ -50,21 +51,44 @@ func (w *metaWriter) OnPod(p informer.Pod) {
 	}
 }
 
-// Run writes queued metadata until ctx is cancelled.
+// metaDelay is how long metadata trails a pod's first sight (or change): the log files
+// come first. At start on a busy node thousands of pods appear at once, and each file
+// creation costs CPU the streams' first lines are waiting for; a batch a moment later
+// costs the same without delaying them. `kubelogd tail` needs the metadata only once a
+// pod is gone.
+const metaDelay = 2 * time.Second
+
+// Run writes queued metadata, metaDelay after it was queued, until ctx is cancelled; what
+// is queued then is written before it returns.
 func (w *metaWriter) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			w.writePending()
 			return nil
 		case <-w.wake:
 		}
-		w.mu.Lock()
-		batch := w.pending
-		w.pending = map[types.UID]informer.Pod{}
-		w.mu.Unlock()
-		for _, p := range batch {
-			w.write(p)
+		if w.delay > 0 {
+			t := time.NewTimer(w.delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				w.writePending()
+				return nil
+			case <-t.C:
+			}
 		}
+		w.writePending()
+	}
+}
+
+func (w *metaWriter) writePending() {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = map[types.UID]informer.Pod{}
+	w.mu.Unlock()
+	for _, p := range batch {
+		w.write(p)
 	}
 }
 

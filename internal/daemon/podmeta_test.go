@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -107,5 +108,42 @@ func TestMetaWriterWritesOnlyChanges(t *testing.T) {
 	}
 	if len(entries) != 1 {
 		t.Errorf("pod directory holds %d entries, want only .pod.json", len(entries))
+	}
+}
+
+// TestMetaWriterRunTrailsAndDrains: Run writes a queued pod's metadata after its delay,
+// and what is still queued when it is stopped before then.
+func TestMetaWriterRunTrailsAndDrains(t *testing.T) {
+	for _, stopEarly := range []bool{false, true} {
+		dir := t.TempDir()
+		w := newMetaWriter(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		w.delay = 200 * time.Millisecond
+		if stopEarly {
+			w.delay = time.Hour
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		w.OnPod(informer.Pod{UID: "u1", Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}})
+		if !stopEarly {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if _, err := tail.ReadMeta(dir, "shop", "web-0"); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no .pod.json 10 s after the pod was queued")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		m, err := tail.ReadMeta(dir, "shop", "web-0")
+		if err != nil || m.Labels["app"] != "web" {
+			t.Errorf("stopEarly=%v: ReadMeta = %+v, %v; want the queued pod's metadata", stopEarly, m, err)
+		}
 	}
 }
