@@ -107,11 +107,9 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		s.logger.Info("container restarted before the pod watch said so; reading the previous instance first")
 		return true
 	case errors.Is(err, errShortReplay):
-		// The replay did not lead back to the last line written. The kubelet serves the
-		// container's current instance: if it restarted and the informer has not said so
-		// yet (a slow or broken watch), fresh status tells the loop to read the previous
-		// instance instead of settling this replay with a gap.
-		s.refreshPod(ctx)
+		// Not verified yet: read again after the backoff. Where the instance was in
+		// doubt, readOnce has fetched the pod already.
+		s.logger.Debug("replay not verified; reading again", "err", err)
 	case errors.Is(err, errStalled):
 		s.logger.Warn("log stream stalled: the kubelet has lines it did not deliver; reconnecting")
 	case apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "waiting to start"):
@@ -273,7 +271,13 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			final := !follow || s.shortReplays >= 1
 			held, marker, ok := sk.end(!final)
 			if !ok {
+				// The replay did not lead back to the last line written. The kubelet serves
+				// the container's current instance: if it restarted and the informer has
+				// not said so yet (a slow or broken watch), fresh status tells the loop to
+				// read the previous instance instead of settling the next replay with a
+				// gap. Not the request's context: the watchdog may have cancelled it.
 				s.shortReplays++
+				_ = s.refreshPod(s.ctx)
 				return progress, errShortReplay
 			}
 			if marker != "" && !previous {
@@ -303,24 +307,25 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	}
 }
 
-// fetchPod gets the pod as the API server has it now.
-func (s *stream) fetchPod(ctx context.Context) (*corev1.Pod, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
-	defer cancel()
-	return s.c.pods.Pods(s.ns).Get(ctx, s.pod, metav1.GetOptions{})
-}
+// errOtherPod: the pod of the stream's name is not the stream's pod UID any more.
+var errOtherPod = errors.New("the pod of that name has another UID")
 
 // refreshPod replaces the stream's pod state with the pod as the API server has it now.
-func (s *stream) refreshPod(ctx context.Context) {
-	pod, err := s.fetchPod(ctx)
+// It fails if the pod cannot be fetched or is another pod of the same name (the informer
+// will tell about that one).
+func (s *stream) refreshPod(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
+	defer cancel()
+	pod, err := s.c.pods.Pods(s.ns).Get(ctx, s.pod, metav1.GetOptions{})
 	if err != nil {
 		s.logger.Debug("cannot refresh pod status", "err", err)
-		return
+		return err
 	}
 	if pod.UID != s.snapshot().UID {
-		return // another pod of the same name: the informer will tell
+		return fmt.Errorf("%w (%s)", errOtherPod, pod.UID)
 	}
 	s.update(informer.FromPod(pod))
+	return nil
 }
 
 // checkInstance is asked before a replay that does not contain the last line written is
@@ -336,16 +341,10 @@ func (s *stream) refreshPod(ctx context.Context) {
 // and the stream is read again after a backoff.
 func (s *stream) checkInstance(held []heldLine) error {
 	// Not the request's context: the watchdog may be cancelling the request right now.
-	pod, err := s.fetchPod(s.ctx)
-	if err != nil {
+	if err := s.refreshPod(s.ctx); err != nil {
 		s.logger.Info("cannot check the pod before settling a replay; retrying", "err", err)
 		return errShortReplay
 	}
-	if pod.UID != s.snapshot().UID {
-		s.logger.Info("the pod was recreated before the pod watch said so; retrying", "uid", pod.UID)
-		return errShortReplay
-	}
-	s.update(informer.FromPod(pod))
 	latest := s.snapshot()
 	ct := latest.Container(s.container)
 	cur := s.file.Cursor()

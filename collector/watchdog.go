@@ -42,8 +42,9 @@ type resumePoint struct {
 // thousands of idle containers cost few requests. It also ends the stream after its
 // jittered maximum lifetime, before the kubelet's own write timeout cuts it mid-line.
 //
-// It has no goroutine of its own: a timer runs each check (and a probe) on the runtime's
-// timer goroutine, one check at a time, so an idle stream costs two timers, not a stack.
+// It has no goroutine of its own: time.AfterFunc runs each check (and a probe) on a
+// short-lived goroutine, one check at a time, so an idle stream costs two timers, not a
+// stack. stop waits for a check that runs.
 type watchdog struct {
 	lastRead atomic.Int64                // UnixNano of the last byte read
 	point    atomic.Pointer[resumePoint] // published by the owner after each flush
@@ -118,12 +119,14 @@ func (w *watchdog) run() {
 		w.pending.Done() // fired as stop came: stop waits for this
 		return
 	}
-	next, again := w.inspect()
+	again := w.inspect()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if again && !w.stopped {
+		// Read now, after the check: hurry may have come while it ran.
+		next := w.slow
 		if w.instanceGone.Load() != 0 || w.replaying.Load() {
-			next = w.fast // hurry may have come while this check ran
+			next = w.fast
 		}
 		w.check.Reset(next)
 		return
@@ -131,30 +134,26 @@ func (w *watchdog) run() {
 	w.pending.Done()
 }
 
-// inspect checks the stream once. It returns when to check next, or false once the
-// stream was cancelled (or its context is done).
-func (w *watchdog) inspect() (time.Duration, bool) {
+// inspect checks the stream once. It returns false once it cancelled the stream, or the
+// stream's context is done.
+func (w *watchdog) inspect() bool {
 	if w.ctx.Err() != nil {
-		return 0, false
+		return false
 	}
 	s, cfg := w.s, &w.s.c.cfg
 	now := cfg.Now()
-	next := w.slow
-	if w.replaying.Load() || w.instanceGone.Load() != 0 {
-		next = w.fast
-	}
 	if at := w.instanceGone.Load(); at != 0 && now.Sub(time.Unix(0, at)) >= instanceGrace {
 		// The pod status says this instance was replaced or ended, yet its stream is
 		// still open: a follow of an exited container ends within a second, so this
 		// one is stuck (a stalled connection, a kubelet that died).
 		w.cancel(errStalled)
-		return 0, false
+		return false
 	}
 	read := w.lastRead.Load()
 	idle := now.Sub(time.Unix(0, read))
 	if w.replaying.Load() && idle >= replayIdle {
 		w.cancel(errShortReplay)
-		return 0, false
+		return false
 	}
 	if read > w.lastProbe {
 		w.interval = cfg.StallTimeout // bytes flowed since the last probe: probe promptly
@@ -162,27 +161,27 @@ func (w *watchdog) inspect() (time.Duration, bool) {
 		idle = now.Sub(time.Unix(0, w.lastProbe))
 	}
 	if idle < w.interval {
-		return next, true
+		return true
 	}
 	if !w.follow {
 		// A read without follow streams what exists without pausing.
 		w.cancel(errStalled)
-		return 0, false
+		return false
 	}
 	stalled, err := s.probe(w.ctx, w.point.Load(), w.previous)
 	if err != nil && w.ctx.Err() == nil {
 		// The kubelet does not answer a fresh request either: reconnect (and back off).
 		s.logger.Info("stall probe failed", "err", err)
 		w.cancel(errStalled)
-		return 0, false
+		return false
 	}
 	if stalled {
 		w.cancel(errStalled)
-		return 0, false
+		return false
 	}
 	w.interval = min(2*w.interval, 32*cfg.StallTimeout)
 	w.lastProbe = cfg.Now().UnixNano()
-	return next, true
+	return true
 }
 
 // publish records where a probe should start, after lines were written.

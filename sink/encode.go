@@ -38,13 +38,13 @@ func newPodEncoder(format Format, key Key, node string, labels map[string]string
 	e := encoder{format: format}
 	if format == FormatJSON {
 		m := []byte(`,"namespace":`)
-		m = appendJSONString(m, []byte(key.Namespace))
+		m = AppendJSONString(m, []byte(key.Namespace))
 		m = append(m, `,"pod":`...)
-		m = appendJSONString(m, []byte(key.Pod))
+		m = AppendJSONString(m, []byte(key.Pod))
 		m = append(m, `,"container":`...)
-		m = appendJSONString(m, []byte(key.Container))
+		m = AppendJSONString(m, []byte(key.Container))
 		m = append(m, `,"node":`...)
-		m = appendJSONString(m, []byte(node))
+		m = AppendJSONString(m, []byte(node))
 		if len(labels) > 0 {
 			keys := make([]string, 0, len(labels))
 			for k := range labels {
@@ -56,9 +56,9 @@ func newPodEncoder(format Format, key Key, node string, labels map[string]string
 				if i > 0 {
 					m = append(m, ',')
 				}
-				m = appendJSONString(m, []byte(k))
+				m = AppendJSONString(m, []byte(k))
 				m = append(m, ':')
-				m = appendJSONString(m, []byte(labels[k]))
+				m = AppendJSONString(m, []byte(labels[k]))
 			}
 			m = append(m, '}')
 		}
@@ -101,7 +101,7 @@ func (e *encoder) appendJSON(dst []byte, rec *Record, part []byte, partNo int) [
 	if n := len(rec.RawTime); n > 0 && n <= maxRawTimeLen {
 		// ASCII in every sane case, but escaped all the same: the output must be valid
 		// JSON whatever the input.
-		dst = appendJSONString(dst, rec.RawTime)
+		dst = AppendJSONString(dst, rec.RawTime)
 	} else {
 		dst = append(dst, '"')
 		dst = rec.Time.UTC().AppendFormat(dst, timeLayout)
@@ -112,10 +112,10 @@ func (e *encoder) appendJSON(dst []byte, rec *Record, part []byte, partNo int) [
 	case rec.Marker:
 		// Event texts are kubelogd's own; should one hold invalid UTF-8, U+FFFD will do.
 		dst = append(dst, `,"event":`...)
-		dst = appendJSONString(dst, part)
+		dst = AppendJSONString(dst, part)
 	case utf8.Valid(part):
 		dst = append(dst, `,"line":`...)
-		dst = appendJSONString(dst, part)
+		dst = AppendJSONString(dst, part)
 	default:
 		// JSON strings are Unicode: bytes that are not UTF-8 cannot be carried in one
 		// without loss, so they go as base64 under another key.
@@ -132,14 +132,11 @@ func (e *encoder) appendJSON(dst []byte, rec *Record, part []byte, partNo int) [
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a quoted JSON string. Quotes, backslashes and control
+// AppendJSONString appends s to dst as a quoted JSON string, as the json format writes
+// every string (kubelogd tail re-encodes with it too). Quotes, backslashes and control
 // characters (C0, DEL and C1, which a terminal would interpret) are escaped, as are
 // U+2028 and U+2029, which JavaScript treats as line ends; bytes that are not UTF-8
 // become U+FFFD. No input byte grows beyond six output bytes (jsonEscapeFactor).
-func appendJSONString(dst, s []byte) []byte { return AppendJSONString(dst, s) }
-
-// AppendJSONString appends s to dst as a quoted JSON string, escaped exactly as the json
-// format escapes a line (see appendJSONString); kubelogd tail re-encodes with it.
 func AppendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0 // s[start:i] is pending, to be copied verbatim

@@ -158,7 +158,7 @@ func FuzzJSONRoundTrip(f *testing.F) {
 		if len(out) == 0 || out[len(out)-1] != '\n' || bytes.IndexByte(out[:len(out)-1], '\n') >= 0 {
 			t.Fatalf("not exactly one line: %q", out)
 		}
-		if max := 6*len(line) + jsonFixedOverhead + len(appendJSONString(nil, []byte(node))); len(out) > max {
+		if max := 6*len(line) + jsonFixedOverhead + len(AppendJSONString(nil, []byte(node))); len(out) > max {
 			t.Fatalf("encoded %d bytes to %d, above the bound %d", len(line), len(out), max)
 		}
 		var got jsonLine

@@ -88,24 +88,7 @@ func freePort(t *testing.T) int {
 // stopped (SIGKILL if still running) when the test ends; its output is logged on failure.
 func startKubelogd(t *testing.T, kubeconfig, dir string, args ...string) *daemon {
 	t.Helper()
-	port := freePort(t)
-	all := append([]string{"--kubeconfig", kubeconfig, "--output-dir", dir,
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug", "--flush-interval", "200ms"}, args...)
-	d := &daemon{t: t, out: &syncBuffer{}, done: make(chan struct{}), Metrics: fmt.Sprintf("http://127.0.0.1:%d", port), Dir: dir}
-	d.cmd = exec.Command(kubelogdBin, all...)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.kill()
-		if t.Failed() {
-			t.Logf("kubelogd output:\n%s", tail(d.out.String(), 200))
-		}
-	})
-	return d
+	return startKubelogdEnv(t, nil, kubeconfig, dir, args...)
 }
 
 func tail(s string, lines int) string {
