@@ -284,3 +284,39 @@ func TestCrashAnywhere(t *testing.T) {
 		})
 	}
 }
+
+// TestLastLineEnd reads backwards in blocks of several sizes, the newline in the first,
+// a middle or the last block, or nowhere.
+func TestLastLineEnd(t *testing.T) {
+	defer func(n int64) { lastLineBlock = n }(lastLineBlock)
+	rng := rand.New(rand.NewPCG(1, 2))
+	dir := t.TempDir()
+	for _, block := range []int64{1, 2, 3, 7, 64, 16 << 10} {
+		lastLineBlock = block
+		for i := range 200 {
+			data := make([]byte, rng.IntN(300))
+			for j := range data {
+				data[j] = 'a' + byte(rng.IntN(3))
+				if rng.IntN(40) == 0 {
+					data[j] = '\n'
+				}
+			}
+			path := filepath.Join(dir, fmt.Sprintf("f-%d-%d", block, i))
+			if err := os.WriteFile(path, append(data, "beyond size\n"...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fd, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := lastLineEnd(fd, int64(len(data)))
+			fd.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := int64(bytes.LastIndexByte(data, '\n') + 1); got != want {
+				t.Fatalf("block %d, %q: lastLineEnd = %d, want %d", block, data, got, want)
+			}
+		}
+	}
+}
