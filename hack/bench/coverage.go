@@ -83,6 +83,10 @@ type memResult struct {
 	// Where the RSS goes, from kubelogd's go_memstats_*: heap in use and goroutine stacks.
 	HeapKiBPerStream  float64 `json:"heap_inuse_kib_per_stream"`
 	StackKiBPerStream float64 `json:"stack_inuse_kib_per_stream"`
+	// The rest of the picture: heap spans free but not yet returned to the OS, and the
+	// Go runtime's total claim on the OS.
+	HeapRetainedKiBPerStream float64 `json:"heap_free_retained_kib_per_stream"`
+	SysKiBPerStream          float64 `json:"go_sys_kib_per_stream"`
 }
 
 const (
@@ -160,8 +164,9 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	if res.Memory, err = sampleMemory(ctx, cfg, d, n, fmt.Sprintf("coverage-%d-idle-%d", n, n)); err != nil {
 		return nil, err
 	}
-	cfg.progress("coverage %d: %d idle streams: RSS %.1f MiB (%.1f KiB/stream), %.0f goroutines, %d fds",
-		n, n, float64(res.Memory.RSSBytes)/(1<<20), res.Memory.RSSKiBPerStream, res.Memory.Goroutines, res.Memory.FDs)
+	cfg.progress("coverage %d: %d idle streams: RSS %.1f MiB (%.1f KiB/stream: heap in use %.1f, free heap kept %.1f, stacks %.1f; Go runtime's total %.1f), %.0f goroutines, %d fds",
+		n, n, float64(res.Memory.RSSBytes)/(1<<20), res.Memory.RSSKiBPerStream, res.Memory.HeapKiBPerStream, res.Memory.HeapRetainedKiBPerStream,
+		res.Memory.StackKiBPerStream, res.Memory.SysKiBPerStream, res.Memory.Goroutines, res.Memory.FDs)
 
 	start = time.Now()
 	stopTrace = traceMetrics(ctx, cfg, d, tr, nsCreated)
@@ -222,7 +227,7 @@ func sampleMemory(ctx context.Context, cfg *config, d *kubelogdProc, streams int
 	var rss []int64
 	var gor []float64
 	var fds []int
-	var heap, stack []float64
+	var heap, stack, retained, sys []float64
 	for i := range 3 {
 		if i > 0 {
 			time.Sleep(500 * time.Millisecond)
@@ -241,18 +246,24 @@ func sampleMemory(ctx context.Context, cfg *config, d *kubelogdProc, streams int
 		}
 		rss, gor, fds = append(rss, r), append(gor, m["go_goroutines"]), append(fds, f)
 		heap, stack = append(heap, m["go_memstats_heap_inuse_bytes"]), append(stack, m["go_memstats_stack_inuse_bytes"])
+		retained = append(retained, m["go_memstats_heap_idle_bytes"]-m["go_memstats_heap_released_bytes"])
+		sys = append(sys, m["go_memstats_sys_bytes"])
 	}
 	slices.Sort(rss)
 	slices.Sort(gor)
 	slices.Sort(fds)
 	slices.Sort(heap)
 	slices.Sort(stack)
+	slices.Sort(retained)
+	slices.Sort(sys)
 	r := memResult{Streams: streams, ActiveStreams: active, RSSBytes: rss[1], Goroutines: gor[1], FDs: fds[1]}
 	r.RSSKiBPerStream = float64(r.RSSBytes) / 1024 / float64(streams)
 	r.GoroutinesPerStream = r.Goroutines / float64(streams)
 	r.FDsPerStream = float64(r.FDs) / float64(streams)
 	r.HeapKiBPerStream = heap[1] / 1024 / float64(streams)
 	r.StackKiBPerStream = stack[1] / 1024 / float64(streams)
+	r.HeapRetainedKiBPerStream = retained[1] / 1024 / float64(streams)
+	r.SysKiBPerStream = sys[1] / 1024 / float64(streams)
 	if cfg.profileDir != "" {
 		if err := d.saveProfiles(ctx, cfg.profileDir, name); err != nil {
 			return r, err

@@ -287,8 +287,8 @@ func (r *report) print(w io.Writer) {
 				g = goal(fmt.Sprintf("memory per idle stream at %d streams", c.Pods), "≤ 45 KiB/stream")
 			}
 			t.row(fmt.Sprintf("3 memory: %s idle follow streams (backlog written)", commas(m.Streams)))
-			t.row("", "VmRSS", fmt.Sprintf("%.1f MiB = %.1f KiB/stream (Go heap in use %.1f, stacks %.1f KiB/stream)",
-				float64(m.RSSBytes)/(1<<20), m.RSSKiBPerStream, m.HeapKiBPerStream, m.StackKiBPerStream), g)
+			t.row("", "VmRSS", fmt.Sprintf("%.1f MiB = %.1f KiB/stream (Go heap in use %.1f, free heap not yet returned %.1f, stacks %.1f KiB/stream)",
+				float64(m.RSSBytes)/(1<<20), m.RSSKiBPerStream, m.HeapKiBPerStream, m.HeapRetainedKiBPerStream, m.StackKiBPerStream), g)
 			t.row("", "goroutines (go_goroutines)", fmt.Sprintf("%.0f = %.2f/stream", m.Goroutines, m.GoroutinesPerStream), "")
 			t.row("", "open fds (/proc/<pid>/fd)", fmt.Sprintf("%d = %.3f/stream", m.FDs, m.FDsPerStream), "")
 		}
