@@ -1,0 +1,183 @@
+package daemon
+
+import (
+	"context"
+	"encoding/pem"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"k8s.io/client-go/rest"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// h2Server is an HTTPS server speaking HTTP/2 that allows maxStreams concurrent streams
+// per connection, counts the connections accepted, and holds each request open until
+// release is closed, as a followed log is.
+type h2Server struct {
+	*httptest.Server
+	conns   atomic.Int64
+	entered chan http.Header
+	release chan struct{}
+}
+
+func newH2Server(t *testing.T, maxStreams uint32) *h2Server {
+	s := &h2Server{entered: make(chan http.Header, 1000), release: make(chan struct{})}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.entered <- r.Header.Clone()
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-s.release:
+		case <-r.Context().Done():
+		}
+	}))
+	if err := http2.ConfigureServer(s.Config, &http2.Server{MaxConcurrentStreams: maxStreams}); err != nil {
+		t.Fatal(err)
+	}
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.TLS = s.Config.TLSConfig
+	s.StartTLS()
+	t.Cleanup(func() {
+		select {
+		case <-s.release:
+		default:
+			close(s.release)
+		}
+		s.Close()
+	})
+	return s
+}
+
+func (s *h2Server) restConfig() *rest.Config {
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
+	return &rest.Config{Host: s.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}, BearerToken: "secret-token", UserAgent: "kubelogd"}
+}
+
+// openStreams starts n requests at once through rc's transport and waits until the
+// server holds all of them; it returns the headers the server saw.
+func (s *h2Server) openStreams(t *testing.T, rc *rest.Config, n int) []http.Header {
+	t.Helper()
+	client, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(cancel) // cleanups run last first: the streams end, then are waited for
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/api/v1/namespaces/ns/pods/p/log?follow=true", nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Error(err)
+				}
+				return
+			}
+			defer resp.Body.Close()
+			_, _ = resp.Body.Read(make([]byte, 1))
+		})
+	}
+	close(start)
+	var seen []http.Header
+	timeout := time.After(30 * time.Second)
+	for len(seen) < n {
+		select {
+		case h := <-s.entered:
+			seen = append(seen, h)
+		case <-timeout:
+			t.Fatalf("the server holds %d of %d streams after 30 s", len(seen), n)
+		}
+	}
+	return seen
+}
+
+// TestHTTP2TransportDialsOneAtATime: streams opened at once, more than one connection
+// can carry, share as few connections as the server's stream limit allows, where
+// client-go's transport dials once per waiting request. Client-go's wrappers still add
+// the credentials and user agent.
+func TestHTTP2TransportDialsOneAtATime(t *testing.T) {
+	const streams, perConn = 60, 10
+
+	ours := newH2Server(t, perConn)
+	rc, own, err := withHTTP2Transport(ours.restConfig())
+	if err != nil || !own {
+		t.Fatalf("withHTTP2Transport = %v, %v; want kubelogd's transport", own, err)
+	}
+	for _, h := range ours.openStreams(t, rc, streams) {
+		if got := h.Get("Authorization"); got != "Bearer secret-token" {
+			t.Fatalf("Authorization %q reached the server, want the config's bearer token", got)
+		}
+		if got := h.Get("User-Agent"); got != "kubelogd" {
+			t.Fatalf("User-Agent %q reached the server, want kubelogd", got)
+		}
+	}
+	const most = streams/perConn + 2 // one per perConn streams, and a dial that lost a race or two
+	if n := ours.conns.Load(); n > most {
+		t.Errorf("%d streams opened at once took %d connections; want at most %d (%d streams each)", streams, n, most, perConn)
+	} else {
+		t.Logf("kubelogd's transport: %d streams opened at once took %d connections", streams, n)
+	}
+
+	// For comparison only (how many it dials depends on timing): client-go's own.
+	theirs := newH2Server(t, perConn)
+	theirs.openStreams(t, theirs.restConfig(), streams)
+	t.Logf("client-go's transport: %d streams opened at once took %d connections", streams, theirs.conns.Load())
+}
+
+// TestHTTP2TransportKeepsClientGos: where kubelogd's transport could not do what
+// client-go's does, the configuration is left as it is.
+func TestHTTP2TransportKeepsClientGos(t *testing.T) {
+	base := func() *rest.Config { return &rest.Config{Host: "https://api.example:6443", BearerToken: "t"} }
+	cases := map[string]func(*rest.Config){
+		"plain HTTP": func(rc *rest.Config) { rc.Host = "http://127.0.0.1:8080" },
+		"proxy": func(rc *rest.Config) {
+			rc.Proxy = func(*http.Request) (*url.URL, error) { return url.Parse("http://proxy:3128") }
+		},
+		"exec plugin":    func(rc *rest.Config) { rc.ExecProvider = &clientcmdapi.ExecConfig{Command: "get-token"} },
+		"custom":         func(rc *rest.Config) { rc.Transport = http.DefaultTransport },
+		"wrap transport": func(rc *rest.Config) { rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt } },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			rc := base()
+			mutate(rc)
+			got, own, err := withHTTP2Transport(rc)
+			if err != nil || own || got != rc {
+				t.Errorf("withHTTP2Transport = (changed %v, own %v, %v); want the config unchanged", got != rc, own, err)
+			}
+		})
+	}
+	t.Run("environment proxy", func(t *testing.T) {
+		t.Setenv("HTTPS_PROXY", "http://proxy:3128")
+		t.Setenv("NO_PROXY", "")
+		rc := base()
+		if got, own, err := withHTTP2Transport(rc); err != nil || own || got != rc {
+			t.Errorf("withHTTP2Transport with HTTPS_PROXY = (own %v, %v); want the config unchanged", own, err)
+		}
+	})
+	t.Run("https", func(t *testing.T) {
+		rc := base()
+		got, own, err := withHTTP2Transport(rc)
+		if err != nil || !own || got.Transport == nil || got.BearerToken != "t" {
+			t.Errorf("withHTTP2Transport = (own %v, %v); want kubelogd's transport and the token kept", own, err)
+		}
+		if rc.Transport != nil {
+			t.Error("the caller's config was changed")
+		}
+	})
+}
