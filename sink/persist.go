@@ -285,16 +285,21 @@ func loadCursor(path string) (persistedCursor, bool, error) {
 // lastLineEnd returns the offset just past the last '\n' in the first size bytes of fd
 // (0 if there is none).
 func lastLineEnd(fd *os.File, size int64) (int64, error) {
+	return lastLineEndBy(fd, size, lastLineBlock)
+}
+
+// lastLineEndBy is lastLineEnd reading block bytes at a time.
+func lastLineEndBy(fd *os.File, size, block int64) (int64, error) {
 	if size <= 0 {
 		return 0, nil
 	}
 	// On the heap, not the stack: a 64 KiB array here grew every stream goroutine's stack
 	// to 128 KiB on its first Open (an idle stream then costs that until GCs shrink it).
 	// The last newline is nearly always within the last block.
-	block := make([]byte, min(size, lastLineBlock))
+	buf := make([]byte, min(size, block))
 	for end := size; end > 0; {
-		start := max(0, end-int64(len(block)))
-		b := block[:end-start]
+		start := max(0, end-int64(len(buf)))
+		b := buf[:end-start]
 		if _, err := fd.ReadAt(b, start); err != nil && err != io.EOF {
 			return 0, fmt.Errorf("reading %s: %w", fd.Name(), err)
 		}
@@ -309,7 +314,7 @@ func lastLineEnd(fd *os.File, size int64) (int64, error) {
 }
 
 // lastLineBlock is how much lastLineEnd reads at a time, backwards from the end.
-var lastLineBlock int64 = 16 << 10
+const lastLineBlock = 16 << 10
 
 // backupSize finds the uncompressed backup with the given inode.
 func backupSize(p paths, inode uint64) (int64, bool) {

@@ -288,11 +288,9 @@ func TestCrashAnywhere(t *testing.T) {
 // TestLastLineEnd reads backwards in blocks of several sizes, the newline in the first,
 // a middle or the last block, or nowhere.
 func TestLastLineEnd(t *testing.T) {
-	defer func(n int64) { lastLineBlock = n }(lastLineBlock)
 	rng := rand.New(rand.NewPCG(1, 2))
 	dir := t.TempDir()
 	for _, block := range []int64{1, 2, 3, 7, 64, 16 << 10} {
-		lastLineBlock = block
 		for i := range 200 {
 			data := make([]byte, rng.IntN(300))
 			for j := range data {
@@ -309,7 +307,7 @@ func TestLastLineEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := lastLineEnd(fd, int64(len(data)))
+			got, err := lastLineEndBy(fd, int64(len(data)), block)
 			fd.Close()
 			if err != nil {
 				t.Fatal(err)

@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -59,9 +63,14 @@ func newH2Server(t *testing.T, maxStreams uint32) *h2Server {
 	return s
 }
 
-func (s *h2Server) restConfig() *rest.Config {
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
-	return &rest.Config{Host: s.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}, BearerToken: "secret-token", UserAgent: "kubelogd"}
+// restConfig trusts the server's certificate through a CA file, as in-cluster
+// configuration does.
+func (s *h2Server) restConfig(t *testing.T) *rest.Config {
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &rest.Config{Host: s.URL, TLSClientConfig: rest.TLSClientConfig{CAFile: ca}, BearerToken: "secret-token", UserAgent: "kubelogd"}
 }
 
 // openStreams starts n requests at once through rc's transport and waits until the
@@ -111,10 +120,13 @@ func (s *h2Server) openStreams(t *testing.T, rc *rest.Config, n int) []http.Head
 // client-go's transport dials once per waiting request. Client-go's wrappers still add
 // the credentials and user agent.
 func TestHTTP2TransportDialsOneAtATime(t *testing.T) {
-	const streams, perConn = 60, 10
+	// The API server allows 1,000 streams per connection (kube-apiserver's default);
+	// x/net assumes 100 until the server's settings arrive, so a server allowing fewer
+	// makes requests wait for retries, which is not what this test is about.
+	const streams, perConn = 300, 100
 
 	ours := newH2Server(t, perConn)
-	rc, own, err := withHTTP2Transport(ours.restConfig())
+	rc, own, err := withHTTP2Transport(ours.restConfig(t))
 	if err != nil || !own {
 		t.Fatalf("withHTTP2Transport = %v, %v; want kubelogd's transport", own, err)
 	}
@@ -135,7 +147,7 @@ func TestHTTP2TransportDialsOneAtATime(t *testing.T) {
 
 	// For comparison only (how many it dials depends on timing): client-go's own.
 	theirs := newH2Server(t, perConn)
-	theirs.openStreams(t, theirs.restConfig(), streams)
+	theirs.openStreams(t, theirs.restConfig(t), streams)
 	t.Logf("client-go's transport: %d streams opened at once took %d connections", streams, theirs.conns.Load())
 }
 
@@ -151,6 +163,7 @@ func TestHTTP2TransportKeepsClientGos(t *testing.T) {
 		"exec plugin":    func(rc *rest.Config) { rc.ExecProvider = &clientcmdapi.ExecConfig{Command: "get-token"} },
 		"custom":         func(rc *rest.Config) { rc.Transport = http.DefaultTransport },
 		"wrap transport": func(rc *rest.Config) { rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt } },
+		"cert files":     func(rc *rest.Config) { rc.CertFile, rc.KeyFile = "/etc/kubelogd/tls.crt", "/etc/kubelogd/tls.key" },
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -170,6 +183,13 @@ func TestHTTP2TransportKeepsClientGos(t *testing.T) {
 			t.Errorf("withHTTP2Transport with HTTPS_PROXY = (own %v, %v); want the config unchanged", own, err)
 		}
 	})
+	t.Run("DISABLE_HTTP2", func(t *testing.T) {
+		t.Setenv("DISABLE_HTTP2", "1")
+		rc := base()
+		if got, own, err := withHTTP2Transport(rc); err != nil || own || got != rc {
+			t.Errorf("withHTTP2Transport with DISABLE_HTTP2 = (own %v, %v); want the config unchanged", own, err)
+		}
+	})
 	t.Run("https", func(t *testing.T) {
 		rc := base()
 		got, own, err := withHTTP2Transport(rc)
@@ -180,4 +200,70 @@ func TestHTTP2TransportKeepsClientGos(t *testing.T) {
 			t.Error("the caller's config was changed")
 		}
 	})
+}
+
+// TestHTTP2TransportNeedsH2: a server that does not agree to HTTP/2 (a proxy speaking
+// only HTTP/1.1) fails requests with an error that says so and what to do.
+func TestHTTP2TransportNeedsH2(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	rc, own, err := withHTTP2Transport(&rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}})
+	if err != nil || !own {
+		t.Fatalf("withHTTP2Transport = %v, %v", own, err)
+	}
+	client, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Get(srv.URL + "/version")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a request to an HTTP/1.1-only server succeeded")
+	}
+	if !strings.Contains(err.Error(), "did not agree to HTTP/2") || !strings.Contains(err.Error(), "DISABLE_HTTP2") {
+		t.Errorf("error %q does not say the server refused HTTP/2 and what to do", err)
+	}
+}
+
+// TestCAFileReloaded: the CA file is read again once caReloadInterval has passed; a
+// file that became unreadable or empty keeps the last good bundle.
+func TestCAFileReloaded(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "ca.crt")
+	old := x509.NewCertPool()
+	c := &caFile{path: path, pool: old, loaded: time.Now()}
+
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.get() != old {
+		t.Fatal("the CA file was read again before caReloadInterval passed")
+	}
+	c.loaded = time.Now().Add(-caReloadInterval)
+	rotated := c.get()
+	if rotated == old {
+		t.Fatal("the CA file was not read again after caReloadInterval")
+	}
+	if _, err := srv.Certificate().Verify(x509.VerifyOptions{Roots: rotated}); err != nil {
+		t.Fatalf("the reloaded bundle does not hold the new CA: %v", err)
+	}
+
+	for name, content := range map[string][]byte{"empty": nil, "garbage": []byte("not a certificate")} {
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.loaded = time.Now().Add(-caReloadInterval)
+		if c.get() != rotated {
+			t.Errorf("a CA file %s replaced the last good bundle", name)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	c.loaded = time.Now().Add(-caReloadInterval)
+	if c.get() != rotated {
+		t.Error("a missing CA file replaced the last good bundle")
+	}
 }
