@@ -63,7 +63,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := mkdirAll(s.Dir); err != nil {
+	if err := MkdirAll(s.Dir); err != nil {
 		return nil, fmt.Errorf("creating output directory %s: %w; create it or choose another output directory", s.Dir, err)
 	}
 	probe, err := os.CreateTemp(s.Dir, probeFilePatt)
@@ -254,7 +254,7 @@ func (m *Manager) recoverContainer(p paths) (cur Cursor, rec Recovery, size int6
 // makeDir creates a pod directory and its namespace directory where missing, and
 // remembers it.
 func (m *Manager) makeDir(dir string) error {
-	if err := mkdirAll(dir); err != nil {
+	if err := MkdirAll(dir); err != nil {
 		return fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", dir, err, m.cfg.Dir)
 	}
 	m.mu.Lock()
@@ -338,17 +338,18 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// mkdirAll creates dir and its missing parents with mode 0750, chmod-ing each directory
+// MkdirAll creates dir and its missing parents with mode 0750, chmod-ing each directory
 // it creates because the umask may have narrowed or (if 0) not narrowed the mode.
-// Existing directories keep their mode: an administrator may have chosen it.
+// Existing directories keep their mode: an administrator may have chosen it. It is for
+// whatever else kubelogd writes into the output directory (internal/tail.WriteMeta).
 //
 // It tries Mkdir first: a new pod's directory, in a namespace directory that exists,
 // then costs one Mkdir and its Chmod, with no lookups before.
-func mkdirAll(dir string) error {
+func MkdirAll(dir string) error {
 	err := os.Mkdir(dir, dirMode)
 	if errors.Is(err, fs.ErrNotExist) {
 		if parent := filepath.Dir(dir); parent != dir {
-			if err := mkdirAll(parent); err != nil {
+			if err := MkdirAll(parent); err != nil {
 				return err
 			}
 		}

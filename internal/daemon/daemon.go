@@ -95,12 +95,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	rc, own, err := withHTTP2Transport(rc)
+	rc, why, err := withHTTP2Transport(rc)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if !own {
-		logger.Info("using client-go's HTTP transport (a proxy, plain HTTP, a credential plugin or a wrapped transport is configured)")
+	if why != "" {
+		logger.Info("using client-go's HTTP transport", "why", why)
 	}
 	reg := prometheus.NewRegistry()
 	registerClientMetrics(reg) // before the first client is built: client-go reads the hooks then

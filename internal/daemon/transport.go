@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,7 @@ const (
 )
 
 // withHTTP2Transport returns rc set to reach the API server over kubelogd's own HTTP/2
-// transport, or rc unchanged (and false) where client-go's must be kept.
+// transport, or rc unchanged where client-go's must be kept.
 //
 // Client-go's transport is net/http's with HTTP/2 configured onto it. When no HTTP/2
 // connection can take another stream (there is none yet, or each carries the server's
@@ -47,17 +48,15 @@ const (
 // a plain-HTTP server, DISABLE_HTTP2, a credential plugin (which may supply client
 // certificates through a callback), client certificate files (client-go closes the
 // connections made with a certificate when the files change) or a wrapped transport.
-func withHTTP2Transport(rc *rest.Config) (*rest.Config, bool, error) {
-	u, err := url.Parse(rc.Host)
-	if err != nil || !strings.EqualFold(u.Scheme, "https") || rc.Proxy != nil || rc.ExecProvider != nil ||
-		rc.AuthProvider != nil || rc.Transport != nil || rc.WrapTransport != nil || proxied(u) ||
-		os.Getenv("DISABLE_HTTP2") != "" ||
-		(rc.CertFile != "" && len(rc.CertData) == 0) || (rc.KeyFile != "" && len(rc.KeyData) == 0) {
-		return rc, false, nil
+//
+// why says, when rc is returned unchanged, what keeps client-go's transport.
+func withHTTP2Transport(rc *rest.Config) (out *rest.Config, why string, err error) {
+	if why := keepsClientGoTransport(rc); why != "" {
+		return rc, why, nil
 	}
 	tlsConfig, err := rest.TLSConfigFor(rc)
 	if err != nil {
-		return rc, false, err
+		return rc, "", err
 	}
 	if tlsConfig == nil {
 		// No CA, certificate or insecure flag configured: the system's roots, as
@@ -110,12 +109,35 @@ func withHTTP2Transport(rc *rest.Config) (*rest.Config, bool, error) {
 			return conn, nil
 		},
 	}
-	out := rest.CopyConfig(rc)
+	out = rest.CopyConfig(rc)
 	// TLS is the transport's now; client-go refuses a transport given with TLS options.
 	out.TLSClientConfig = rest.TLSClientConfig{}
 	out.Transport = t
 	out.Dial = nil
-	return out, true, nil
+	return out, "", nil
+}
+
+// keepsClientGoTransport says what in rc or the environment kubelogd's transport could
+// not honour, or "" if nothing.
+func keepsClientGoTransport(rc *rest.Config) string {
+	u, err := url.Parse(rc.Host)
+	switch {
+	case err != nil || !strings.EqualFold(u.Scheme, "https"):
+		return "the API server is not reached over HTTPS"
+	case rc.Proxy != nil || proxied(u):
+		return "a proxy is configured"
+	case os.Getenv("DISABLE_HTTP2") != "":
+		return "DISABLE_HTTP2 is set"
+	case len(rc.NextProtos) > 0 && !slices.Contains(rc.NextProtos, http2.NextProtoTLS):
+		return "the TLS configuration does not offer HTTP/2"
+	case rc.ExecProvider != nil || rc.AuthProvider != nil:
+		return "a credential plugin is configured"
+	case rc.Transport != nil || rc.WrapTransport != nil:
+		return "a custom or wrapped transport is configured"
+	case (rc.CertFile != "" && len(rc.CertData) == 0) || (rc.KeyFile != "" && len(rc.KeyData) == 0):
+		return "the client certificate is read from files, which client-go watches"
+	}
+	return ""
 }
 
 // caFile is a CA bundle read from a file again at most every caReloadInterval. A file

@@ -126,9 +126,9 @@ func TestHTTP2TransportDialsOneAtATime(t *testing.T) {
 	const streams, perConn = 300, 100
 
 	ours := newH2Server(t, perConn)
-	rc, own, err := withHTTP2Transport(ours.restConfig(t))
-	if err != nil || !own {
-		t.Fatalf("withHTTP2Transport = %v, %v; want kubelogd's transport", own, err)
+	rc, why, err := withHTTP2Transport(ours.restConfig(t))
+	if err != nil || why != "" {
+		t.Fatalf("withHTTP2Transport = %q, %v; want kubelogd's transport", why, err)
 	}
 	for _, h := range ours.openStreams(t, rc, streams) {
 		if got := h.Get("Authorization"); got != "Bearer secret-token" {
@@ -152,52 +152,64 @@ func TestHTTP2TransportDialsOneAtATime(t *testing.T) {
 }
 
 // TestHTTP2TransportKeepsClientGos: where kubelogd's transport could not do what
-// client-go's does, the configuration is left as it is.
+// client-go's does, the configuration is left as it is, and the reason is given; where
+// it is taken, client-go's HTTP/2 settings go with it.
 func TestHTTP2TransportKeepsClientGos(t *testing.T) {
 	base := func() *rest.Config { return &rest.Config{Host: "https://api.example:6443", BearerToken: "t"} }
-	cases := map[string]func(*rest.Config){
-		"plain HTTP": func(rc *rest.Config) { rc.Host = "http://127.0.0.1:8080" },
-		"proxy": func(rc *rest.Config) {
+	cases := map[string]struct {
+		mutate func(*rest.Config)
+		env    map[string]string
+		why    string
+	}{
+		"plain HTTP": {mutate: func(rc *rest.Config) { rc.Host = "http://127.0.0.1:8080" }, why: "HTTPS"},
+		"proxy": {mutate: func(rc *rest.Config) {
 			rc.Proxy = func(*http.Request) (*url.URL, error) { return url.Parse("http://proxy:3128") }
-		},
-		"exec plugin":    func(rc *rest.Config) { rc.ExecProvider = &clientcmdapi.ExecConfig{Command: "get-token"} },
-		"custom":         func(rc *rest.Config) { rc.Transport = http.DefaultTransport },
-		"wrap transport": func(rc *rest.Config) { rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt } },
-		"cert files":     func(rc *rest.Config) { rc.CertFile, rc.KeyFile = "/etc/kubelogd/tls.crt", "/etc/kubelogd/tls.key" },
+		}, why: "proxy"},
+		"environment proxy": {env: map[string]string{"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ""}, why: "proxy"},
+		"DISABLE_HTTP2":     {env: map[string]string{"DISABLE_HTTP2": "1"}, why: "DISABLE_HTTP2"},
+		"HTTP/1.1 only":     {mutate: func(rc *rest.Config) { rc.NextProtos = []string{"http/1.1"} }, why: "HTTP/2"},
+		"exec plugin": {mutate: func(rc *rest.Config) {
+			rc.ExecProvider = &clientcmdapi.ExecConfig{Command: "get-token"}
+		}, why: "credential plugin"},
+		"custom":         {mutate: func(rc *rest.Config) { rc.Transport = http.DefaultTransport }, why: "transport"},
+		"wrap transport": {mutate: func(rc *rest.Config) { rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt } }, why: "transport"},
+		"cert files": {mutate: func(rc *rest.Config) {
+			rc.CertFile, rc.KeyFile = "/etc/kubelogd/tls.crt", "/etc/kubelogd/tls.key"
+		}, why: "files"},
 	}
-	for name, mutate := range cases {
+	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
 			rc := base()
-			mutate(rc)
-			got, own, err := withHTTP2Transport(rc)
-			if err != nil || own || got != rc {
-				t.Errorf("withHTTP2Transport = (changed %v, own %v, %v); want the config unchanged", got != rc, own, err)
+			if tc.mutate != nil {
+				tc.mutate(rc)
+			}
+			got, why, err := withHTTP2Transport(rc)
+			if err != nil || got != rc || !strings.Contains(why, tc.why) {
+				t.Errorf("withHTTP2Transport = (changed %v, why %q, %v); want the config unchanged, why naming %q", got != rc, why, err, tc.why)
 			}
 		})
 	}
-	t.Run("environment proxy", func(t *testing.T) {
-		t.Setenv("HTTPS_PROXY", "http://proxy:3128")
-		t.Setenv("NO_PROXY", "")
-		rc := base()
-		if got, own, err := withHTTP2Transport(rc); err != nil || own || got != rc {
-			t.Errorf("withHTTP2Transport with HTTPS_PROXY = (own %v, %v); want the config unchanged", own, err)
-		}
-	})
-	t.Run("DISABLE_HTTP2", func(t *testing.T) {
-		t.Setenv("DISABLE_HTTP2", "1")
-		rc := base()
-		if got, own, err := withHTTP2Transport(rc); err != nil || own || got != rc {
-			t.Errorf("withHTTP2Transport with DISABLE_HTTP2 = (own %v, %v); want the config unchanged", own, err)
-		}
-	})
 	t.Run("https", func(t *testing.T) {
+		t.Setenv("HTTP2_PING_TIMEOUT_SECONDS", "7")
 		rc := base()
-		got, own, err := withHTTP2Transport(rc)
-		if err != nil || !own || got.Transport == nil || got.BearerToken != "t" {
-			t.Errorf("withHTTP2Transport = (own %v, %v); want kubelogd's transport and the token kept", own, err)
+		rc.DisableCompression = true
+		got, why, err := withHTTP2Transport(rc)
+		if err != nil || why != "" || got.BearerToken != "t" {
+			t.Fatalf("withHTTP2Transport = (why %q, %v); want kubelogd's transport and the token kept", why, err)
 		}
 		if rc.Transport != nil {
 			t.Error("the caller's config was changed")
+		}
+		tr, ok := got.Transport.(*http2.Transport)
+		if !ok {
+			t.Fatalf("transport %T, want *http2.Transport", got.Transport)
+		}
+		if tr.ReadIdleTimeout != 30*time.Second || tr.PingTimeout != 7*time.Second || !tr.DisableCompression {
+			t.Errorf("health check %v/%v, compression disabled %v; want 30s (client-go's default), 7s (from the environment), true",
+				tr.ReadIdleTimeout, tr.PingTimeout, tr.DisableCompression)
 		}
 	})
 }
@@ -208,9 +220,9 @@ func TestHTTP2TransportNeedsH2(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	rc, own, err := withHTTP2Transport(&rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}})
-	if err != nil || !own {
-		t.Fatalf("withHTTP2Transport = %v, %v", own, err)
+	rc, why, err := withHTTP2Transport(&rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}})
+	if err != nil || why != "" {
+		t.Fatalf("withHTTP2Transport = %q, %v", why, err)
 	}
 	client, err := rest.HTTPClientFor(rc)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 // MetaFileName is the name of the pod metadata file in a pod's directory:
@@ -51,11 +53,9 @@ type PodMeta struct {
 	LastSeen  time.Time `json:"lastSeen"`
 }
 
-// Modes of what WriteMeta creates, the same as the daemon's log files and directories.
-const (
-	metaDirMode  = 0o750
-	metaFileMode = 0o640
-)
+// Mode of the file WriteMeta creates, the same as the daemon's log files (its directories
+// are created by sink.MkdirAll).
+const metaFileMode = 0o640
 
 // MetaPath returns where the metadata of pod in namespace lives under the output
 // directory dir.
@@ -95,7 +95,7 @@ func WriteMeta(dir string, m PodMeta) (err error) {
 	// when the temporary file cannot be.
 	tmp, err := os.CreateTemp(podDir, MetaFileName+".tmp-*")
 	if isNotExist(err) {
-		if err := mkdirs(podDir); err != nil {
+		if err := sink.MkdirAll(podDir); err != nil {
 			return fmt.Errorf("saving metadata of pod %s/%s: %w", m.Namespace, m.Pod, err)
 		}
 		tmp, err = os.CreateTemp(podDir, MetaFileName+".tmp-*")
@@ -123,27 +123,6 @@ func WriteMeta(dir string, m PodMeta) (err error) {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	return nil
-}
-
-// mkdirs creates directory d and its missing parents with mode 0750 whatever the umask,
-// as the daemon's sink does; directories that exist keep their mode.
-func mkdirs(d string) error {
-	err := os.Mkdir(d, metaDirMode)
-	if isNotExist(err) {
-		if parent := filepath.Dir(d); parent != d {
-			if err := mkdirs(parent); err != nil {
-				return err
-			}
-		}
-		err = os.Mkdir(d, metaDirMode)
-	}
-	switch {
-	case err == nil:
-		return os.Chmod(d, metaDirMode)
-	case errors.Is(err, fs.ErrExist):
-		return nil // there already, or created meanwhile (by the sink)
-	}
-	return err
 }
 
 // ReadMeta loads the metadata of pod in namespace from the output directory dir. A
