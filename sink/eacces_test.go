@@ -140,9 +140,13 @@ func TestReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The directory turns read-only: data still reaches the open file, but the cursor
-	// cannot be saved, and a rotation is refused.
+	// The directory and the cursor file turn read-only: data still reaches the open file,
+	// but the cursor cannot be saved (it is written in place, so the directory alone would
+	// not stop it), and a rotation is refused.
 	if err := os.Chmod(podDir, 0o550); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(f.p.cursor, 0o440); err != nil {
 		t.Fatal(err)
 	}
 	if err := write(5); err != nil {
@@ -171,6 +175,9 @@ func TestReadOnly(t *testing.T) {
 	// closed for idleness: the reopen fails with its name, and lumberjack does not
 	// quietly start a new file.
 	if err := os.Chmod(podDir, dirMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(f.p.cursor, fileMode); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Flush(); err != nil {

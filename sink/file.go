@@ -105,6 +105,7 @@ type File struct {
 
 	cursor    Cursor
 	savedFP   cursorPrint // what the persisted cursor said, to skip saving an unchanged one
+	slots     cursorSlots // where in the cursor file the next save goes
 	lastSave  time.Time
 	lastSync  time.Time
 	lastRot   time.Time // wall time after the last rotation; see waitForNextMillisecond

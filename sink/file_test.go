@@ -239,7 +239,7 @@ func TestFlushDue(t *testing.T) {
 
 func readCursorFile(t *testing.T, f *File) persistedCursor {
 	t.Helper()
-	pc, found, err := loadCursor(f.p.cursor)
+	pc, _, found, err := loadCursor(f.p.cursor)
 	if err != nil || !found {
 		t.Fatalf("cursor %s: found %v, %v", f.p.cursor, found, err)
 	}

@@ -172,10 +172,11 @@ func (m *Manager) forget(key Key, dir string) {
 }
 
 func (m *Manager) openFile(key Key, p paths) (*File, error) {
-	cur, rec, size, inode, backups, err := m.recoverContainer(p)
+	r, err := m.recoverContainer(p)
 	if err != nil {
 		return nil, err
 	}
+	rec, size := r.rec, r.size
 	log := m.log.With("namespace", key.Namespace, "pod", key.Pod, "container", key.Container)
 	if rec.CursorError != nil {
 		log.Warn("ignoring unreadable cursor, lines already written may be written again", "err", rec.CursorError)
@@ -193,8 +194,9 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		met:       m.met,
 		enc:       newEncoder(m.cfg.Format, key, m.cfg.Node),
 		size:      size,
-		inode:     inode,
-		cursor:    cur,
+		inode:     r.inode,
+		cursor:    r.cur,
+		slots:     r.slots,
 		lastSave:  now,
 		lastSync:  now,
 		recovered: rec,
@@ -221,7 +223,7 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 			return nil, err
 		}
 	}
-	if backups {
+	if r.backups {
 		f.applyRetention()
 	}
 	return f, nil
@@ -229,26 +231,26 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 
 // recoverContainer creates the pod directory of p if it is not known to exist, and recovers the
 // container's files in it (recoverFiles).
-func (m *Manager) recoverContainer(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, backups bool, err error) {
+func (m *Manager) recoverContainer(p paths) (recovered, error) {
 	m.mu.Lock()
 	_, known := m.dirs[p.dir]
 	m.mu.Unlock()
 	if !known {
 		if err := m.makeDir(p.dir); err != nil {
-			return cur, rec, 0, 0, false, err
+			return recovered{}, err
 		}
 	}
-	cur, rec, size, inode, backups, err = recoverFiles(p)
+	r, err := recoverFiles(p)
 	if known && errors.Is(err, fs.ErrNotExist) {
 		// The directory was removed by someone else than the sweep (which forgets what
 		// it removes): create it again. What was in it is gone; this is a new start.
 		m.forgetDirs(p.dir)
 		if err := m.makeDir(p.dir); err != nil {
-			return cur, rec, 0, 0, false, err
+			return recovered{}, err
 		}
-		cur, rec, size, inode, backups, err = recoverFiles(p)
+		r, err = recoverFiles(p)
 	}
-	return cur, rec, size, inode, backups, err
+	return r, err
 }
 
 // makeDir creates a pod directory and its namespace directory where missing, and

@@ -2,10 +2,8 @@ package sink
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,10 +51,11 @@ func (f *File) printOf(c *Cursor) cursorPrint {
 // live cursor must cover exactly the file's data: the buffer must hold nothing but the
 // unobserved bytes of a line Write has not counted yet.
 //
-// The cursor is written to a temporary file and renamed over the old one, so a crash
-// leaves either the old or the new cursor. When SyncInterval has passed, the data file
-// is fsynced first and then the cursor, so that after a power loss a durable cursor
-// never covers data that is not durable (Open reports the opposite case as ShortBy).
+// The cursor is written over the older of the two copies its file keeps (see
+// cursorfile.go), so a crash leaves either the old or the new cursor. When SyncInterval
+// has passed, the data file is fsynced first and then the cursor, so that after a power
+// loss a durable cursor never covers data that is not durable (Open reports the opposite
+// case as ShortBy).
 func (f *File) persistCursor(unobserved int) error {
 	if err := f.saveCursor(unobserved); err != nil {
 		return f.met.writeError(err)
@@ -87,9 +86,11 @@ func (f *File) storeCursor(c *Cursor) error {
 	if err != nil {
 		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
 	}
-	if err := writeFileAtomic(f.p.cursor, append(data, '\n'), sync); err != nil {
+	slots, err := writeCursor(f.p.cursor, f.slots, data, sync)
+	if err != nil {
 		return err
 	}
+	f.slots = slots
 	f.lastSave = now
 	if sync {
 		f.lastSync = now
@@ -189,32 +190,45 @@ type Recovery struct {
 	KeptBytes int64
 }
 
+// recovered is what recoverFiles found and left.
+type recovered struct {
+	cur   Cursor
+	rec   Recovery
+	size  int64  // of the current file, after repair
+	inode uint64 // of the current file
+	slots cursorSlots
+	// backups is set when the directory holds backups of the container (or could not be
+	// listed): retention may have something to do.
+	backups bool
+}
+
 // recoverFiles brings a container's current file back to a state consistent with its
-// saved cursor after any crash, creating the file (0640) if missing. It returns the
-// cursor, the file's size and inode, and whether the directory holds backups of the
-// container. The file must not be open for writing.
-func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, backups bool, err error) {
-	backups = removeLeftovers(p)
-	saved, found, cerr := loadCursor(p.cursor)
-	rec.CursorError = cerr
+// saved cursor after any crash, creating the file (0640) if missing. The file must not
+// be open for writing.
+func recoverFiles(p paths) (r recovered, err error) {
+	r.backups = removeLeftovers(p)
+	saved, slots, found, cerr := loadCursor(p.cursor)
+	r.rec.CursorError = cerr
+	r.slots = slots
+	rec := &r.rec
 
 	_, statErr := os.Lstat(p.current)
 	existed := statErr == nil
 	fd, err := os.OpenFile(p.current, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
-		return cur, rec, 0, 0, backups, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
+		return r, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
 	}
 	defer fd.Close()
 	// lumberjack keeps the mode of the file it finds, also across rotations; the umask
 	// must not decide it.
 	if err := fd.Chmod(fileMode); err != nil {
-		return cur, rec, 0, 0, backups, fmt.Errorf("setting mode of %s: %w", p.current, err)
+		return r, fmt.Errorf("setting mode of %s: %w", p.current, err)
 	}
 	st, err := fd.Stat()
 	if err != nil {
-		return cur, rec, 0, 0, backups, fmt.Errorf("inspecting %s: %w", p.current, err)
+		return r, fmt.Errorf("inspecting %s: %w", p.current, err)
 	}
-	size, inode = st.Size(), inodeOf(st)
+	size, inode := st.Size(), inodeOf(st)
 
 	keep := size
 	switch {
@@ -232,7 +246,7 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 		}
 		rec.ShortBy = saved.Offset - size
 		if keep, err = lastLineEnd(fd, size); err != nil {
-			return cur, rec, 0, 0, backups, err
+			return r, err
 		}
 	case found:
 		// Rotated after the cursor was saved: the cursor is saved right before every
@@ -244,12 +258,12 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 	default:
 		// No cursor: keep the data, but never let a torn line be glued to the next one.
 		if keep, err = lastLineEnd(fd, size); err != nil {
-			return cur, rec, 0, 0, backups, err
+			return r, err
 		}
 	}
 	if keep < size {
 		if err := fd.Truncate(keep); err != nil {
-			return cur, rec, 0, 0, backups, fmt.Errorf("truncating %s to %d bytes: %w", p.current, keep, err)
+			return r, fmt.Errorf("truncating %s to %d bytes: %w", p.current, keep, err)
 		}
 		rec.TruncatedBytes = size - keep
 		size = keep
@@ -257,29 +271,10 @@ func recoverFiles(p paths) (cur Cursor, rec Recovery, size int64, inode uint64, 
 	rec.KeptBytes = size
 	if found {
 		rec.HadCursor = true
-		cur = saved.Cursor
+		r.cur = saved.Cursor
 	}
-	return cur, rec, size, inode, backups, nil
-}
-
-// loadCursor reads a persisted cursor; found is false if there is none or it is unreadable
-// (err says why).
-func loadCursor(path string) (persistedCursor, bool, error) {
-	var pc persistedCursor
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return pc, false, nil
-	}
-	if err != nil {
-		return pc, false, fmt.Errorf("reading cursor %s: %w", path, err)
-	}
-	if err := json.Unmarshal(data, &pc); err != nil {
-		return persistedCursor{}, false, fmt.Errorf("decoding cursor %s: %w", path, err)
-	}
-	if pc.Version != cursorVersion {
-		return persistedCursor{}, false, fmt.Errorf("cursor %s has version %d, this kubelogd reads %d", path, pc.Version, cursorVersion)
-	}
-	return pc, true, nil
+	r.size, r.inode = size, inode
+	return r, nil
 }
 
 // lastLineEnd returns the offset just past the last '\n' in the first size bytes of fd

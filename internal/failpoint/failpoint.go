@@ -31,10 +31,15 @@ const (
 	// before the cursor that covers them is saved: on restart the file holds lines the
 	// saved cursor does not count, which recovery must cut off and read again.
 	AfterDataBeforeCursor = "after-data-before-cursor"
-	// CursorBeforeRename is reached while a cursor is saved, after its temporary file was
-	// written and before it is renamed over the old cursor: the old cursor must stay valid
-	// and the temporary file must be cleaned up.
+	// CursorBeforeRename is reached while a cursor file is created (a container's first
+	// save, or a cursor that outgrew its slot), after its temporary file was written and
+	// before it is renamed over the old cursor: the old cursor must stay valid and the
+	// temporary file must be cleaned up.
 	CursorBeforeRename = "cursor-before-rename"
+	// CursorMidWrite is reached while a cursor is saved in place, with the first part of
+	// the new copy written into its slot and the rest not: the torn copy must be refused
+	// and the other slot's, the previous cursor, used.
+	CursorMidWrite = "cursor-mid-write"
 	// RotationAfterRename is reached during a rotation of a container's file, right after
 	// the current file was renamed to its backup name, before anything else happens: the
 	// cursor saved before the rotation names the backup's inode, and the new current file
@@ -50,7 +55,7 @@ const (
 )
 
 // Names lists every failpoint kubelogd defines.
-var Names = []string{AfterDataBeforeCursor, CursorBeforeRename, RotationAfterRename, GzipMidway, MidLine}
+var Names = []string{AfterDataBeforeCursor, CursorBeforeRename, CursorMidWrite, RotationAfterRename, GzipMidway, MidLine}
 
 // Environment variables read once at start.
 const (

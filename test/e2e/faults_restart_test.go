@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/kubelogd/kubelogd/internal/fakekubelet"
 	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 // collectThenStop runs kubelogd until a running container's lines are on disk and stops it
@@ -190,22 +190,10 @@ func TestFaultJobAlreadySucceeded(t *testing.T) {
 	}
 }
 
-// cursorFile is the part of a persisted cursor the tests look at.
-type cursorFile struct {
-	PodUID      string `json:"podUID"`
-	ContainerID string `json:"containerID"`
-	Lines       int64  `json:"lines"`
-	Done        bool   `json:"done"`
-}
-
-func readCursor(t *testing.T, dir, ns, pod, container string) cursorFile {
+func readCursor(t *testing.T, dir, ns, pod, container string) sink.Cursor {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, ns, pod, "."+container+".cursor"))
+	c, err := sink.ReadCursorFile(filepath.Join(dir, ns, pod, "."+container+".cursor"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	var c cursorFile
-	if err := json.Unmarshal(raw, &c); err != nil {
 		t.Fatal(err)
 	}
 	return c
