@@ -4,7 +4,8 @@
 // Layout: <Dir>/<namespace>/<pod>/<container>.log is the current file, rotated backups are
 // <container>-<UTC time>.log (or .log.gz when compressed) beside it, and
 // .<container>.cursor records how far the current file is covered by the cursor
-// (see Cursor). A lock file, <Dir>/.kubelogd.lock, keeps a second kubelogd out.
+// (see Cursor), in two checksummed copies of which a save overwrites the older in place
+// (see cursorfile.go). A lock file, <Dir>/.kubelogd.lock, keeps a second kubelogd out.
 //
 // A File is owned by one goroutine (the collector's stream for that container); the
 // Manager that opens Files is safe for concurrent use. Manager.Run is the sink's one
