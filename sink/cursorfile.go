@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
@@ -20,17 +21,28 @@ import (
 //	{"version":1,"podUID":...}\n
 //	NUL padding to the end of the slot
 //
-// A save overwrites the slot that does not hold the newest copy, in place, and a load
-// takes the intact copy (its CRC-32C over the seq and len fields and the JSON matches)
-// with the higher seq. A save that a crash or a power loss tears thus leaves the
-// previous cursor, as replacing the file by rename did; but it creates and frees no inode
-// and changes no directory, which at a few hundred saves a second loaded the file
-// system's journal enough to delay every container's writes (issue 8's latency).
+// A save overwrites one slot in place, and a load takes the intact copy (its CRC-32C over
+// the seq and len fields and the JSON matches) with the higher seq. A save creates and
+// frees no inode and changes no directory, which replacing the file by rename did: at a
+// few hundred saves a second that loaded the file system's journal enough to delay every
+// container's writes (issue 8's latency).
 //
-// The file is created, and created again when a cursor outgrows its slot, by writing a
-// temporary file and renaming it over the old one. A file that starts with '{' is of the
-// layout before (one JSON document, replaced by rename); it is read, and the next save
-// replaces it with a slotted one.
+// Which slot a save overwrites decides what a crash or a power loss can leave:
+//   - A crash (the process killed) loses no write the kernel took, so it can only tear
+//     the copy being written; the other slot holds the previous cursor.
+//   - A power loss also loses copies not yet written back, in any order, so the slot a
+//     save must spare is the one holding the newest copy known to be on disk (synced),
+//     not merely the newest copy: otherwise the disk could be left with only a copy older
+//     than it. That matters across a rotation: a copy older than the save right before
+//     it names the rotated file at less than its full size, and recovery would take what
+//     the file holds beyond it for lines never written, and write them again. The save
+//     before a rotation is therefore synced, and later saves overwrite the other slot
+//     only, until the next synced save.
+//
+// The file is created, and created again when a cursor outgrows its slot or is found
+// torn, by writing a temporary file and renaming it over the old one, synced whenever it
+// replaces a cursor. A file that starts with '{' is of the layout before (one JSON
+// document, replaced by rename); it is read, and the next save replaces it.
 const (
 	cursorSlotAlign = 4096
 	cursorMagic     = "kubelogd cursor 2"
@@ -46,17 +58,39 @@ var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 // cursorSlots is where the next save of a container's cursor goes.
 type cursorSlots struct {
-	// size is the bytes per slot; 0 while there is no slotted file (none yet, of the old
-	// layout, or unreadable): the next save creates one.
+	// size is the bytes per slot; 0 while there is no file to save into in place (none
+	// yet, of the old layout, damaged): the next save creates one.
 	size int64
-	// newest is the slot (0 or 1) holding the newest intact copy, seq its number.
+	// newest is the slot (0 or 1) holding the newest copy, seq its number.
 	newest int
 	seq    uint64
+	// keep is the copy a save must not overwrite.
+	keep keepCopy
 }
+
+// keepCopy says which copy of a cursor file a save must spare (see the layout above).
+type keepCopy int8
+
+const (
+	// keepNothing: no file was there before this kubelogd created it, so no copy can be
+	// older than a rotation (the first rotation's save is synced and then kept).
+	keepNothing keepCopy = iota
+	// keepUnknown: the file was found at Open; which copy is on disk is not known. The
+	// first save syncs the file before it overwrites anything.
+	keepUnknown
+	// keepSlot0 and keepSlot1: the newest copy known to be on disk is in that slot.
+	keepSlot0
+	keepSlot1
+)
+
+func keepSlot(i int) keepCopy { return keepSlot0 + keepCopy(i) }
 
 // encodeSlot fills slot with the header and JSON of copy number seq, padded with NULs.
 // The JSON must fit: len(payload) <= len(slot)-cursorHeaderLen-1.
 func encodeSlot(slot []byte, seq uint64, payload []byte) {
+	if cursorHeaderLen+len(payload)+1 > len(slot) {
+		panic(fmt.Sprintf("internal error: a cursor of %d bytes in a slot of %d", len(payload), len(slot)))
+	}
 	h := slot[:0]
 	h = append(h, cursorMagic...)
 	h = append(h, " seq "...)
@@ -114,34 +148,56 @@ func loadCursor(path string) (pc persistedCursor, slots cursorSlots, found bool,
 	if errors.Is(err, fs.ErrNotExist) {
 		return pc, slots, false, nil
 	}
+	// From here on a file is there: whatever the next save writes replaces a cursor.
+	slots.keep = keepUnknown
 	if err != nil {
 		return pc, slots, false, fmt.Errorf("reading cursor %s: %w", path, err)
 	}
 	payload := data
 	if len(data) == 0 || data[0] != '{' {
-		size := int64(len(data) / 2)
-		if size == 0 || size%cursorSlotAlign != 0 || int64(len(data)) != 2*size {
-			return pc, slots, false, fmt.Errorf("cursor %s has %d bytes, not two slots of a multiple of %d", path, len(data), cursorSlotAlign)
-		}
-		slots.size = size
-		payload = nil
-		for i := range 2 {
-			seq, p, ok := decodeSlot(data[int64(i)*size : int64(i+1)*size])
-			if ok && (payload == nil || seq > slots.seq) {
-				slots.newest, slots.seq, payload = i, seq, p
-			}
-		}
-		if payload == nil {
-			return pc, cursorSlots{}, false, fmt.Errorf("cursor %s has no intact copy", path)
+		if payload, slots = pickCopy(data); payload == nil {
+			return pc, slots, false, fmt.Errorf("cursor %s has no intact copy (%d bytes)", path, len(data))
 		}
 	}
 	if err := json.Unmarshal(payload, &pc); err != nil {
-		return persistedCursor{}, cursorSlots{}, false, fmt.Errorf("decoding cursor %s: %w", path, err)
+		return persistedCursor{}, cursorSlots{keep: keepUnknown}, false, fmt.Errorf("decoding cursor %s: %w", path, err)
 	}
 	if pc.Version != cursorVersion {
-		return persistedCursor{}, cursorSlots{}, false, fmt.Errorf("cursor %s has version %d, this kubelogd reads %d", path, pc.Version, cursorVersion)
+		return persistedCursor{}, cursorSlots{keep: keepUnknown}, false, fmt.Errorf("cursor %s has version %d, this kubelogd reads %d", path, pc.Version, cursorVersion)
 	}
 	return pc, slots, true, nil
+}
+
+// pickCopy returns the JSON of the newest intact copy in data, a slotted cursor file,
+// and where the next save goes. A file that is not two whole slots (a power loss right
+// after its creation can cut it), or whose other slot holds a torn copy, is saved into
+// anew by the next save (slots.size 0): a torn copy may carry a higher seq than the
+// intact one, and stale bytes of it could complete a later torn write into a copy that
+// passes its checksum.
+func pickCopy(data []byte) (payload []byte, slots cursorSlots) {
+	slots.keep = keepUnknown
+	size := int64(len(data) / 2)
+	if size == 0 || size%cursorSlotAlign != 0 || int64(len(data)) != 2*size {
+		if _, p, ok := decodeSlot(data); ok {
+			return p, slots
+		}
+		return nil, slots
+	}
+	torn := false
+	for i := range 2 {
+		slot := data[int64(i)*size : int64(i+1)*size]
+		seq, p, ok := decodeSlot(slot)
+		switch {
+		case ok && (payload == nil || seq > slots.seq):
+			slots.newest, slots.seq, payload = i, seq, p
+		case !ok && bytes.HasPrefix(slot, []byte(cursorMagic)):
+			torn = true
+		}
+	}
+	if payload != nil && !torn {
+		slots.size = size
+	}
+	return payload, slots
 }
 
 // ReadCursorFile returns the cursor saved at path, a container's .<container>.cursor,
@@ -160,17 +216,19 @@ func ReadCursorFile(path string) (Cursor, error) {
 func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorSlots, error) {
 	need := int64(cursorHeaderLen + len(payload) + 1)
 	if s.size >= need {
-		next := cursorSlots{size: s.size, newest: 1 - s.newest, seq: s.seq + 1}
-		err := writeSlot(path, next, payload, sync)
-		if err == nil {
-			return next, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return s, err
+		next, err := writeInPlace(path, s, payload, sync)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return next, err
 		}
 		// Removed behind kubelogd's back: create it again.
 	}
+	// A cursor file that replaces one is synced: until it is on disk, the one it replaces
+	// may be all the disk has.
+	sync = sync || s.keep != keepNothing
 	next := cursorSlots{size: (need + cursorSlotAlign - 1) / cursorSlotAlign * cursorSlotAlign, seq: s.seq + 1}
+	if sync {
+		next.keep = keepSlot0
+	}
 	data := make([]byte, 2*next.size)
 	encodeSlot(data[:next.size], next.seq, payload)
 	if err := writeFileAtomic(path, data, sync); err != nil {
@@ -179,13 +237,48 @@ func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorS
 	return next, nil
 }
 
-// writeSlot writes copy next.seq into slot next.newest of the existing file at path.
-func writeSlot(path string, next cursorSlots, payload []byte, sync bool) error {
+// writeInPlace writes the next copy into the slot that s says to write, and returns the
+// slots after it; see the layout above.
+func writeInPlace(path string, s cursorSlots, payload []byte, sync bool) (cursorSlots, error) {
 	fd, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
+		return s, fmt.Errorf("saving %s: %w", path, err)
 	}
 	defer fd.Close()
+	if s.keep == keepUnknown {
+		// Found at Open, perhaps still in the page cache only: make what it holds the
+		// copy to keep.
+		if err := datasync(fd); err != nil {
+			return s, fmt.Errorf("syncing %s: %w", path, err)
+		}
+		s.keep = keepSlot(s.newest)
+	}
+	next := s
+	next.seq++
+	next.newest = 1 - s.newest
+	if s.keep == keepSlot(next.newest) {
+		// The newest copy is not on disk yet and the other one is: overwrite the newest.
+		next.newest = s.newest
+	}
+	if err := writeSlot(fd, next, payload); err != nil {
+		return s, fmt.Errorf("saving %s: %w; check free space in %s", path, err, filepath.Dir(path))
+	}
+	if sync {
+		// Only the data: the file's size does not change, and its mtime need not be
+		// durable.
+		if err := datasync(fd); err != nil {
+			return s, fmt.Errorf("syncing %s: %w", path, err)
+		}
+		next.keep = keepSlot(next.newest)
+	}
+	if err := fd.Close(); err != nil {
+		return s, fmt.Errorf("saving %s: %w", path, err)
+	}
+	return next, nil
+}
+
+// writeSlot writes copy next.seq into slot next.newest of fd.
+func writeSlot(fd *os.File, next cursorSlots, payload []byte) error {
 	slot := make([]byte, next.size)
 	encodeSlot(slot, next.seq, payload)
 	off := int64(next.newest) * next.size
@@ -194,21 +287,9 @@ func writeSlot(path string, next cursorSlots, payload []byte, sync bool) error {
 	// load must take the other slot's copy.
 	half := cursorHeaderLen + len(payload)/2
 	if _, err := fd.WriteAt(slot[:half], off); err != nil {
-		return fmt.Errorf("saving %s: %w; check free space in the directory", path, err)
+		return err
 	}
 	failpoint.Hit(failpoint.CursorMidWrite)
-	if _, err := fd.WriteAt(slot[half:], off+int64(half)); err != nil {
-		return fmt.Errorf("saving %s: %w; check free space in the directory", path, err)
-	}
-	if sync {
-		// Only the data: the file's size does not change, and its mtime need not be
-		// durable.
-		if err := datasync(fd); err != nil {
-			return fmt.Errorf("syncing %s: %w", path, err)
-		}
-	}
-	if err := fd.Close(); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	return nil
+	_, err := fd.WriteAt(slot[half:], off+int64(half))
+	return err
 }

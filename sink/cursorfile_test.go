@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,21 +64,27 @@ func TestCursorSavedInPlace(t *testing.T) {
 }
 
 // TestCursorTornCopy damages the newest copy in several ways, as a crash or power loss in
-// the middle of its write can, and checks that recovery uses the copy before it: the lines
+// the middle of its write can (old is what its slot held before: a torn write leaves the
+// older copy's bytes), and checks that recovery uses the copy before it: the lines
 // written after it are cut off, to be read again.
 func TestCursorTornCopy(t *testing.T) {
+	seqAt := cursorCRCFrom + len(" seq ")
+	lenAt := cursorCRCTo - 8
 	for _, tc := range []struct {
 		name   string
-		damage func(slot []byte)
+		damage func(slot, old []byte)
 	}{
-		{"JSON half written", func(s []byte) { clear(s[cursorHeaderLen+40:]) }},
-		{"header only", func(s []byte) { clear(s[cursorHeaderLen:]) }},
-		{"nothing written", func(s []byte) { clear(s) }},
-		{"bit flipped in the JSON", func(s []byte) { s[cursorHeaderLen+10] ^= 4 }},
-		{"seq changed", func(s []byte) { s[len(cursorMagic)+6] = '7' }},
-		{"length beyond the slot", func(s []byte) { copy(s[len(cursorMagic)+27:], "ffffffff") }},
-		{"length not hex", func(s []byte) { copy(s[len(cursorMagic)+27:], "zz") }},
-		{"other magic", func(s []byte) { s[0] = 'K' }},
+		{"JSON half written", func(s, _ []byte) { clear(s[cursorHeaderLen+40:]) }},
+		{"header only", func(s, _ []byte) { clear(s[cursorHeaderLen:]) }},
+		{"nothing written", func(s, _ []byte) { clear(s) }},
+		{"new header, old JSON", func(s, old []byte) { copy(s[cursorHeaderLen:], old[cursorHeaderLen:]) }},
+		{"old header, new JSON", func(s, old []byte) { copy(s, old[:cursorHeaderLen]) }},
+		{"new start, old end", func(s, old []byte) { copy(s[cursorHeaderLen+20:], old[cursorHeaderLen+20:]) }},
+		{"bit flipped in the JSON", func(s, _ []byte) { s[cursorHeaderLen+10] ^= 4 }},
+		{"seq changed", func(s, _ []byte) { s[seqAt+15] ^= 1 }},
+		{"length beyond the slot", func(s, _ []byte) { copy(s[lenAt:], "ffffffff") }},
+		{"length not hex", func(s, _ []byte) { copy(s[lenAt:], "zz") }},
+		{"other magic", func(s, _ []byte) { s[0] = 'K' }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
@@ -87,10 +94,14 @@ func TestCursorTornCopy(t *testing.T) {
 			if err := f.SaveCursor(); err != nil {
 				t.Fatal(err)
 			}
-			// Copies 2 and 3 cover lines 0-2 and 0-5.
+			// Copies 2 and 3 cover lines 0-2 and 0-5; copy 3 overwrites copy 1.
+			var before []byte
 			for i := range 6 {
 				if err := f.Write(rec(i, "")); err != nil {
 					t.Fatal(err)
+				}
+				if i == 5 {
+					before = readFile(t, f.p.cursor)
 				}
 				if i == 2 || i == 5 {
 					if err := f.SaveCursor(); err != nil {
@@ -103,11 +114,9 @@ func TestCursorTornCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			crash(f)
-			data, err := os.ReadFile(f.p.cursor)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.damage(data[int64(slots.newest)*slots.size : int64(slots.newest+1)*slots.size])
+			data := readFile(t, f.p.cursor)
+			at := func(b []byte) []byte { return b[int64(slots.newest)*slots.size : int64(slots.newest+1)*slots.size] }
+			tc.damage(at(data), at(before))
 			if err := os.WriteFile(f.p.cursor, data, fileMode); err != nil {
 				t.Fatal(err)
 			}
@@ -123,37 +132,41 @@ func TestCursorTornCopy(t *testing.T) {
 			if got := allLines(t, m.cfg.Dir, testKey); len(got) != 3 {
 				t.Errorf("file holds %q, want lines 0-2", got)
 			}
-			// Open saved the repaired state at once, into the damaged slot: the intact copy
-			// it recovered from stays until the next save.
-			data, err = os.ReadFile(g.p.cursor)
-			if err != nil {
-				t.Fatal(err)
+			// Open saved the repaired state at once, and left no torn copy that a later
+			// torn write could complete.
+			data = readFile(t, g.p.cursor)
+			pc, after, _, err := loadCursor(g.p.cursor)
+			if err != nil || pc.Lines != 3 || pc.Offset == 0 {
+				t.Errorf("cursor after recovery: %d lines at offset %d (%v), want 3 lines", pc.Lines, pc.Offset, err)
 			}
-			_, after, _, err := loadCursor(g.p.cursor)
-			// (Its number is the torn copy's: one more than the copy recovered from.)
-			if err != nil || after.newest != slots.newest || after.seq != slots.seq {
-				t.Errorf("save after recovery: copy %d in slot %d (%v), want copy %d in slot %d", after.seq, after.newest, err, slots.seq, slots.newest)
-			}
-			other := 1 - slots.newest
-			if seq, _, ok := decodeSlot(data[int64(other)*slots.size : int64(other+1)*slots.size]); !ok || seq != slots.seq-1 {
-				t.Errorf("slot %d holds copy %d (intact %v), want the recovered copy %d", other, seq, ok, slots.seq-1)
+			for i := range int64(2) {
+				slot := data[i*after.size : (i+1)*after.size]
+				if _, _, ok := decodeSlot(slot); !ok && bytes.HasPrefix(slot, []byte(cursorMagic)) {
+					t.Errorf("slot %d still holds a torn copy", i)
+				}
 			}
 		})
 	}
 }
 
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func TestCursorFileUnreadable(t *testing.T) {
-	slot := make([]byte, cursorSlotAlign)
-	encodeSlot(slot, 1, []byte(`{"version":1}`))
 	for _, tc := range []struct {
 		name string
 		data []byte
 		want string
 	}{
-		{"both copies torn", make([]byte, 2*cursorSlotAlign), "no intact copy"},
-		{"one slot", slot, "not two slots"},
-		{"empty", nil, "not two slots"},
-		{"odd size", append(slices2(slot, slot), 0), "not two slots"},
+		{"both copies torn", slices2(slotWith(t, `{"version":1}`)[:cursorHeaderLen+5], make([]byte, 2*cursorSlotAlign-cursorHeaderLen-5)), "no intact copy"},
+		{"empty", nil, "no intact copy"},
+		{"short", []byte(cursorMagic), "no intact copy"},
 		{"old layout, torn", []byte(`{"version":1,"podUID":"x`), "decoding cursor"},
 		{"newer version", slices2(slotWith(t, `{"version":9}`), make([]byte, cursorSlotAlign)), "has version 9"},
 	} {
@@ -162,11 +175,31 @@ func TestCursorFileUnreadable(t *testing.T) {
 			if err := os.WriteFile(path, tc.data, fileMode); err != nil {
 				t.Fatal(err)
 			}
-			_, _, found, err := loadCursor(path)
+			_, slots, found, err := loadCursor(path)
 			if found || err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 				t.Errorf("loadCursor: found %v, error %v; want an error naming %s and saying %q", found, err, path, tc.want)
 			}
+			if slots.size != 0 || slots.keep != keepUnknown {
+				t.Errorf("slots %+v: the next save must replace the file, synced", slots)
+			}
 		})
+	}
+}
+
+// TestCursorFileCut checks a cursor file cut short, as a power loss right after its
+// creation can leave it: the intact first copy is used, and the next save replaces the
+// file.
+func TestCursorFileCut(t *testing.T) {
+	slot := slotWith(t, `{"version":1,"lines":7}`)
+	for _, size := range []int{cursorSlotAlign, cursorSlotAlign + 1, 2*cursorSlotAlign - 1, 200} {
+		path := filepath.Join(t.TempDir(), ".app.cursor")
+		if err := os.WriteFile(path, slices2(slot, make([]byte, 2*cursorSlotAlign))[:size], fileMode); err != nil {
+			t.Fatal(err)
+		}
+		pc, slots, found, err := loadCursor(path)
+		if !found || err != nil || pc.Lines != 7 || slots.size != 0 {
+			t.Errorf("%d bytes: found %v (%v), %d lines, slots %+v; want the first copy's 7 lines and a new file next", size, found, err, pc.Lines, slots)
+		}
 	}
 }
 
@@ -263,5 +296,105 @@ func TestCursorOutgrowsSlot(t *testing.T) {
 	}
 	if got, err := ReadCursorFile(f.p.cursor); err != nil || !got.Done || len(got.Seconds) != 1000 {
 		t.Errorf("cursor saved after its file was removed: done %v, %d seconds, %v", got.Done, len(got.Seconds), err)
+	}
+}
+
+// slotCopies decodes both slots of the cursor file at path (nil where a slot holds no
+// intact copy).
+func slotCopies(t *testing.T, path string) [2]*persistedCursor {
+	t.Helper()
+	data := readFile(t, path)
+	var out [2]*persistedCursor
+	size := len(data) / 2
+	for i := range 2 {
+		if _, p, ok := decodeSlot(data[i*size : (i+1)*size]); ok {
+			out[i] = new(persistedCursor)
+			if err := json.Unmarshal(p, out[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+// TestCursorKeepsSyncedCopy checks which copy saves spare. The save before a rotation is
+// synced, and no unsynced save after it overwrites it: after a power loss, a copy older
+// than it would name the rotated file at less than its full size. The next synced save
+// takes its place. A cursor file found at Open keeps the copy it was loaded from likewise.
+func TestCursorKeepsSyncedCopy(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Hour, Format: FormatRaw, maxSizeBytes: 4096})
+	f := mustOpen(t, m, testKey)
+	f.Cursor().Reset("uid-1", "containerd://abc", 0)
+	if err := f.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	line := func() {
+		t.Helper()
+		if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("x", 90)))); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for f.Stats().Rotations == 0 {
+		line()
+	}
+	files := fileSet(t, dir, testKey)
+	if len(files) != 2 {
+		t.Fatalf("files %v, want a backup and the current file", files)
+	}
+	st, err := os.Stat(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	isRotationCopy := func(c *persistedCursor) bool {
+		return c != nil && c.Inode == inodeOf(st) && c.Offset == st.Size()
+	}
+	hasRotationCopy := func() bool {
+		copies := slotCopies(t, f.p.cursor)
+		return isRotationCopy(copies[0]) || isRotationCopy(copies[1])
+	}
+	if !hasRotationCopy() {
+		t.Fatalf("no copy names the backup at its full size %d: %+v", st.Size(), slotCopies(t, f.p.cursor))
+	}
+	saves := func(n int) {
+		t.Helper()
+		for range n {
+			line()
+			clock.Advance(time.Second)
+			if err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for n := range 4 {
+		saves(1)
+		if !hasRotationCopy() {
+			t.Fatalf("unsynced save %d after the rotation overwrote the copy saved before it", n+1)
+		}
+	}
+	// A synced save, then one more: the copy before the rotation may go now.
+	clock.Advance(time.Hour)
+	saves(2)
+	if hasRotationCopy() {
+		t.Error("the copy before the rotation survived a synced save and the save after it")
+	}
+
+	// Found at Open: the copy loaded is kept while unsynced saves follow.
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	loaded := readCursorFile(t, f)
+	f = mustOpen(t, m, testKey)
+	defer f.Close()
+	saves(3)
+	copies := slotCopies(t, f.p.cursor)
+	if kept := func(c *persistedCursor) bool { return c != nil && c.Lines == loaded.Lines && c.Offset == loaded.Offset }; !kept(copies[0]) && !kept(copies[1]) {
+		t.Errorf("the copy found at Open (%d lines) was overwritten by unsynced saves: %+v, %+v", loaded.Lines, copies[0], copies[1])
+	}
+	if c := readCursorFile(t, f); c.Lines != loaded.Lines+3 {
+		t.Errorf("newest copy has %d lines, want %d", c.Lines, loaded.Lines+3)
 	}
 }

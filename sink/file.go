@@ -72,7 +72,10 @@ var (
 //     persisted only when the buffer is empty, so a saved cursor never covers bytes that
 //     are not in the file, and (Offset, Inode) say where the covered data ends.
 //   - The cursor is persisted right before every rotation, so every backup is entirely
-//     covered and only the current file can hold bytes no saved cursor covers.
+//     covered and only the current file can hold bytes no saved cursor covers. That save
+//     is synced and the rotation's directory change too, so that after a power loss the
+//     disk holds no cursor older than the rotation with the rotation done, nor one
+//     naming the new file without it.
 //   - No byte is written to a file without a saved cursor (see noCursor).
 type File struct {
 	m   *Manager
@@ -239,7 +242,7 @@ func (f *File) makeRoom(lineStart int) error {
 			return err
 		}
 		f.bufSince = time.Time{} // what waited is written; Write restarts the wait
-		if err := f.persistCursor(len(f.buf)); err != nil {
+		if err := f.persistBeforeRotation(len(f.buf)); err != nil {
 			f.buf = f.buf[:0]
 			return err
 		}
@@ -477,6 +480,12 @@ func (f *File) rotate(retain bool) error {
 	}
 	if st, err := os.Stat(f.p.current); err == nil {
 		f.inode = inodeOf(st)
+	}
+	// The rename and the new file on disk before any cursor naming the new file can be:
+	// recovery would otherwise take the old file, still named current, for one rotated
+	// after the cursor was saved, and empty it.
+	if err := syncPath(f.p.dir); err != nil {
+		f.log.Warn("cannot sync directory after rotating", "path", f.p.dir, "err", f.met.writeError(err))
 	}
 	if retain {
 		f.applyRetention()

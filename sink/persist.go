@@ -51,30 +51,37 @@ func (f *File) printOf(c *Cursor) cursorPrint {
 // live cursor must cover exactly the file's data: the buffer must hold nothing but the
 // unobserved bytes of a line Write has not counted yet.
 //
-// The cursor is written over the older of the two copies its file keeps (see
-// cursorfile.go), so a crash leaves either the old or the new cursor. When SyncInterval
-// has passed, the data file is fsynced first and then the cursor, so that after a power
-// loss a durable cursor never covers data that is not durable (Open reports the opposite
-// case as ShortBy).
+// The cursor is written into one of the two slots of its file, so a crash leaves either
+// the old or the new cursor (a power loss: see cursorfile.go). When SyncInterval has passed, the
+// data file is fsynced first and then the cursor, so that after a power loss a durable
+// cursor never covers data that is not durable (Open reports the opposite case as
+// ShortBy).
 func (f *File) persistCursor(unobserved int) error {
-	if err := f.saveCursor(unobserved); err != nil {
+	return f.persist(unobserved, false)
+}
+
+// persistBeforeRotation is persistCursor for the save right before a rotation, which is
+// always synced: after a power loss the disk must not hold a cursor older than it once
+// the rotation is on disk (see cursorfile.go).
+func (f *File) persistBeforeRotation(unobserved int) error {
+	return f.persist(unobserved, true)
+}
+
+func (f *File) persist(unobserved int, sync bool) error {
+	if len(f.buf) != unobserved {
+		return f.met.writeError(fmt.Errorf("internal error: saving the cursor of %s with %d bytes unwritten", f.p.current, len(f.buf)-unobserved))
+	}
+	if err := f.storeCursor(&f.cursor, sync); err != nil {
 		return f.met.writeError(err)
 	}
 	return nil
 }
 
-func (f *File) saveCursor(unobserved int) error {
-	if len(f.buf) != unobserved {
-		return fmt.Errorf("internal error: saving the cursor of %s with %d bytes unwritten", f.p.current, len(f.buf)-unobserved)
-	}
-	return f.storeCursor(&f.cursor)
-}
-
 // storeCursor persists c as the cursor of the current file's data as written so far
-// (size and inode); see persistCursor.
-func (f *File) storeCursor(c *Cursor) error {
+// (size and inode), synced if sync or SyncInterval has passed; see persistCursor.
+func (f *File) storeCursor(c *Cursor, sync bool) error {
 	now := f.cfg.Now()
-	sync := now.Sub(f.lastSync) >= f.cfg.SyncInterval
+	sync = sync || now.Sub(f.lastSync) >= f.cfg.SyncInterval
 	if sync {
 		if err := syncPath(f.p.current); err != nil {
 			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
@@ -110,7 +117,7 @@ func (f *File) ensureCursor() error {
 	if !f.noCursor {
 		return nil
 	}
-	if err := f.storeCursor(&Cursor{}); err != nil {
+	if err := f.storeCursor(&Cursor{}, false); err != nil {
 		return f.met.writeError(err)
 	}
 	return nil
