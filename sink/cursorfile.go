@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
 )
@@ -229,12 +230,27 @@ func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorS
 	if sync {
 		next.keep = keepSlot0
 	}
-	data := make([]byte, 2*next.size)
+	data, put := slotBuffer(2 * next.size)
+	defer put()
 	encodeSlot(data[:next.size], next.seq, payload)
+	clear(data[next.size:])
 	if err := writeFileAtomic(path, data, sync); err != nil {
 		return s, err
 	}
 	return next, nil
+}
+
+// slotBuffers holds buffers of two default slots. Thousands of containers save a few
+// hundred times a second; garbage per save would grow the heap between collections.
+var slotBuffers = sync.Pool{New: func() any { return new([2 * cursorSlotAlign]byte) }}
+
+// slotBuffer returns a buffer of n bytes, and the function that releases it.
+func slotBuffer(n int64) ([]byte, func()) {
+	if n > 2*cursorSlotAlign {
+		return make([]byte, n), func() {}
+	}
+	b := slotBuffers.Get().(*[2 * cursorSlotAlign]byte)
+	return b[:n], func() { slotBuffers.Put(b) }
 }
 
 // writeInPlace writes the next copy into the slot that s says to write, and returns the
@@ -279,7 +295,8 @@ func writeInPlace(path string, s cursorSlots, payload []byte, sync bool) (cursor
 
 // writeSlot writes copy next.seq into slot next.newest of fd.
 func writeSlot(fd *os.File, next cursorSlots, payload []byte) error {
-	slot := make([]byte, next.size)
+	slot, put := slotBuffer(next.size)
+	defer put()
 	encodeSlot(slot, next.seq, payload)
 	off := int64(next.newest) * next.size
 	// Written in two parts around the failpoint, which tears the copy (the second part
