@@ -65,7 +65,8 @@ type cursorSlots struct {
 	// newest is the slot (0 or 1) holding the newest copy, seq its number.
 	newest int
 	seq    uint64
-	// keep is the copy a save must not overwrite.
+	// keep is the copy a save must not overwrite: the newest synced one, or the first
+	// copy of a file created unsynced until a save is synced.
 	keep keepCopy
 }
 
@@ -73,13 +74,12 @@ type cursorSlots struct {
 type keepCopy int8
 
 const (
-	// keepNothing: no file was there before this kubelogd created it, so no copy can be
-	// older than a rotation (the first rotation's save is synced and then kept).
+	// keepNothing: there is no cursor file (the next save creates one).
 	keepNothing keepCopy = iota
 	// keepUnknown: the file was found at Open; which copy is on disk is not known. The
 	// first save syncs the file before it overwrites anything.
 	keepUnknown
-	// keepSlot0 and keepSlot1: the newest copy known to be on disk is in that slot.
+	// keepSlot0 and keepSlot1: the copy to keep is in that slot.
 	keepSlot0
 	keepSlot1
 )
@@ -195,7 +195,13 @@ func pickCopy(data []byte) (payload []byte, slots cursorSlots) {
 			torn = true
 		}
 	}
-	if payload != nil && !torn {
+	switch {
+	case payload == nil:
+		// Cut short, with a first slot larger than the default.
+		if _, p, ok := decodeSlot(data); ok {
+			return p, slots
+		}
+	case !torn:
 		slots.size = size
 	}
 	return payload, slots
@@ -212,8 +218,8 @@ func ReadCursorFile(path string) (Cursor, error) {
 }
 
 // writeCursor saves payload, the JSON of a cursor, as the next copy in the cursor file
-// at path whose slots are s, and returns where the save after it goes. With sync the
-// copy is on disk when it returns.
+// at path whose slots are s, and returns where the save after it goes, also on error.
+// With sync the copy is on disk when it returns.
 func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorSlots, error) {
 	need := int64(cursorHeaderLen + len(payload) + 1)
 	if s.size >= need {
@@ -226,16 +232,18 @@ func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorS
 	// A cursor file that replaces one is synced: until it is on disk, the one it replaces
 	// may be all the disk has.
 	sync = sync || s.keep != keepNothing
-	next := cursorSlots{size: (need + cursorSlotAlign - 1) / cursorSlotAlign * cursorSlotAlign, seq: s.seq + 1}
-	if sync {
-		next.keep = keepSlot0
-	}
-	data, put := slotBuffer(2 * next.size)
-	defer put()
+	// Its one copy is kept, synced or not: with no other copy in the file, until a synced
+	// save it is the one that may be on disk.
+	next := cursorSlots{size: (need + cursorSlotAlign - 1) / cursorSlotAlign * cursorSlotAlign, seq: s.seq + 1, keep: keepSlot0}
+	buf := slotBuffer(2 * next.size)
+	data := buf[:2*next.size]
 	encodeSlot(data[:next.size], next.seq, payload)
 	clear(data[next.size:])
-	if err := writeFileAtomic(path, data, sync); err != nil {
-		return s, err
+	err := writeFileAtomic(path, data, sync)
+	putSlotBuffer(buf)
+	if err != nil {
+		// Renamed into place or not: the next save creates the file again, synced.
+		return cursorSlots{seq: next.seq, keep: keepUnknown}, err
 	}
 	return next, nil
 }
@@ -244,13 +252,18 @@ func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorS
 // hundred times a second; garbage per save would grow the heap between collections.
 var slotBuffers = sync.Pool{New: func() any { return new([2 * cursorSlotAlign]byte) }}
 
-// slotBuffer returns a buffer of n bytes, and the function that releases it.
-func slotBuffer(n int64) ([]byte, func()) {
+// slotBuffer returns a buffer of at least n bytes; putSlotBuffer releases it.
+func slotBuffer(n int64) []byte {
 	if n > 2*cursorSlotAlign {
-		return make([]byte, n), func() {}
+		return make([]byte, n)
 	}
-	b := slotBuffers.Get().(*[2 * cursorSlotAlign]byte)
-	return b[:n], func() { slotBuffers.Put(b) }
+	return slotBuffers.Get().(*[2 * cursorSlotAlign]byte)[:]
+}
+
+func putSlotBuffer(b []byte) {
+	if len(b) == 2*cursorSlotAlign {
+		slotBuffers.Put((*[2 * cursorSlotAlign]byte)(b))
+	}
 }
 
 // writeInPlace writes the next copy into the slot that s says to write, and returns the
@@ -295,8 +308,9 @@ func writeInPlace(path string, s cursorSlots, payload []byte, sync bool) (cursor
 
 // writeSlot writes copy next.seq into slot next.newest of fd.
 func writeSlot(fd *os.File, next cursorSlots, payload []byte) error {
-	slot, put := slotBuffer(next.size)
-	defer put()
+	buf := slotBuffer(next.size)
+	defer putSlotBuffer(buf)
+	slot := buf[:next.size]
 	encodeSlot(slot, next.seq, payload)
 	off := int64(next.newest) * next.size
 	// Written in two parts around the failpoint, which tears the copy (the second part

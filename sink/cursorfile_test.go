@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,9 +42,14 @@ func TestCursorSavedInPlace(t *testing.T) {
 		if err != nil || !found {
 			t.Fatalf("save %d: found %v, %v", i+2, found, err)
 		}
-		if pc.Lines != int64(i+1) || slots.seq != uint64(i+2) || slots.newest != (i+1)%2 || slots.size != cursorSlotAlign {
-			t.Errorf("save %d: %d lines in copy %d in slot %d of %d bytes, want %d lines in copy %d in slot %d of %d",
-				i+2, pc.Lines, slots.seq, slots.newest, slots.size, i+1, i+2, (i+1)%2, cursorSlotAlign)
+		// None of these saves is synced: they overwrite each other in slot 1, and slot 0
+		// keeps the file's first copy.
+		if pc.Lines != int64(i+1) || slots.seq != uint64(i+2) || slots.newest != 1 || slots.size != cursorSlotAlign {
+			t.Errorf("save %d: %d lines in copy %d in slot %d of %d bytes, want %d lines in copy %d in slot 1 of %d",
+				i+2, pc.Lines, slots.seq, slots.newest, slots.size, i+1, i+2, cursorSlotAlign)
+		}
+		if first := slotCopies(t, f.p.cursor)[0]; first == nil || first.PodUID != "uid-1" || first.Lines != 0 {
+			t.Errorf("save %d: slot 0 holds %+v, want the first copy", i+2, first)
 		}
 		st, err := os.Stat(f.p.cursor)
 		if err != nil {
@@ -73,32 +80,38 @@ func TestCursorTornCopy(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		damage func(slot, old []byte)
+		// torn: the slot still starts like a copy; the next save must create the file anew
+		torn bool
 	}{
-		{"JSON half written", func(s, _ []byte) { clear(s[cursorHeaderLen+40:]) }},
-		{"header only", func(s, _ []byte) { clear(s[cursorHeaderLen:]) }},
-		{"nothing written", func(s, _ []byte) { clear(s) }},
-		{"new header, old JSON", func(s, old []byte) { copy(s[cursorHeaderLen:], old[cursorHeaderLen:]) }},
-		{"old header, new JSON", func(s, old []byte) { copy(s, old[:cursorHeaderLen]) }},
-		{"new start, old end", func(s, old []byte) { copy(s[cursorHeaderLen+20:], old[cursorHeaderLen+20:]) }},
-		{"bit flipped in the JSON", func(s, _ []byte) { s[cursorHeaderLen+10] ^= 4 }},
-		{"seq changed", func(s, _ []byte) { s[seqAt+15] ^= 1 }},
-		{"length beyond the slot", func(s, _ []byte) { copy(s[lenAt:], "ffffffff") }},
-		{"length not hex", func(s, _ []byte) { copy(s[lenAt:], "zz") }},
-		{"other magic", func(s, _ []byte) { s[0] = 'K' }},
+		{"JSON half written", func(s, _ []byte) { clear(s[cursorHeaderLen+40:]) }, true},
+		{"header only", func(s, _ []byte) { clear(s[cursorHeaderLen:]) }, true},
+		{"nothing written", func(s, _ []byte) { clear(s) }, false},
+		{"new header, old JSON", func(s, old []byte) { copy(s[cursorHeaderLen:], old[cursorHeaderLen:]) }, true},
+		{"old header, new JSON", func(s, old []byte) { copy(s, old[:cursorHeaderLen]) }, true},
+		{"new start, old end", func(s, old []byte) { copy(s[cursorHeaderLen+20:], old[cursorHeaderLen+20:]) }, true},
+		{"bit flipped in the JSON", func(s, _ []byte) { s[cursorHeaderLen+10] ^= 4 }, true},
+		{"seq changed", func(s, _ []byte) { s[seqAt+15] ^= 1 }, true},
+		{"length beyond the slot", func(s, _ []byte) { copy(s[lenAt:], "ffffffff") }, true},
+		{"length not hex", func(s, _ []byte) { copy(s[lenAt:], "zz") }, true},
+		{"other magic", func(s, _ []byte) { s[0] = 'K' }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
-			m := newTestManager(t, Config{Now: clock.Now, CursorInterval: time.Second, Format: FormatRaw})
+			m := newTestManager(t, Config{Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Second, Format: FormatRaw})
 			f := mustOpen(t, m, testKey)
 			f.Cursor().Reset("uid-1", "containerd://abc", 0)
 			if err := f.SaveCursor(); err != nil {
 				t.Fatal(err)
 			}
-			// Copies 2 and 3 cover lines 0-2 and 0-5; copy 3 overwrites copy 1.
+			// Copies 2 and 3 cover lines 0-2 and 0-5; copy 2 is synced, so copy 3
+			// overwrites copy 1.
 			var before []byte
 			for i := range 6 {
 				if err := f.Write(rec(i, "")); err != nil {
 					t.Fatal(err)
+				}
+				if i == 2 {
+					clock.Advance(time.Second)
 				}
 				if i == 5 {
 					before = readFile(t, f.p.cursor)
@@ -119,6 +132,9 @@ func TestCursorTornCopy(t *testing.T) {
 			tc.damage(at(data), at(before))
 			if err := os.WriteFile(f.p.cursor, data, fileMode); err != nil {
 				t.Fatal(err)
+			}
+			if _, got, _, _ := loadCursor(f.p.cursor); (got.size == 0) != tc.torn {
+				t.Errorf("slots after the damage %+v: torn %v, want %v", got, got.size == 0, tc.torn)
 			}
 
 			g := mustOpen(t, m, testKey)
@@ -277,8 +293,15 @@ func TestCursorOutgrowsSlot(t *testing.T) {
 	for i := range 1000 {
 		c.ObserveHashed(time.Unix(1_700_000_000+int64(i), 0), uint64(i))
 	}
+	var synced []string
+	syncObserver = func(path string) { synced = append(synced, path) }
+	defer func() { syncObserver = nil }()
 	if err := f.SaveCursor(); err != nil {
 		t.Fatal(err)
+	}
+	// Not a synced save, but the file replaces a cursor: it is synced, then its directory.
+	if len(synced) != 2 || !strings.HasPrefix(synced[0], f.p.cursor+tmpInfix) || filepath.Clean(synced[1]) != f.p.dir {
+		t.Errorf("the file replacing an outgrown cursor synced %q, want the new file and the directory", synced)
 	}
 	pc, slots, _, err := loadCursor(f.p.cursor)
 	if err != nil {
@@ -382,19 +405,116 @@ func TestCursorKeepsSyncedCopy(t *testing.T) {
 		t.Error("the copy before the rotation survived a synced save and the save after it")
 	}
 
-	// Found at Open: the copy loaded is kept while unsynced saves follow.
+	// Found at Open: the first save is synced, and kept while unsynced saves follow.
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	loaded := readCursorFile(t, f)
 	f = mustOpen(t, m, testKey)
 	defer f.Close()
+	saves(1)
+	first := readCursorFile(t, f)
 	saves(3)
 	copies := slotCopies(t, f.p.cursor)
-	if kept := func(c *persistedCursor) bool { return c != nil && c.Lines == loaded.Lines && c.Offset == loaded.Offset }; !kept(copies[0]) && !kept(copies[1]) {
-		t.Errorf("the copy found at Open (%d lines) was overwritten by unsynced saves: %+v, %+v", loaded.Lines, copies[0], copies[1])
+	if kept := func(c *persistedCursor) bool { return c != nil && c.Lines == first.Lines && c.Offset == first.Offset }; !kept(copies[0]) && !kept(copies[1]) {
+		t.Errorf("the first save after Open (%d lines) was overwritten by unsynced saves: %+v, %+v", first.Lines, copies[0], copies[1])
 	}
-	if c := readCursorFile(t, f); c.Lines != loaded.Lines+3 {
-		t.Errorf("newest copy has %d lines, want %d", c.Lines, loaded.Lines+3)
+	if c := readCursorFile(t, f); c.Lines != first.Lines+3 {
+		t.Errorf("newest copy has %d lines, want %d", c.Lines, first.Lines+3)
+	}
+}
+
+// TestCursorSyncOrder checks what is synced, in which order, where power-loss safety
+// depends on it (see cursorfile.go): at a rotation, at the first save of a cursor found at
+// Open, and when a file replaces a cursor.
+func TestCursorSyncOrder(t *testing.T) {
+	var mu sync.Mutex
+	var synced []string
+	syncObserver = func(path string) {
+		mu.Lock()
+		defer mu.Unlock()
+		synced = append(synced, path)
+	}
+	defer func() { syncObserver = nil }()
+	took := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := synced
+		synced = nil
+		return out
+	}
+	clock := newFakeClock()
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Hour, Format: FormatRaw, maxSizeBytes: 4096})
+	f := mustOpen(t, m, testKey)
+	p := f.p
+	f.Cursor().Reset("uid-1", "containerd://abc", 0)
+	if err := f.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 0 {
+		t.Errorf("a new container's first save synced %q", got)
+	}
+	i := 0
+	for f.Stats().Rotations == 0 {
+		if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("x", 90)))); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	// Data, then the directory (the cursor file's name), then the cursor; the rotation;
+	// then the directory again (the rename and the new file).
+	if got, want := took(), []string{p.current, p.dir, p.cursor, p.dir}; !slices.Equal(got, want) {
+		t.Errorf("rotation synced %q, want %q", got, want)
+	}
+
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	took()
+	f = mustOpen(t, m, testKey)
+	if err := f.Write(rec(i, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	// The cursor found is synced before the slot beside it is overwritten.
+	if got, want := took(), []string{p.current, p.dir, p.cursor, p.cursor}; !slices.Equal(got, want) {
+		t.Errorf("first save after Open synced %q, want %q", got, want)
+	}
+	if err := f.Write(rec(i+1, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 0 {
+		t.Errorf("the second save after Open synced %q", got)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A cursor of the old layout: the file replacing it is synced, then its directory.
+	pc := readCursorFile(t, f)
+	old, err := json.Marshal(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.cursor, old, fileMode); err != nil {
+		t.Fatal(err)
+	}
+	took()
+	f = mustOpen(t, m, testKey)
+	defer f.Close()
+	if err := f.Write(rec(i+2, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	got := took()
+	if len(got) != 4 || got[0] != p.current || got[1] != p.dir || !strings.HasPrefix(got[2], p.cursor+tmpInfix) || filepath.Clean(got[3]) != p.dir {
+		t.Errorf("replacing an old cursor synced %q, want the data, the directory, the new file, the directory", got)
 	}
 }

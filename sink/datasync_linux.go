@@ -5,8 +5,8 @@ import (
 	"syscall"
 )
 
-// datasync flushes fd's data and the metadata needed to read it back (fdatasync(2)), not
+// fdatasync flushes fd's data and the metadata needed to read it back (fdatasync(2)), not
 // its timestamps: for a block overwritten in place that spares a journal commit.
-func datasync(fd *os.File) error {
+func fdatasync(fd *os.File) error {
 	return syscall.Fdatasync(int(fd.Fd()))
 }

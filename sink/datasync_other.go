@@ -4,5 +4,5 @@ package sink
 
 import "os"
 
-// datasync is fsync where fdatasync(2) is not available.
-func datasync(fd *os.File) error { return fd.Sync() }
+// fdatasync is fsync where fdatasync(2) is not available.
+func fdatasync(fd *os.File) error { return fd.Sync() }

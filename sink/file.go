@@ -122,6 +122,10 @@ type File struct {
 	// none (one file creation and rename fewer per new container). The first write
 	// saves one first (ensureCursor), as does any save of a changed cursor.
 	noCursor bool
+
+	// dirUnsynced is set while the pod directory may hold changes not on disk that a
+	// synced cursor save must not precede: a rotation, the cursor file's creation.
+	dirUnsynced bool
 }
 
 // SetPod tells the json format the node of the file's current pod and, with
@@ -209,7 +213,7 @@ func (f *File) Write(rec Record) error {
 		// The line spanned files and the saved cursor still points before it, into a
 		// file that retention has not touched yet; cover the line, then clean up.
 		f.setSpanned(false)
-		if err := f.persistCursor(0); err != nil {
+		if err := f.persistSynced(0); err != nil {
 			f.log.Warn("cannot save cursor after a line longer than a file", "err", err)
 		} else {
 			f.applyRetention()
@@ -242,7 +246,7 @@ func (f *File) makeRoom(lineStart int) error {
 			return err
 		}
 		f.bufSince = time.Time{} // what waited is written; Write restarts the wait
-		if err := f.persistBeforeRotation(len(f.buf)); err != nil {
+		if err := f.persistSynced(len(f.buf)); err != nil {
 			f.buf = f.buf[:0]
 			return err
 		}
@@ -451,6 +455,7 @@ func (f *File) rotate(retain bool) error {
 	f.touch()
 	f.mu.Unlock()
 	f.lastRot = time.Now().Round(0)
+	f.dirUnsynced = true // whether it failed or not, something may have been renamed
 	if err != nil {
 		// lumberjack may have failed before or after renaming the file away. Learn from
 		// the disk which, so that size matches what its next open will find, and if the
@@ -483,9 +488,13 @@ func (f *File) rotate(retain bool) error {
 	}
 	// The rename and the new file on disk before any cursor naming the new file can be:
 	// recovery would otherwise take the old file, still named current, for one rotated
-	// after the cursor was saved, and empty it.
+	// after the cursor was saved, and empty it. If this fails, the next synced save tries
+	// again first, and fails while it cannot (the copy saved before the rotation is kept
+	// meanwhile).
 	if err := syncPath(f.p.dir); err != nil {
 		f.log.Warn("cannot sync directory after rotating", "path", f.p.dir, "err", f.met.writeError(err))
+	} else {
+		f.dirUnsynced = false
 	}
 	if retain {
 		f.applyRetention()

@@ -186,20 +186,23 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	}
 	now := m.cfg.Now()
 	f := &File{
-		m:         m,
-		cfg:       &m.cfg,
-		key:       key,
-		p:         p,
-		log:       log,
-		met:       m.met,
-		enc:       newEncoder(m.cfg.Format, key, m.cfg.Node),
-		size:      size,
-		inode:     r.inode,
-		cursor:    r.cur,
-		slots:     r.slots,
-		lastSave:  now,
-		lastSync:  now,
-		recovered: rec,
+		m:      m,
+		cfg:    &m.cfg,
+		key:    key,
+		p:      p,
+		log:    log,
+		met:    m.met,
+		enc:    newEncoder(m.cfg.Format, key, m.cfg.Node),
+		size:   size,
+		inode:  r.inode,
+		cursor: r.cur,
+		slots:  r.slots,
+		// A cursor file found may be on disk without its name, or what it names without
+		// theirs: the first save syncs (see storeCursor).
+		dirUnsynced: r.slots.keep == keepUnknown,
+		lastSave:    now,
+		lastSync:    now,
+		recovered:   rec,
 	}
 	// The file is opened by the first write: an Open'ed container that stays quiet
 	// holds no descriptor.

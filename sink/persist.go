@@ -60,10 +60,10 @@ func (f *File) persistCursor(unobserved int) error {
 	return f.persist(unobserved, false)
 }
 
-// persistBeforeRotation is persistCursor for the save right before a rotation, which is
-// always synced: after a power loss the disk must not hold a cursor older than it once
-// the rotation is on disk (see cursorfile.go).
-func (f *File) persistBeforeRotation(unobserved int) error {
+// persistSynced is persistCursor, always synced: for the save right before a rotation
+// (after a power loss the disk must not hold a cursor older than it once the rotation is
+// on disk; see cursorfile.go), and the save after a line that spanned files.
+func (f *File) persistSynced(unobserved int) error {
 	return f.persist(unobserved, true)
 }
 
@@ -79,12 +79,23 @@ func (f *File) persist(unobserved int, sync bool) error {
 
 // storeCursor persists c as the cursor of the current file's data as written so far
 // (size and inode), synced if sync or SyncInterval has passed; see persistCursor.
+//
+// A synced save also syncs the directory first if it changed unsynced since (a rotation,
+// the cursor file's creation): a durable cursor must not name a file whose name is not
+// durable, nor be a file whose name is not. So is the first save after Open of a cursor
+// found there, which may not be on disk yet, nor what it covers.
 func (f *File) storeCursor(c *Cursor, sync bool) error {
 	now := f.cfg.Now()
-	sync = sync || now.Sub(f.lastSync) >= f.cfg.SyncInterval
+	sync = sync || now.Sub(f.lastSync) >= f.cfg.SyncInterval || f.slots.keep == keepUnknown
 	if sync {
 		if err := syncPath(f.p.current); err != nil {
 			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
+		}
+		if f.dirUnsynced {
+			if err := syncPath(f.p.dir); err != nil {
+				return fmt.Errorf("syncing directory %s: %w; check the disk holding it", f.p.dir, err)
+			}
+			f.dirUnsynced = false
 		}
 	}
 	// Crash tests: the data is written (flushed), its cursor not yet saved.
@@ -93,11 +104,15 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 	if err != nil {
 		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
 	}
+	creates := f.slots.size == 0
 	slots, err := writeCursor(f.p.cursor, f.slots, data, sync)
+	f.slots = slots
 	if err != nil {
 		return err
 	}
-	f.slots = slots
+	if creates && !sync {
+		f.dirUnsynced = true
+	}
 	f.lastSave = now
 	if sync {
 		f.lastSync = now
@@ -143,6 +158,7 @@ func writeFileAtomic(path string, data []byte, sync bool) (err error) {
 		return fmt.Errorf("saving %s: %w; check free space in %s", path, err, dir)
 	}
 	if sync {
+		observeSync(tmp.Name())
 		if err := tmp.Sync(); err != nil {
 			return fmt.Errorf("saving %s: %w", path, err)
 		}
@@ -163,9 +179,27 @@ func writeFileAtomic(path string, data []byte, sync bool) (err error) {
 	return nil
 }
 
+// datasync is fdatasync(2) where available, fsync elsewhere.
+func datasync(fd *os.File) error {
+	observeSync(fd.Name())
+	return fdatasync(fd)
+}
+
+// syncObserver, when a test sets it, is told the path of every sync of a container's
+// files, before it happens: the order of syncs is what power-loss safety rests on, and
+// no test can cut the power.
+var syncObserver func(path string)
+
+func observeSync(path string) {
+	if syncObserver != nil {
+		syncObserver(path)
+	}
+}
+
 // syncPath fsyncs a file or directory by name. Any descriptor of an inode flushes its
 // data, so the file need not be the one lumberjack writes through.
 func syncPath(path string) error {
+	observeSync(path)
 	fd, err := os.Open(path)
 	if err != nil {
 		return err
