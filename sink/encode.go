@@ -2,6 +2,7 @@ package sink
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -108,12 +109,18 @@ func (e *encoder) appendJSON(dst []byte, rec *Record, part []byte, partNo int) [
 		dst = append(dst, '"')
 	}
 	dst = append(dst, e.jsonMeta...)
+	ascii := jsonSafePrefix(part)
 	switch {
+	case ascii == len(part) && !rec.Marker:
+		// Most lines: printable ASCII with nothing to escape, found in one pass.
+		dst = append(dst, `,"line":"`...)
+		dst = append(dst, part...)
+		dst = append(dst, '"')
 	case rec.Marker:
 		// Event texts are kubelogd's own; should one hold invalid UTF-8, U+FFFD will do.
 		dst = append(dst, `,"event":`...)
 		dst = AppendJSONString(dst, part)
-	case utf8.Valid(part):
+	case utf8.Valid(part[ascii:]):
 		dst = append(dst, `,"line":`...)
 		dst = AppendJSONString(dst, part)
 	default:
@@ -142,9 +149,7 @@ func AppendJSONString(dst, s []byte) []byte {
 	start := 0 // s[start:i] is pending, to be copied verbatim
 	for i := 0; i < len(s); {
 		// Most bytes of most lines are printable ASCII: skip over them in a tight loop.
-		for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' {
-			i++
-		}
+		i += jsonSafePrefix(s[i:])
 		if i == len(s) {
 			break
 		}
@@ -184,6 +189,29 @@ func AppendJSONString(dst, s []byte) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// jsonSafePrefix returns how many leading bytes of s a JSON string holds as they are:
+// printable ASCII other than '"' and '\\'. It tests eight bytes at a time.
+func jsonSafePrefix(s []byte) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := binary.LittleEndian.Uint64(s[i:])
+		q, b := x^(ones*'"'), x^(ones*'\\')
+		// Each term has the high bit of some byte set iff some byte is: below 0x20; '"';
+		// '\\'; 0x7f or above (the bit tricks of "Bit Twiddling Hacks", exact for "any").
+		if ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b|(x+ones)|x)&highs != 0 {
+			break
+		}
+	}
+	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' {
+		i++
+	}
+	return i
 }
 
 // splitAt returns where the first part of a line longer than limit ends: at limit, or up

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -246,5 +247,49 @@ func TestSetPodJSON(t *testing.T) {
 				t.Fatalf("not JSON: %v", err)
 			}
 		})
+	}
+}
+
+// TestJSONSafePrefix checks the eight-bytes-at-a-time scan against a byte-at-a-time
+// one: every byte value at every position of a word and of the tail, and random runs.
+func TestJSONSafePrefix(t *testing.T) {
+	ref := func(s []byte) int {
+		i := 0
+		for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' {
+			i++
+		}
+		return i
+	}
+	check := func(s []byte) {
+		t.Helper()
+		if got, want := jsonSafePrefix(s), ref(s); got != want {
+			t.Fatalf("jsonSafePrefix(%q) = %d, want %d", s, got, want)
+		}
+	}
+	for n := range 20 {
+		for pos := range n {
+			for b := range 256 {
+				s := bytes.Repeat([]byte{'a'}, n)
+				s[pos] = byte(b)
+				check(s)
+				// The byte below it also varies the borrows and carries between bytes.
+				if pos > 0 {
+					s[pos-1] = byte(b ^ 0x5a)
+					check(s)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100_000 {
+		s := make([]byte, rng.IntN(40))
+		for i := range s {
+			if rng.IntN(10) == 0 {
+				s[i] = byte(rng.IntN(256))
+			} else {
+				s[i] = byte(0x20 + rng.IntN(0x5f))
+			}
+		}
+		check(s)
 	}
 }
