@@ -3,12 +3,14 @@ package sink
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -294,14 +296,15 @@ func TestCursorOutgrowsSlot(t *testing.T) {
 		c.ObserveHashed(time.Unix(1_700_000_000+int64(i), 0), uint64(i))
 	}
 	var synced []string
-	syncObserver = func(path string) { synced = append(synced, path) }
+	syncObserver = func(path string) error { synced = append(synced, path); return nil }
 	defer func() { syncObserver = nil }()
 	if err := f.SaveCursor(); err != nil {
 		t.Fatal(err)
 	}
-	// Not a synced save, but the file replaces a cursor: it is synced, then its directory.
-	if len(synced) != 2 || !strings.HasPrefix(synced[0], f.p.cursor+tmpInfix) || filepath.Clean(synced[1]) != f.p.dir {
-		t.Errorf("the file replacing an outgrown cursor synced %q, want the new file and the directory", synced)
+	// The file replaces a cursor, so the save is a synced one: the data, the directory
+	// (the first file's creation), the new file, the directory.
+	if len(synced) != 4 || synced[0] != f.p.current || synced[1] != f.p.dir || !strings.HasPrefix(synced[2], f.p.cursor+tmpInfix) || filepath.Clean(synced[3]) != f.p.dir {
+		t.Errorf("the file replacing an outgrown cursor synced %q, want the data, the directory, the new file, the directory", synced)
 	}
 	pc, slots, _, err := loadCursor(f.p.cursor)
 	if err != nil {
@@ -429,10 +432,11 @@ func TestCursorKeepsSyncedCopy(t *testing.T) {
 func TestCursorSyncOrder(t *testing.T) {
 	var mu sync.Mutex
 	var synced []string
-	syncObserver = func(path string) {
+	syncObserver = func(path string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		synced = append(synced, path)
+		return nil
 	}
 	defer func() { syncObserver = nil }()
 	took := func() []string {
@@ -516,5 +520,59 @@ func TestCursorSyncOrder(t *testing.T) {
 	got := took()
 	if len(got) != 4 || got[0] != p.current || got[1] != p.dir || !strings.HasPrefix(got[2], p.cursor+tmpInfix) || filepath.Clean(got[3]) != p.dir {
 		t.Errorf("replacing an old cursor synced %q, want the data, the directory, the new file, the directory", got)
+	}
+}
+
+// TestDirSyncErrors checks what a failing directory fsync does: a file system that cannot
+// fsync directories (EINVAL) is no error, and an I/O error fails the synced save that
+// needs it, until the directory syncs again.
+func TestDirSyncErrors(t *testing.T) {
+	var fail error
+	clock := newFakeClock()
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Hour, Format: FormatRaw, maxSizeBytes: 4096})
+	f := mustOpen(t, m, testKey)
+	defer f.Close()
+	syncObserver = func(path string) error {
+		if path == f.p.dir || filepath.Clean(path) == f.p.dir {
+			return fail
+		}
+		return nil
+	}
+	defer func() { syncObserver = nil }()
+	f.Cursor().Reset("uid-1", "containerd://abc", 0)
+	if err := f.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	write := func() error {
+		err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("x", 90))))
+		i++
+		return err
+	}
+	fail = syscall.EINVAL
+	for f.Stats().Rotations < 2 {
+		if err := write(); err != nil {
+			t.Fatalf("rotating where directories cannot be fsynced: %v", err)
+		}
+	}
+	// A rotation whose directory sync fails only warns; the next synced save syncs the
+	// directory first, and fails while it cannot.
+	fail = syscall.EIO
+	for rotations := f.Stats().Rotations; f.Stats().Rotations == rotations; {
+		if err := write(); err != nil {
+			t.Fatalf("rotation with the directory sync failing: %v", err)
+		}
+	}
+	if err := write(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	if err := f.Flush(); !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), f.p.dir) {
+		t.Errorf("synced save after a rotation whose directory sync failed: %v, want EIO naming %s", err, f.p.dir)
+	}
+	fail = nil
+	if err := f.Flush(); err != nil {
+		t.Errorf("synced save once the directory syncs: %v", err)
 	}
 }

@@ -194,24 +194,26 @@ func AppendJSONString(dst, s []byte) []byte {
 // jsonSafePrefix returns how many leading bytes of s a JSON string holds as they are:
 // printable ASCII other than '"' and '\\'. It tests eight bytes at a time.
 func jsonSafePrefix(s []byte) int {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
 	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		x := binary.LittleEndian.Uint64(s[i:])
-		q, b := x^(ones*'"'), x^(ones*'\\')
-		// Each term has the high bit of some byte set iff some byte is: below 0x20; '"';
-		// '\\'; 0x7f or above (the bit tricks of "Bit Twiddling Hacks", exact for "any").
-		if ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b|(x+ones)|x)&highs != 0 {
-			break
-		}
+	for i+8 <= len(s) && jsonSafeWord(binary.LittleEndian.Uint64(s[i:])) {
+		i += 8
 	}
 	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' {
 		i++
 	}
 	return i
+}
+
+// jsonSafeWord reports whether all eight bytes of x are ones jsonSafePrefix accepts.
+func jsonSafeWord(x uint64) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	q, b := x^(ones*'"'), x^(ones*'\\')
+	// Each term has the high bit of some byte set iff some byte is: below 0x20; '"';
+	// '\\'; 0x7f or above (the bit tricks of "Bit Twiddling Hacks", exact for "any").
+	return ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b|(x+ones)|x)&highs == 0
 }
 
 // splitAt returns where the first part of a line longer than limit ends: at limit, or up

@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -291,5 +292,46 @@ func TestJSONSafePrefix(t *testing.T) {
 			}
 		}
 		check(s)
+	}
+}
+
+// TestJSONSafeWord checks the word test exactly, both ways (a false alarm would only
+// slow jsonSafePrefix down, which TestJSONSafePrefix cannot see): one byte of every value
+// at every position, over every safe background byte, and random pairs.
+func TestJSONSafeWord(t *testing.T) {
+	safe := func(b byte) bool { return b >= 0x20 && b < 0x7f && b != '"' && b != '\\' }
+	var w [8]byte
+	for bg := range 256 {
+		if !safe(byte(bg)) {
+			continue
+		}
+		for pos := range 8 {
+			for b := range 256 {
+				for i := range w {
+					w[i] = byte(bg)
+				}
+				w[pos] = byte(b)
+				if got := jsonSafeWord(binary.LittleEndian.Uint64(w[:])); got != safe(byte(b)) {
+					t.Fatalf("jsonSafeWord(%q) = %v", w, got)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 1_000_000 {
+		want := true
+		for i := range w {
+			w[i] = byte(0x20 + rng.IntN(0x5f))
+		}
+		for range 2 {
+			i, b := rng.IntN(8), byte(rng.IntN(256))
+			w[i] = b
+		}
+		for _, b := range w {
+			want = want && safe(b)
+		}
+		if got := jsonSafeWord(binary.LittleEndian.Uint64(w[:])); got != want {
+			t.Fatalf("jsonSafeWord(%q) = %v, want %v", w, got, want)
+		}
 	}
 }

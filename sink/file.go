@@ -213,7 +213,7 @@ func (f *File) Write(rec Record) error {
 		// The line spanned files and the saved cursor still points before it, into a
 		// file that retention has not touched yet; cover the line, then clean up.
 		f.setSpanned(false)
-		if err := f.persistSynced(0); err != nil {
+		if err := f.persistCursor(0); err != nil {
 			f.log.Warn("cannot save cursor after a line longer than a file", "err", err)
 		} else {
 			f.applyRetention()
@@ -491,7 +491,7 @@ func (f *File) rotate(retain bool) error {
 	// after the cursor was saved, and empty it. If this fails, the next synced save tries
 	// again first, and fails while it cannot (the copy saved before the rotation is kept
 	// meanwhile).
-	if err := syncPath(f.p.dir); err != nil {
+	if err := syncDir(f.p.dir); err != nil {
 		f.log.Warn("cannot sync directory after rotating", "path", f.p.dir, "err", f.met.writeError(err))
 	} else {
 		f.dirUnsynced = false

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,7 +63,7 @@ func (f *File) persistCursor(unobserved int) error {
 
 // persistSynced is persistCursor, always synced: for the save right before a rotation
 // (after a power loss the disk must not hold a cursor older than it once the rotation is
-// on disk; see cursorfile.go), and the save after a line that spanned files.
+// on disk; see cursorfile.go).
 func (f *File) persistSynced(unobserved int) error {
 	return f.persist(unobserved, true)
 }
@@ -85,14 +86,22 @@ func (f *File) persist(unobserved int, sync bool) error {
 // durable, nor be a file whose name is not. So is the first save after Open of a cursor
 // found there, which may not be on disk yet, nor what it covers.
 func (f *File) storeCursor(c *Cursor, sync bool) error {
+	data, err := json.Marshal(persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode})
+	if err != nil {
+		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
+	}
+	// A file that replaces a cursor (the cursor outgrew its slot, the file is of the old
+	// layout or was found damaged) is synced (see writeCursor), so the save is a synced
+	// one: the data it covers goes first.
+	creates := f.slots.size < int64(cursorHeaderLen+len(data)+1)
 	now := f.cfg.Now()
-	sync = sync || now.Sub(f.lastSync) >= f.cfg.SyncInterval || f.slots.keep == keepUnknown
+	sync = sync || now.Sub(f.lastSync) >= f.cfg.SyncInterval || f.slots.keep == keepUnknown || creates && f.slots.keep != keepNothing
 	if sync {
 		if err := syncPath(f.p.current); err != nil {
 			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
 		}
 		if f.dirUnsynced {
-			if err := syncPath(f.p.dir); err != nil {
+			if err := syncDir(f.p.dir); err != nil {
 				return fmt.Errorf("syncing directory %s: %w; check the disk holding it", f.p.dir, err)
 			}
 			f.dirUnsynced = false
@@ -100,11 +109,6 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 	}
 	// Crash tests: the data is written (flushed), its cursor not yet saved.
 	failpoint.Hit(failpoint.AfterDataBeforeCursor)
-	data, err := json.Marshal(persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode})
-	if err != nil {
-		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
-	}
-	creates := f.slots.size == 0
 	slots, err := writeCursor(f.p.cursor, f.slots, data, sync)
 	f.slots = slots
 	if err != nil {
@@ -172,7 +176,7 @@ func writeFileAtomic(path string, data []byte, sync bool) (err error) {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	if sync {
-		if err := syncPath(dir); err != nil {
+		if err := syncDir(dir); err != nil {
 			return fmt.Errorf("syncing directory %s: %w", dir, err)
 		}
 	}
@@ -181,25 +185,41 @@ func writeFileAtomic(path string, data []byte, sync bool) (err error) {
 
 // datasync is fdatasync(2) where available, fsync elsewhere.
 func datasync(fd *os.File) error {
-	observeSync(fd.Name())
+	if err := observeSync(fd.Name()); err != nil {
+		return err
+	}
 	return fdatasync(fd)
 }
 
 // syncObserver, when a test sets it, is told the path of every sync of a container's
 // files, before it happens: the order of syncs is what power-loss safety rests on, and
-// no test can cut the power.
-var syncObserver func(path string)
+// no test can cut the power. An error it returns is the sync's.
+var syncObserver func(path string) error
 
-func observeSync(path string) {
+func observeSync(path string) error {
 	if syncObserver != nil {
-		syncObserver(path)
+		return syncObserver(path)
 	}
+	return nil
+}
+
+// syncDir fsyncs a directory. A file system that cannot fsync directories (EINVAL,
+// ENOTSUP) makes its changes durable otherwise or not at all; either way nothing more can
+// be done, and failing every save over it would stop collection.
+func syncDir(path string) error {
+	err := syncPath(path)
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
+		return nil
+	}
+	return err
 }
 
 // syncPath fsyncs a file or directory by name. Any descriptor of an inode flushes its
 // data, so the file need not be the one lumberjack writes through.
 func syncPath(path string) error {
-	observeSync(path)
+	if err := observeSync(path); err != nil {
+		return err
+	}
 	fd, err := os.Open(path)
 	if err != nil {
 		return err

@@ -200,7 +200,7 @@ func compressFile(path string) (err error) {
 	if err := os.Rename(tmp.Name(), path+gzExt); err != nil {
 		return err
 	}
-	if err := syncPath(dir); err != nil {
+	if err := syncDir(dir); err != nil {
 		return err
 	}
 	return os.Remove(path)
