@@ -86,10 +86,16 @@ const (
 
 func keepSlot(i int) keepCopy { return keepSlot0 + keepCopy(i) }
 
+// slotNeed is the slot size a cursor of n bytes of JSON needs.
+func slotNeed(n int) int64 { return int64(cursorHeaderLen + n + 1) }
+
+// fits reports whether the next save of a cursor of n bytes of JSON can go in place.
+func (s cursorSlots) fits(n int) bool { return s.size >= slotNeed(n) }
+
 // encodeSlot fills slot with the header and JSON of copy number seq, padded with NULs.
 // The JSON must fit: len(payload) <= len(slot)-cursorHeaderLen-1.
 func encodeSlot(slot []byte, seq uint64, payload []byte) {
-	if cursorHeaderLen+len(payload)+1 > len(slot) {
+	if slotNeed(len(payload)) > int64(len(slot)) {
 		panic(fmt.Sprintf("internal error: a cursor of %d bytes in a slot of %d", len(payload), len(slot)))
 	}
 	h := slot[:0]
@@ -177,33 +183,28 @@ func loadCursor(path string) (pc persistedCursor, slots cursorSlots, found bool,
 // passes its checksum.
 func pickCopy(data []byte) (payload []byte, slots cursorSlots) {
 	slots.keep = keepUnknown
-	size := int64(len(data) / 2)
-	if size == 0 || size%cursorSlotAlign != 0 || int64(len(data)) != 2*size {
-		if _, p, ok := decodeSlot(data); ok {
-			return p, slots
+	if size := int64(len(data) / 2); size > 0 && size%cursorSlotAlign == 0 && int64(len(data)) == 2*size {
+		torn := false
+		for i := range 2 {
+			slot := data[int64(i)*size : int64(i+1)*size]
+			seq, p, ok := decodeSlot(slot)
+			switch {
+			case ok && (payload == nil || seq > slots.seq):
+				slots.newest, slots.seq, payload = i, seq, p
+			case !ok && bytes.HasPrefix(slot, []byte(cursorMagic)):
+				torn = true
+			}
 		}
-		return nil, slots
-	}
-	torn := false
-	for i := range 2 {
-		slot := data[int64(i)*size : int64(i+1)*size]
-		seq, p, ok := decodeSlot(slot)
-		switch {
-		case ok && (payload == nil || seq > slots.seq):
-			slots.newest, slots.seq, payload = i, seq, p
-		case !ok && bytes.HasPrefix(slot, []byte(cursorMagic)):
-			torn = true
+		if payload != nil {
+			if !torn {
+				slots.size = size
+			}
+			return payload, slots
 		}
 	}
-	switch {
-	case payload == nil:
-		// Cut short, with a first slot larger than the default.
-		if _, p, ok := decodeSlot(data); ok {
-			return p, slots
-		}
-	case !torn:
-		slots.size = size
-	}
+	// Cut short, or two slots that hold no intact copy: its first slot, if intact, of any
+	// size.
+	_, payload, _ = decodeSlot(data)
 	return payload, slots
 }
 
@@ -221,8 +222,7 @@ func ReadCursorFile(path string) (Cursor, error) {
 // at path whose slots are s, and returns where the save after it goes, also on error.
 // With sync the copy is on disk when it returns.
 func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorSlots, error) {
-	need := int64(cursorHeaderLen + len(payload) + 1)
-	if s.size >= need {
+	if s.fits(len(payload)) {
 		next, err := writeInPlace(path, s, payload, sync)
 		if err == nil || !errors.Is(err, fs.ErrNotExist) {
 			return next, err
@@ -234,7 +234,8 @@ func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorS
 	sync = sync || s.keep != keepNothing
 	// Its one copy is kept, synced or not: with no other copy in the file, until a synced
 	// save it is the one that may be on disk.
-	next := cursorSlots{size: (need + cursorSlotAlign - 1) / cursorSlotAlign * cursorSlotAlign, seq: s.seq + 1, keep: keepSlot0}
+	size := (slotNeed(len(payload)) + cursorSlotAlign - 1) / cursorSlotAlign * cursorSlotAlign
+	next := cursorSlots{size: size, seq: s.seq + 1, keep: keepSlot0}
 	buf := slotBuffer(2 * next.size)
 	data := buf[:2*next.size]
 	encodeSlot(data[:next.size], next.seq, payload)
@@ -313,14 +314,12 @@ func writeSlot(fd *os.File, next cursorSlots, payload []byte) error {
 	slot := buf[:next.size]
 	encodeSlot(slot, next.seq, payload)
 	off := int64(next.newest) * next.size
-	// Written in two parts around the failpoint, which tears the copy (the second part
-	// holds the end of the JSON) as a power loss in the middle of the write could: the
-	// load must take the other slot's copy.
-	half := cursorHeaderLen + len(payload)/2
-	if _, err := fd.WriteAt(slot[:half], off); err != nil {
-		return err
+	if failpoint.Reached(failpoint.CursorMidWrite) {
+		// Crash tests: the copy torn (the end of its JSON never written), as a power loss
+		// in the middle of the write could leave it. The load must take the other copy.
+		_, _ = fd.WriteAt(slot[:cursorHeaderLen+len(payload)/2], off)
+		failpoint.Kill(failpoint.CursorMidWrite)
 	}
-	failpoint.Hit(failpoint.CursorMidWrite)
-	_, err := fd.WriteAt(slot[half:], off+int64(half))
+	_, err := fd.WriteAt(slot, off)
 	return err
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestCursorSavedInPlace checks that saves after the first overwrite the cursor file in
@@ -23,10 +25,7 @@ func TestCursorSavedInPlace(t *testing.T) {
 	m := newTestManager(t, Config{Now: clock.Now, CursorInterval: time.Second})
 	f := mustOpen(t, m, testKey)
 	defer f.Close()
-	f.Cursor().Reset("uid-1", "containerd://abc", 0)
-	if err := f.SaveCursor(); err != nil {
-		t.Fatal(err)
-	}
+	startInstance(t, f)
 	st, err := os.Stat(f.p.cursor)
 	if err != nil {
 		t.Fatal(err)
@@ -101,10 +100,7 @@ func TestCursorTornCopy(t *testing.T) {
 			clock := newFakeClock()
 			m := newTestManager(t, Config{Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Second, Format: FormatRaw})
 			f := mustOpen(t, m, testKey)
-			f.Cursor().Reset("uid-1", "containerd://abc", 0)
-			if err := f.SaveCursor(); err != nil {
-				t.Fatal(err)
-			}
+			startInstance(t, f)
 			// Copies 2 and 3 cover lines 0-2 and 0-5; copy 2 is synced, so copy 3
 			// overwrites copy 1.
 			var before []byte
@@ -285,10 +281,7 @@ func TestCursorOutgrowsSlot(t *testing.T) {
 	m := newTestManager(t, Config{})
 	f := mustOpen(t, m, testKey)
 	defer f.Close()
-	f.Cursor().Reset("uid-1", "containerd://abc", 0)
-	if err := f.SaveCursor(); err != nil {
-		t.Fatal(err)
-	}
+	startInstance(t, f)
 	// A cursor counting many seconds: a resume margin of an hour, a line a second.
 	c := f.Cursor()
 	c.MarginSec = 3600
@@ -352,10 +345,7 @@ func TestCursorKeepsSyncedCopy(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Hour, Format: FormatRaw, maxSizeBytes: 4096})
 	f := mustOpen(t, m, testKey)
-	f.Cursor().Reset("uid-1", "containerd://abc", 0)
-	if err := f.SaveCursor(); err != nil {
-		t.Fatal(err)
-	}
+	startInstance(t, f)
 	i := 0
 	line := func() {
 		t.Helper()
@@ -451,10 +441,7 @@ func TestCursorSyncOrder(t *testing.T) {
 	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Hour, Format: FormatRaw, maxSizeBytes: 4096})
 	f := mustOpen(t, m, testKey)
 	p := f.p
-	f.Cursor().Reset("uid-1", "containerd://abc", 0)
-	if err := f.SaveCursor(); err != nil {
-		t.Fatal(err)
-	}
+	startInstance(t, f)
 	if got := took(); len(got) != 0 {
 		t.Errorf("a new container's first save synced %q", got)
 	}
@@ -540,10 +527,7 @@ func TestDirSyncErrors(t *testing.T) {
 		return nil
 	}
 	defer func() { syncObserver = nil }()
-	f.Cursor().Reset("uid-1", "containerd://abc", 0)
-	if err := f.SaveCursor(); err != nil {
-		t.Fatal(err)
-	}
+	startInstance(t, f)
 	i := 0
 	write := func() error {
 		err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("x", 90))))
@@ -568,8 +552,12 @@ func TestDirSyncErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Hour)
+	before := testutil.ToFloat64(m.met.writeErrors.WithLabelValues(reasonOther))
 	if err := f.Flush(); !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), f.p.dir) {
 		t.Errorf("synced save after a rotation whose directory sync failed: %v, want EIO naming %s", err, f.p.dir)
+	}
+	if got := testutil.ToFloat64(m.met.writeErrors.WithLabelValues(reasonOther)) - before; got != 1 {
+		t.Errorf("kubelogd_write_errors_total{reason=other} rose by %v for the failed save, want 1", got)
 	}
 	fail = nil
 	if err := f.Flush(); err != nil {

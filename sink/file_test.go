@@ -251,10 +251,7 @@ func TestCursorPersistence(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, CursorInterval: time.Second, maxSizeBytes: 4096})
 	f := mustOpen(t, m, testKey)
-	f.Cursor().Reset("uid-1", "containerd://abc", 0)
-	if err := f.SaveCursor(); err != nil {
-		t.Fatal(err)
-	}
+	startInstance(t, f)
 
 	if err := f.Write(rec(1, "")); err != nil {
 		t.Fatal(err)

@@ -66,6 +66,16 @@ func mustOpen(t testing.TB, m *Manager, key Key) *File {
 
 var testKey = Key{Namespace: "default", Pod: "web-0", Container: "app"}
 
+// startInstance points f's cursor at a container instance, as the collector does before
+// the instance's first line, and saves it.
+func startInstance(t testing.TB, f *File) {
+	t.Helper()
+	f.Cursor().Reset("uid-1", "containerd://abc", 0)
+	if err := f.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rec builds the i-th application record of a test stream; line defaults to "line <i>".
 func rec(i int, line string) Record {
 	t := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC).Add(time.Duration(i) * 7 * time.Millisecond)

@@ -32,10 +32,7 @@ func TestNewContainerCursorSaves(t *testing.T) {
 		if n := cursorSaves(t, f); n != 0 {
 			t.Error("Open of a new container saved a cursor")
 		}
-		f.Cursor().Reset("uid-1", "containerd://abc", 0)
-		if err := f.SaveCursor(); err != nil {
-			t.Fatal(err)
-		}
+		startInstance(t, f)
 		first := cursorSaves(t, f)
 		if first == 0 {
 			t.Fatal("SaveCursor after Reset saved no cursor")
@@ -124,10 +121,7 @@ func TestNewContainerCursorSaves(t *testing.T) {
 		m := newTestManager(t, Config{})
 		f := mustOpen(t, m, testKey)
 		defer f.Close()
-		f.Cursor().Reset("uid-1", "containerd://abc", 0)
-		if err := f.SaveCursor(); err != nil {
-			t.Fatal(err)
-		}
+		startInstance(t, f)
 		first := cursorSaves(t, f)
 		f.Cursor().Done = true
 		if err := f.SaveCursor(); err != nil {

@@ -93,7 +93,7 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 	// A file that replaces a cursor (the cursor outgrew its slot, the file is of the old
 	// layout or was found damaged) is synced (see writeCursor), so the save is a synced
 	// one: the data it covers goes first.
-	creates := f.slots.size < int64(cursorHeaderLen+len(data)+1)
+	creates := !f.slots.fits(len(data))
 	now := f.cfg.Now()
 	sync = sync || now.Sub(f.lastSync) >= f.cfg.SyncInterval || f.slots.keep == keepUnknown || creates && f.slots.keep != keepNothing
 	if sync {
