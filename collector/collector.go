@@ -32,6 +32,9 @@ type Config struct {
 	// MaxStreamLifetime reopens a follow stream after this long (minus up to 10% jitter),
 	// before the kubelet's own streaming timeout cuts it. Default 1h; negative disables it.
 	MaxStreamLifetime time.Duration
+	// PollMaxInterval caps the wait between two polls of a quiet container whose node
+	// cannot follow logs. Default 30s; never below 5s.
+	PollMaxInterval time.Duration
 	// OnPod, if set, is told about every pod that is collected when it is first seen and
 	// when it is deleted (for the pod metadata file). It must not block.
 	OnPod func(informer.Pod)
@@ -55,6 +58,9 @@ func (c *Config) defaults() {
 	if c.MaxStreamLifetime == 0 {
 		c.MaxStreamLifetime = time.Hour
 	}
+	if c.PollMaxInterval <= 0 {
+		c.PollMaxInterval = 30 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -69,6 +75,8 @@ type Collector struct {
 	start  time.Time
 
 	metrics *metrics
+	// nodes are the nodes whose kubelet cannot follow logs now.
+	nodes *nodes
 
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
@@ -95,6 +103,7 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 		wake:    make(chan struct{}, 1),
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
+	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })
 	return c
 }
 

@@ -193,7 +193,7 @@ func BenchmarkReadLoop(b *testing.B) {
 					start = time.Now()
 				}
 				s.file.Cursor().Reset("uid-1", "containerd://0123456789ab", 0)
-				if _, err := s.readOnce(ctx, false, false); err != nil {
+				if _, err := s.readOnce(ctx, readToEnd, false); err != nil {
 					b.Fatal(err)
 				}
 				n += benchLinesPerOp
@@ -209,7 +209,7 @@ func BenchmarkReadLoopReplay(b *testing.B) {
 	body := benchBody(benchLinesPerOp)
 	s := benchStream(b, sink.FormatTimestamped, body)
 	ctx := context.Background()
-	if _, err := s.readOnce(ctx, false, false); err != nil {
+	if _, err := s.readOnce(ctx, readToEnd, false); err != nil {
 		b.Fatal(err)
 	}
 	saved := *s.file.Cursor()
@@ -228,7 +228,7 @@ func BenchmarkReadLoopReplay(b *testing.B) {
 		cur := s.file.Cursor()
 		*cur = saved
 		cur.Seconds = append(cur.Seconds[:0:0], saved.Seconds...)
-		if _, err := s.readOnce(ctx, false, false); err != nil {
+		if _, err := s.readOnce(ctx, readToEnd, false); err != nil {
 			b.Fatal(err)
 		}
 		n += benchLinesPerOp

@@ -40,9 +40,19 @@ const (
 	stateStreaming = "streaming" // a log stream is open
 	stateWaiting   = "waiting"   // waiting for a retry, the rate limiter, or the container to start
 	stateFinished  = "finished"  // the instance's log was read to its end
+	statePolling   = "polling"   // read by polls: its node cannot follow logs
 )
 
-var targetStates = []string{stateStreaming, stateWaiting, stateFinished}
+var targetStates = []string{stateStreaming, stateWaiting, stateFinished, statePolling}
+
+// Kinds of error text a kubelet writes into a log stream; the values of
+// kubelogd_kubelet_errors_total's reason label.
+const (
+	kubeletErrInotify = "inotify_exhausted" // the node is out of inotify instances
+	kubeletErrOther   = "other"
+)
+
+var kubeletErrReasons = []string{kubeletErrInotify, kubeletErrOther}
 
 // metrics are the collector's Prometheus metrics. Label values known in advance are
 // initialised so that every series exists from the first scrape.
@@ -58,6 +68,11 @@ type metrics struct {
 	targets     *prometheus.GaugeVec
 	lag         prometheus.Histogram
 	desired     prometheus.Gauge
+	// kubeletErrors counts error texts inside streams by kind; polls counts reads of
+	// containers whose node cannot follow; nodesOut is how many nodes that is.
+	kubeletErrors *prometheus.CounterVec
+	polls         prometheus.Counter
+	nodesOut      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metrics {
@@ -92,6 +107,15 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 		desired: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kubelogd_targets_desired", Help: "Containers that should be collected (one stream owner each).",
 		}),
+		kubeletErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubelogd_kubelet_errors_total", Help: "Error texts kubelets wrote into log streams, by kind.",
+		}, []string{"reason"}),
+		polls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubelogd_polls_total", Help: "Reads without follow of running containers whose node cannot follow logs.",
+		}),
+		nodesOut: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kubelogd_nodes_inotify_exhausted", Help: "Nodes whose kubelet is out of inotify instances: their containers are polled.",
+		}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kubelogd_lag_seconds",
 			Help:    "Time from the kubelet's timestamp of a line to its hand-over to the file writer.",
@@ -99,7 +123,7 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 		}),
 	}
 	reg.MustRegister(m.lines, m.bytes, m.streamsOpen, m.opened, m.reconnects, m.skipped, m.gaps,
-		m.restarts, m.targets, m.desired, m.lag,
+		m.restarts, m.targets, m.desired, m.lag, m.kubeletErrors, m.polls, m.nodesOut,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kubelogd_oldest_waiting_target_age_seconds",
 			Help: "How long the container that has waited longest for a stream has been waiting (0: none waits).",
@@ -109,6 +133,9 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 	}
 	for _, r := range gapReasons {
 		m.gaps.WithLabelValues(r)
+	}
+	for _, r := range kubeletErrReasons {
+		m.kubeletErrors.WithLabelValues(r)
 	}
 	for _, s := range targetStates {
 		m.targets.WithLabelValues(s)

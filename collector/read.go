@@ -61,19 +61,36 @@ func reasonFor(err error) string {
 	}
 }
 
+// readMode is what a request for an instance's log is for.
+type readMode int
+
+const (
+	// readFollow follows the running instance.
+	readFollow readMode = iota
+	// readToEnd reads what is left of an instance that has ended: where the body ends,
+	// the instance's log ends.
+	readToEnd
+	// readPoll reads what the kubelet has of a running instance now, without follow (its
+	// node cannot follow, or the container is quiet): the body's end says nothing about the
+	// instance, a last line without newline is still being written, and a replay that
+	// falls short is not final.
+	readPoll
+)
+
 // readInstance makes one request for the cursor's instance and writes what it returns,
 // then backs off as the outcome warrants. It reports whether the request was answered, so
 // the caller can judge the instance's state afresh.
-func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.Container, follow, previous bool) bool {
-	progress, err := s.readOnce(ctx, follow, previous)
+func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.Container, mode readMode, previous bool) bool {
+	progress, err := s.readOnce(ctx, mode, previous)
 	if progress {
 		s.progress()
 	}
 	if ctx.Err() == nil {
 		s.retry = reasonFor(err)
-		if s.answered {
+		if s.answered && mode != readPoll {
 			// Only a request answered with a body says how the instance's log ended; a
-			// refused one (a 404 for a pod deleted meanwhile) says nothing about it.
+			// refused one (a 404 for a pod deleted meanwhile) says nothing about it, nor
+			// does a poll.
 			s.ended = s.retry
 		}
 	}
@@ -81,9 +98,22 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	switch {
 	case ctx.Err() != nil:
 		return false
-	case err == nil && !follow:
+	case err == nil && mode == readToEnd:
 		// A read without follow returns everything up to the end of the instance's log.
 		cur.Done = true
+		s.flush(ctx)
+		return true
+	case err == nil && mode == readPoll:
+		// Not a reconnect: the next request, poll or follow, is no retry of this one.
+		s.retry = ""
+		s.quiet = nil
+		s.flush(ctx)
+		return true
+	case errors.Is(err, errBodyError) && isInotifyExhausted(err.Error()):
+		// Lines up to the error were written. The node cannot follow: its containers are
+		// polled until it can (see nodes), rather than reconnected in a loop.
+		s.sm.m.kubeletErrors.WithLabelValues(kubeletErrInotify).Inc()
+		s.c.nodes.exhausted(p.Node)
 		s.flush(ctx)
 		return true
 	case err == nil:
@@ -112,6 +142,9 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		s.logger.Debug("replay not verified; reading again", "err", err)
 	case errors.Is(err, errStalled):
 		s.logger.Warn("log stream stalled: the kubelet has lines it did not deliver; reconnecting")
+	case errors.Is(err, errBodyError):
+		s.sm.m.kubeletErrors.WithLabelValues(kubeletErrOther).Inc()
+		s.logger.Info("log stream failed, will retry", "err", err)
 	case apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "waiting to start"):
 		s.logger.Debug("container waiting to start", "err", err)
 	case apierrors.IsForbidden(err):
@@ -127,8 +160,9 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 // readOnce opens one log request and writes its lines until it ends. When the cursor has
 // written lines of this instance already, the request resumes a margin before them and the
 // lines it replays are skipped by position and checked against the last line written.
-func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress bool, err error) {
+func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (progress bool, err error) {
 	cur := s.file.Cursor()
+	follow := mode == readFollow
 	opts := &corev1.PodLogOptions{Container: s.container, Follow: follow, Previous: previous, Timestamps: true}
 	since, skip, resuming := cur.Resume()
 	switch {
@@ -146,7 +180,9 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		t := metav1.NewTime(cur.NotBefore)
 		opts.SinceTime = &t
 	}
-	if s.retry != "" && (follow || s.retry != reasonEOF) {
+	if mode == readPoll {
+		s.sm.m.polls.Inc()
+	} else if s.retry != "" && (follow || s.retry != reasonEOF) {
 		// The same instance again: a reconnect, unless a follow that ended with its
 		// container is now only being checked to its end.
 		s.sm.m.reconnects.WithLabelValues(s.retry).Inc()
@@ -165,8 +201,12 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	defer body.Close()
 	s.everRead = true
 	s.answered = true
-	s.setState(stateStreaming)
-	s.sm.m.opened.Inc()
+	if mode == readPoll {
+		s.setState(statePolling)
+	} else {
+		s.setState(stateStreaming)
+		s.sm.m.opened.Inc()
+	}
 	s.sm.m.streamsOpen.Inc()
 	defer s.sm.m.streamsOpen.Dec()
 	wd := s.startWatchdog(ctx, cancel, follow, previous)
@@ -189,7 +229,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 
 	var sk *skipper
 	if resuming && skip > 0 {
-		sk = &skipper{remaining: skip, lastTime: cur.LastTime, lastHash: cur.LastHash}
+		sk = newSkipper(cur, skip)
 		wd.startReplay()
 	}
 	// A small buffer, and none while idle: thousands of streams are idle for hours (a
@@ -198,6 +238,10 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 	r := newLineReader(&countingReader{r: body, w: wd, now: s.c.cfg.Now})
 	defer r.release()
 	var long []byte // a line longer than the reader's buffer is gathered here
+	// A stream read from a sinceTime may begin with the rest of a line whose first CRI
+	// record is stamped before it: ReadLogs skips that record but writes the next ones of
+	// the line without a timestamp (see tailOfSkippedLine).
+	first := opts.SinceTime != nil
 	for {
 		line, rerr := r.ReadSlice('\n')
 		if rerr == bufio.ErrBufferFull {
@@ -209,6 +253,22 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 		if long != nil {
 			line = append(long, line...)
 			long = nil
+		}
+		if len(line) > 0 && first {
+			first = false
+			if tailOfSkippedLine(line) {
+				// The line's first part is stamped before sinceTime, and a resume starts
+				// MarginSec before the newest line written, so the line was written already
+				// (and is not among the lines counted for the replay); read from --since, it
+				// is older than what is collected. Either way it is not written now.
+				s.logger.Debug("skipping the rest of a line begun before the stream's sinceTime", "bytes", len(line))
+				line = nil
+			}
+		}
+		if len(line) > 0 && mode == readPoll && line[len(line)-1] != '\n' {
+			// The last line of a poll's body without newline is still being written (or
+			// the body was cut in it): the next poll reads it whole.
+			line = nil
 		}
 		if len(line) > 0 {
 			complete := line[len(line)-1] == '\n'
@@ -240,6 +300,7 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 					return progress, err
 				}
 				if sk.done {
+					s.quiet = nil
 					s.sm.m.skipped.Add(float64(sk.skipped))
 					wd.replaying.Store(false)
 					sk = nil
@@ -265,29 +326,36 @@ func (s *stream) readOnce(ctx context.Context, follow, previous bool) (progress 
 			return progress, rerr
 		}
 		if sk != nil {
-			// A follow whose replay keeps ending short of the last line written (the
-			// kubelet rotated the log, so those lines are gone) is settled like a final
-			// read after a few attempts, rather than retried forever.
-			final := !follow || s.shortReplays >= 1
+			// A follow's replay that ends short of the last line written proves nothing:
+			// the stream may have been cut, or the kubelet paused (busy, or slow to find
+			// sinceTime). It is read again; only what the lines themselves prove settles
+			// it (see skipper). A read to the end of an ended instance has seen all the
+			// kubelet has; so has a poll that found what the replay before it found.
+			final := mode == readToEnd || mode == readPoll && s.quiet.same(sk, cur)
 			held, marker, ok := sk.end(!final)
 			if !ok {
-				// The replay did not lead back to the last line written. The kubelet serves
-				// the container's current instance: if it restarted and the informer has
-				// not said so yet (a slow or broken watch), fresh status tells the loop to
-				// read the previous instance instead of settling the next replay with a
-				// gap. Not the request's context: the watchdog may have cancelled it.
-				s.shortReplays++
+				s.quiet = nil
+				if replayCut || mode == readPoll {
+					// The kubelet served these and then nothing: all it has, unless it was
+					// merely slow. A poll, which waits for the kubelet however slow it is,
+					// settles it if it finds the same (see readRunning).
+					s.quiet = sigOf(sk, cur)
+				}
+				// The kubelet serves the container's current instance: if it restarted
+				// and the informer has not said so yet (a slow or broken watch), fresh
+				// status tells the loop to read the previous instance. Not the request's
+				// context: the watchdog may have cancelled it.
 				_ = s.refreshPod(s.ctx)
 				return progress, errShortReplay
 			}
+			s.quiet = nil
 			if marker != "" && !previous {
 				if err := s.checkInstance(held); err != nil {
 					return progress, err
 				}
 			}
-			s.shortReplays = 0
 			s.sm.m.skipped.Add(float64(sk.skipped))
-			if replayCut && sk.found != nil {
+			if (replayCut || mode == readPoll) && sk.found != nil {
 				// The stream was quiet for replayIdle after the kubelet replayed fewer lines
 				// than were written from the window, the last line written among them: it no
 				// longer has the others (it rotated its file). Count the window as it has it,
@@ -430,6 +498,20 @@ func parseLine(line []byte) (ts time.Time, raw, text []byte, ok bool) {
 	return ts, line[:sp], line[sp+1:], true
 }
 
+// tailOfSkippedLine reports whether line, the first a stream read from a sinceTime
+// returns, is the untimestamped rest of a line split into CRI partial records whose first
+// record is stamped before sinceTime: ReadLogs skips records older than sinceTime but
+// tracks "at the start of a line" across them, so the line's next record comes out without
+// a timestamp (cri-client pkg/logs ReadLogs, writer.write(msg, isNewLine)). Such a rest
+// ends with a newline, which a kubelet error text written into the body never has.
+func tailOfSkippedLine(line []byte) bool {
+	if line[len(line)-1] != '\n' {
+		return false
+	}
+	_, _, _, ok := parseLine(line[:len(line)-1])
+	return !ok
+}
+
 // unparsed says why a line without a timestamp ends the stream. A stream cut inside the
 // timestamp of its last line is a torn line, read again on resume. Anything else is not a
 // line of the container: after the 200 the kubelet reports failures inside the body,
@@ -461,6 +543,31 @@ func truncate(b []byte, n int) string {
 	return string(b)
 }
 
+// replaySig identifies what an unverified replay held when it ended: so many lines, the
+// last of them this one, replayed for the cursor at this many lines written.
+type replaySig struct {
+	n, written int64
+	last       pendingLine
+}
+
+func sigOf(k *skipper, cur *sink.Cursor) *replaySig {
+	sig := &replaySig{n: int64(len(k.held)), written: cur.Lines}
+	if len(k.held) > 0 {
+		h := k.held[len(k.held)-1]
+		sig.last = pendingLine{ts: h.ts, hash: h.hash}
+	}
+	return sig
+}
+
+// same reports whether k holds what the replay of sig held, for the same cursor.
+func (sig *replaySig) same(k *skipper, cur *sink.Cursor) bool {
+	if sig == nil {
+		return false
+	}
+	now := sigOf(k, cur)
+	return *now == *sig
+}
+
 // pendingLine identifies a line by timestamp and hash.
 type pendingLine struct {
 	ts   time.Time
@@ -484,19 +591,40 @@ type skipper struct {
 	remaining int64
 	lastTime  time.Time
 	lastHash  uint64
-	held      []heldLine
-	done      bool
-	skipped   int64 // replayed lines found to be written already
+	// beyond is a time no written line's timestamp came near: a replayed line stamped at or
+	// after it follows every written line in the kubelet's file (out-of-order timestamps
+	// differ by less than the cursor's margin). Seen before the last line written, it
+	// proves that line is gone. Zero: no such proof is taken.
+	beyond  time.Time
+	held    []heldLine
+	done    bool
+	skipped int64 // replayed lines found to be written already
 	// found are the timestamps of the replayed lines up to the last line written, when end
 	// found it before as many lines as were written from the window had come.
 	found []time.Time
 }
 
+// newSkipper holds the first skip lines of a stream resumed from cur.
+func newSkipper(cur *sink.Cursor, skip int64) *skipper {
+	return &skipper{
+		remaining: skip, lastTime: cur.LastTime, lastHash: cur.LastHash,
+		beyond: time.Unix(cur.MaxSec+1+max(cur.MarginSec, 1), 0),
+	}
+}
+
+// offer takes the next replayed line. The replay is settled, and held lines released,
+// only on proof from the lines themselves: as many lines as were written from the window
+// have come, or one stamped beyond every written line has. Timing proves nothing (a stream
+// cut, a kubelet that pauses), so the end of a follow never settles it (see end).
 func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, marker string) {
 	k.held = append(k.held, heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: sink.HashLine(text)})
 	k.remaining--
 	if k.remaining > 0 {
-		return nil, ""
+		if k.beyond.IsZero() || ts.Before(k.beyond) {
+			return nil, ""
+		}
+		// The kubelet's file has moved past where the last line written would be.
+		return k.resync(true)
 	}
 	k.done = true
 	if last := k.held[len(k.held)-1]; last.ts.Equal(k.lastTime) && last.hash == k.lastHash {
@@ -543,12 +671,21 @@ func (k *skipper) resync(counted bool) ([]heldLine, string) {
 	}
 	// The kubelet serves only the current file of a rotated log, so how many lines went
 	// with the rotated one cannot be known through the API; their time span can.
-	next := "now"
-	if len(held) > 0 {
-		next = held[0].ts.UTC().Format(timeLayout)
+	return held, "gap: " + why + " (its log was probably rotated); " + k.missingSpan(held) + " may be missing"
+}
+
+// missingSpan names the time span of the lines that may be missing before held: after the
+// last line written, and before the first held line stamped later than it. Held lines
+// stamped earlier (stdout and stderr interleave) do not bound it: the span never ends
+// before it starts.
+func (k *skipper) missingSpan(held []heldLine) string {
+	span := "lines logged after " + k.lastTime.UTC().Format(timeLayout)
+	for _, h := range held {
+		if h.ts.After(k.lastTime) {
+			return span + " and before " + h.ts.UTC().Format(timeLayout)
+		}
 	}
-	return held, "gap: " + why + " (its log was probably rotated); lines logged after " +
-		k.lastTime.UTC().Format(timeLayout) + " and before " + next + " may be missing"
+	return span
 }
 
 func (k *skipper) findIn(held []heldLine) int {

@@ -2,7 +2,6 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -45,9 +44,12 @@ type stream struct {
 	// retry is why the last request for the cursor's instance ended, answered or not; the
 	// next request for it is counted as a reconnect with that reason.
 	retry string
-	// shortReplays counts consecutive resumed follows that ended before their replay
-	// could be verified.
-	shortReplays int
+	// quiet is what the last unverified replay held when the kubelet sent no more: a poll
+	// that finds the same settles the replay (see readRunning).
+	quiet *replaySig
+	// pollEvery is the wait between polls of the running instance, while its node cannot
+	// follow; 0 while it is followed.
+	pollEvery time.Duration
 
 	// podInfo is the pod UID whose node and labels the file was given (SetPod).
 	podInfo types.UID
@@ -206,8 +208,11 @@ func (s *stream) run(ctx context.Context) {
 				cur.Done = true
 				continue
 			}
-			follow := ct.Running && !p.Deleted
-			s.readInstance(ctx, p, ct, follow, false)
+			if !ct.Running {
+				s.readInstance(ctx, p, ct, readToEnd, false)
+				continue
+			}
+			s.readRunning(ctx, p, ct)
 		}
 	}
 }
@@ -228,7 +233,7 @@ func (s *stream) beginAt(uid, containerID string, restartCount int32) {
 	s.fragment = nil
 	s.ended = ""
 	s.retry = ""
-	s.shortReplays = 0
+	s.quiet = nil
 }
 
 // finishReplacedInstance reads what is left of the cursor's instance after the container
@@ -241,7 +246,7 @@ func (s *stream) finishReplacedInstance(ctx context.Context, p informer.Pod, ct 
 	}
 	if ct.LastTerminated != nil && ct.LastTerminated.ContainerID == cur.ContainerID && !p.Deleted {
 		// The kubelet keeps exactly one previous instance: ours. Read its remainder.
-		if !s.readInstance(ctx, p, ct, false, true) {
+		if !s.readInstance(ctx, p, ct, readToEnd, true) {
 			return false
 		}
 		return cur.Done
@@ -389,8 +394,6 @@ func (s *stream) sleep(ctx context.Context) bool {
 
 // progress resets the backoff: the stream delivered lines.
 func (s *stream) progress() { s.backoff = 0 }
-
-var errStreamBroken = errors.New("stream broken")
 
 func shortID(id string) string {
 	if i := len(id) - 12; i > 0 {

@@ -54,6 +54,10 @@ type watchdog struct {
 	// stream before the pod status does): it is ended after replayIdle so the status can
 	// decide, instead of holding lines until more arrive.
 	replaying atomic.Bool
+	// answering is set at the stream's first byte. Until then a replay is not quiet but
+	// not yet begun: the kubelet may take seconds to find sinceTime in a large file, or
+	// be busy, and cutting it then would only ask again.
+	answering atomic.Bool
 	// instanceGone is when (UnixNano) the pod status first showed that the stream's
 	// instance was replaced or had exited; 0 while it runs. Set by the reconcile loop.
 	instanceGone atomic.Int64
@@ -151,7 +155,7 @@ func (w *watchdog) inspect() bool {
 	}
 	read := w.lastRead.Load()
 	idle := now.Sub(time.Unix(0, read))
-	if w.replaying.Load() && idle >= replayIdle {
+	if w.replaying.Load() && w.answering.Load() && idle >= replayIdle {
 		w.cancel(errShortReplay)
 		return false
 	}
@@ -247,6 +251,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.w.lastRead.Store(c.now().UnixNano())
+		if !c.w.answering.Load() {
+			c.w.answering.Store(true)
+		}
 	}
 	return n, err
 }

@@ -24,6 +24,11 @@ type faults struct {
 	forgotten []target
 	// changed is closed and replaced whenever stalls change, to wake stalled writers.
 	changed chan struct{}
+	// scripts wait for the next follow streams of their containers (ScriptNext).
+	scripts []*scripted
+	// inotifyExhausted makes every follow stream end, at the end of the log, with the
+	// error a kubelet out of inotify instances writes (ExhaustInotify).
+	inotifyExhausted bool
 }
 
 // failure answers matching log requests with an HTTP error, n times or until a deadline.
@@ -228,6 +233,8 @@ func (k *Kubelet) ResetFaults() {
 	k.faults.stalls = nil
 	k.faults.failures = nil
 	k.faults.forgotten = nil
+	k.faults.scripts = nil
+	k.faults.inotifyExhausted = false
 	for s := range k.streams {
 		s.midCut = false
 		s.stalled = false

@@ -97,6 +97,9 @@ func (k *Kubelet) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 		s.flusher = f
 	}
 	k.mu.Lock()
+	if sc := k.faults.takeScript(ns, name, container, opts.Follow); sc != nil {
+		s.script = &scriptState{Script: *sc}
+	}
 	k.streams[s] = struct{}{}
 	req.Status = http.StatusOK
 	k.mu.Unlock()
@@ -150,6 +153,17 @@ func (k *Kubelet) readLogs(ctx context.Context, s *stream, containerID string, o
 	}
 	if opts.SinceTime != nil && opts.SinceTime.After(lopts.Since) {
 		lopts.Since = opts.SinceTime.Time
+	}
+	k.mu.Lock()
+	exhausted := k.faults.inotifyExhausted
+	k.mu.Unlock()
+	if opts.Follow && exhausted {
+		// ReadLogs reads to the end of the file, then fails to create its watcher.
+		lopts.Follow = false
+		if err := logs.ReadLogs(ctx, resp.GetStatus().GetLogPath(), containerID, lopts, streamRuntime{k.runtime, s}, s, s); err != nil {
+			return err
+		}
+		return errors.New(InotifyError)
 	}
 	return logs.ReadLogs(ctx, resp.GetStatus().GetLogPath(), containerID, lopts, streamRuntime{k.runtime, s}, s, s)
 }

@@ -31,6 +31,8 @@ type stream struct {
 	// stalled holds this stream alone back (StallOpen), whatever the stalls of
 	// faults say. Guarded by Kubelet.mu.
 	stalled bool
+	// script is the stream's ScriptNext, if one was waiting when it opened.
+	script *scriptState
 }
 
 // streamRuntime is the runtime as one stream's ReadLogs sees it. ReadLogs asks for the
@@ -97,11 +99,20 @@ func (s *stream) Write(p []byte) (int, error) {
 		return 0, context.Cause(s.ctx)
 	}
 	s.k.mu.Lock()
-	cut := s.midCut && len(p) > 0
+	cut, mid := s.midCut && len(p) > 0, true
 	s.k.mu.Unlock()
+	if !cut && len(p) > 0 {
+		var err error
+		if cut, mid, err = s.scriptBefore(); err != nil {
+			return 0, err
+		}
+	}
 	if cut {
-		n, _ := s.w.Write(p[:len(p)/2])
-		s.flush()
+		n := 0
+		if mid {
+			n, _ = s.w.Write(p[:len(p)/2])
+			s.flush()
+		}
 		s.end(endCut)
 		return n, endCut
 	}
@@ -109,6 +120,7 @@ func (s *stream) Write(p []byte) (int, error) {
 	if err != nil {
 		return n, err
 	}
+	s.scriptAfter(p)
 	s.flush()
 	return n, nil
 }
