@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,9 +33,12 @@ type Config struct {
 	FieldSelector string
 	// Node restricts collection to pods bound to that node.
 	Node string
-	// SyncTimeout bounds the wait for the first list. A reflector without list permission
-	// retries forever, so without a bound a missing permission would look like a hang.
-	SyncTimeout time.Duration
+	// SyncWarnInterval is how often Run logs a WARN while the first list has not
+	// succeeded (default 30s). It bounds nothing: a first list that fails or is slow (a
+	// large or throttled cluster, an API brownout) is retried by client-go's reflector with
+	// backoff for as long as it takes, since exiting would turn a struggling API server into
+	// a crash loop. A list refused with 403 ends Run at once instead.
+	SyncWarnInterval time.Duration
 }
 
 // Handler receives the state of every pod that changes. Calls may come from several
@@ -49,9 +53,20 @@ type Discovery struct {
 	handler   Handler
 	logger    *slog.Logger
 	factories []informers.SharedInformerFactory
-	synced    []cache.InformerSynced
+	scopes    []*scope // one per factory, in the same order
 	isSynced  atomic.Bool
-	lastError atomic.Pointer[string]
+	// startedAt is when Run started the informers; nil before.
+	startedAt atomic.Pointer[time.Time]
+	// forbidden receives the first 403 of a list or watch; Run fails with it while it
+	// waits for the first sync. Sends never block: one error is enough.
+	forbidden chan error
+}
+
+// scope is one informer: all namespaces, or one namespace.
+type scope struct {
+	name    string // "all namespaces" or "namespace <ns>", as in messages
+	synced  cache.InformerSynced
+	lastErr atomic.Pointer[string] // the last list or watch error, for the sync reason
 }
 
 // Validate checks the selectors and namespaces, with an error a user can act on.
@@ -61,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := fields.ParseSelector(c.FieldSelector); err != nil {
 		return fmt.Errorf("invalid --field-selector %q: %w", c.FieldSelector, err)
+	}
+	if c.SyncWarnInterval < 0 {
+		return errors.New("--sync-warn-interval must not be negative")
 	}
 	for _, ns := range c.Namespaces {
 		if slices.Contains(c.ExcludeNamespaces, ns) {
@@ -97,10 +115,10 @@ func New(client kubernetes.Interface, cfg Config, handler Handler, logger *slog.
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.SyncTimeout <= 0 {
-		cfg.SyncTimeout = 2 * time.Minute
+	if cfg.SyncWarnInterval <= 0 {
+		cfg.SyncWarnInterval = 30 * time.Second
 	}
-	d := &Discovery{cfg: cfg, handler: handler, logger: logger}
+	d := &Discovery{cfg: cfg, handler: handler, logger: logger, forbidden: make(chan error, 1)}
 	namespaces := cfg.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
@@ -122,27 +140,35 @@ func New(client kubernetes.Interface, cfg Config, handler Handler, logger *slog.
 		}); err != nil {
 			return nil, err
 		}
-		scope := ns
-		if scope == "" {
-			scope = "all namespaces"
+		sc := &scope{name: "all namespaces", synced: inf.HasSynced}
+		if ns != metav1.NamespaceAll {
+			sc.name = "namespace " + ns
 		}
+		// The reflector calls this for every failed list or watch, then retries with its
+		// backoff (800ms doubling to 30s, jittered) for as long as the informer runs.
 		_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
-			d.watchError(scope, err)
+			d.watchError(sc, err)
 			cache.DefaultWatchErrorHandler(ctx, r, err)
 		})
 		d.factories = append(d.factories, f)
-		d.synced = append(d.synced, inf.HasSynced)
+		d.scopes = append(d.scopes, sc)
 	}
 	return d, nil
 }
 
-func (d *Discovery) watchError(scope string, err error) {
+// watchError records a failed list or watch for the sync reason, and hands a 403 to Run.
+func (d *Discovery) watchError(sc *scope, err error) {
 	msg := err.Error()
+	sc.lastErr.Store(&msg)
+	d.logger.Warn("pod watch failed", "scope", sc.name, "err", err)
 	if apierrors.IsForbidden(err) {
-		msg = fmt.Sprintf("cannot list/watch pods in %s: %v", scope, err)
+		// The start-up self-check passed, yet the API server refuses: waiting will not
+		// help, and a restart repeats the self-check, which names what is missing.
+		select {
+		case d.forbidden <- fmt.Errorf("cannot list/watch pods in %s: %w", sc.name, err):
+		default:
+		}
 	}
-	d.lastError.Store(&msg)
-	d.logger.Warn("pod watch failed", "scope", scope, "err", err)
 }
 
 func (d *Discovery) onUpdate(oldObj, newObj any) {
@@ -171,34 +197,62 @@ func (d *Discovery) onPod(obj any, deleted bool) {
 	d.handler.OnPod(p)
 }
 
-// Run starts the informers and blocks until ctx is cancelled. It returns an error if the
-// caches do not sync within the configured timeout, naming the last watch error.
+// Run starts the informers and blocks until ctx is cancelled. It waits for the first list
+// for as long as it takes, warning every SyncWarnInterval, and returns an error only if a
+// list or watch is refused with 403 before then (apierrors.IsForbidden holds for it).
 func (d *Discovery) Run(ctx context.Context) error {
+	now := time.Now()
+	d.startedAt.Store(&now)
+	// The informers stop with this context, cancelled before Shutdown: Shutdown waits for
+	// their goroutines, so returning an error with the caller's context still live would
+	// otherwise block forever (as the former sync timeout did, leaving kubelogd hung and
+	// never ready instead of exiting).
+	ctx, cancel := context.WithCancel(ctx)
 	for _, f := range d.factories {
 		f.Start(ctx.Done())
 	}
 	defer func() {
+		cancel()
 		for _, f := range d.factories {
 			f.Shutdown() // waits for the informer goroutines to exit
 		}
 	}()
-	syncCtx, cancel := context.WithTimeout(ctx, d.cfg.SyncTimeout)
-	ok := cache.WaitForCacheSync(syncCtx.Done(), d.synced...)
-	cancel()
-	if !ok {
+	if err := d.waitSynced(ctx); err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return nil // cancelled while waiting: a normal stop
 		}
-		reason := "no error reported"
-		if p := d.lastError.Load(); p != nil {
-			reason = *p
-		}
-		return fmt.Errorf("pod informers did not sync within %s: %s", d.cfg.SyncTimeout, reason)
+		return err
 	}
 	d.isSynced.Store(true)
-	d.logger.Info("pod informers synced", "informers", len(d.factories))
+	d.logger.Info("pod informers synced", "informers", len(d.factories), "after", time.Since(now).Round(time.Millisecond))
 	<-ctx.Done()
 	return nil
+}
+
+// waitSynced blocks until every informer has completed its first list, ctx is cancelled
+// or a list is refused with 403. Meanwhile it warns every SyncWarnInterval: a first list
+// that takes long is worth an operator's look, but not an exit.
+func (d *Discovery) waitSynced(ctx context.Context) error {
+	poll := time.NewTicker(100 * time.Millisecond) // as cache.WaitForCacheSync polls
+	defer poll.Stop()
+	warn := time.NewTicker(d.cfg.SyncWarnInterval)
+	defer warn.Stop()
+	for {
+		err := d.pending()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-d.forbidden:
+			return err
+		case <-warn.C:
+			d.logger.Warn("waiting for the first list of pods; collection starts when it succeeds, /readyz answers 503 until then",
+				"err", err)
+		case <-poll.C:
+		}
+	}
 }
 
 // Synced reports whether every informer has completed its first list.
@@ -206,3 +260,46 @@ func (d *Discovery) Synced() bool { return d.isSynced.Load() }
 
 // ErrNotSynced is returned by checks that need synced informers.
 var ErrNotSynced = errors.New("pod informers not synced yet")
+
+// SyncError returns nil once Run has seen every informer complete its first list (when
+// Synced turns true), and otherwise an error wrapping ErrNotSynced that says which lists
+// kubelogd waits for, since how long, and the last error each of them had: the reason
+// /readyz gives.
+func (d *Discovery) SyncError() error {
+	if d.isSynced.Load() {
+		return nil
+	}
+	if err := d.pending(); err != nil {
+		return err
+	}
+	return ErrNotSynced // every list is in; Run is about to mark the informers synced
+}
+
+// pending returns nil if every informer has completed its first list, else the reason.
+func (d *Discovery) pending() error {
+	var waiting, errs []string
+	for _, sc := range d.scopes {
+		if sc.synced() {
+			continue
+		}
+		waiting = append(waiting, sc.name)
+		if p := sc.lastErr.Load(); p != nil && len(d.scopes) == 1 {
+			errs = append(errs, *p)
+		} else if p != nil {
+			errs = append(errs, fmt.Sprintf("%s: %s", sc.name, *p))
+		}
+	}
+	p := d.startedAt.Load()
+	switch {
+	case p == nil:
+		return fmt.Errorf("%w: not started", ErrNotSynced)
+	case len(waiting) == 0:
+		return nil
+	}
+	why := "no error so far: the list has not answered yet"
+	if len(errs) > 0 {
+		why = "last error: " + strings.Join(errs, "; ")
+	}
+	return fmt.Errorf("%w: waiting %s for the first list of pods in %s (%s)", ErrNotSynced,
+		time.Since(*p).Round(time.Second), strings.Join(waiting, ", "), why)
+}

@@ -167,6 +167,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad label selector", Config{LabelSelector: "app in (("}, false},
 		{"bad field selector", Config{FieldSelector: "a=b=c,,"}, false},
 		{"namespace both", Config{Namespaces: []string{"x"}, ExcludeNamespaces: []string{"x"}}, false},
+		{"negative sync warn interval", Config{SyncWarnInterval: -time.Second}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

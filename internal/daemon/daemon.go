@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -147,13 +148,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		go func() {
 			defer wg.Done()
 			if err := f(ctx); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
+				if !errors.Is(err, ErrUsage) {
+					err = fmt.Errorf("%s: %w", name, err)
+				}
+				errs <- err
 				cancel()
 			}
 		}()
 	}
 	if cfg.MetricsAddr != "" {
-		srv, err := newServer(cfg.MetricsAddr, reg, disc.Synced, coll.Forbidden, cfg.Sink.Dir)
+		srv, err := newServer(cfg.MetricsAddr, reg, disc.SyncError, coll.Forbidden, cfg.Sink.Dir)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
@@ -163,7 +167,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	run("file sweeper", files.Run)
 	run("pod metadata", meta.Run)
 	run("collector", coll.Run)
-	run("informer", disc.Run)
+	run("informer", func(ctx context.Context) error {
+		// A slow or failing first list is waited out (disc.Run retries and warns); only a
+		// list refused with 403 ends it, and that is the environment's fault: exit 2, as
+		// when the self-check above finds a permission missing.
+		err := disc.Run(ctx)
+		if apierrors.IsForbidden(err) {
+			return fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		return err
+	})
 	logger.Info("kubelogd started", "apiserver", rc.Host, "output_dir", cfg.Sink.Dir)
 	<-ctx.Done()
 	logger.Info("stopping: closing streams and flushing files")
@@ -189,7 +202,7 @@ type server struct {
 	srv *http.Server
 }
 
-func newServer(addr string, reg *prometheus.Registry, synced func() bool, forbidden func() string, dir string) (*server, error) {
+func newServer(addr string, reg *prometheus.Registry, syncErr func() error, forbidden func() string, dir string) (*server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on --metrics-addr %s: %w", addr, err)
@@ -197,17 +210,18 @@ func newServer(addr string, reg *prometheus.Registry, synced func() bool, forbid
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", readyHandler(synced, forbidden, dir))
+	mux.HandleFunc("/readyz", readyHandler(syncErr, forbidden, dir))
 	return &server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
 }
 
-// readyHandler answers 200 once the informers have synced, no log stream was refused for
-// lack of permission lately and the output directory takes new files, and 503 with the
-// reason otherwise.
-func readyHandler(synced func() bool, forbidden func() string, dir string) http.HandlerFunc {
+// readyHandler answers 200 once the informers have synced (syncErr returns nil), no log
+// stream was refused for lack of permission lately and the output directory takes new
+// files, and 503 with the reason otherwise. Until the first pod list succeeds the reason
+// says how long kubelogd has waited and the list's last error.
+func readyHandler(syncErr func() error, forbidden func() string, dir string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		if !synced() {
-			http.Error(w, "not ready: pod informers not synced yet", http.StatusServiceUnavailable)
+		if err := syncErr(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		if msg := forbidden(); msg != "" {

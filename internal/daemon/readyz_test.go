@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kubelogd/kubelogd/informer"
 )
 
 func TestReadyz(t *testing.T) {
@@ -24,7 +27,7 @@ func TestReadyz(t *testing.T) {
 		body      string
 	}
 	tests := []tc{
-		{"before sync", false, "", dir, 503, "pod informers not synced"},
+		{"before sync", false, "", dir, 503, "not ready: pod informers not synced yet: waiting 3m0s for the first list of pods"},
 		{"synced", true, "", dir, 200, "ok"},
 		{"log stream forbidden", true, `pods "p" is forbidden`, dir, 503, "permission denied reading logs"},
 		{"unwritable output dir", true, "", filepath.Join(dir, "missing"), 503, "not writable"},
@@ -34,7 +37,13 @@ func TestReadyz(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := readyHandler(func() bool { return tt.synced }, func() string { return tt.forbidden }, tt.dir)
+			syncErr := func() error {
+				if tt.synced {
+					return nil
+				}
+				return fmt.Errorf("%w: waiting 3m0s for the first list of pods in all namespaces", informer.ErrNotSynced)
+			}
+			h := readyHandler(syncErr, func() string { return tt.forbidden }, tt.dir)
 			rec := httptest.NewRecorder()
 			h(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.body) {
