@@ -31,9 +31,12 @@ const (
 	gapNeverReadable  = "never_read"      // the pod was deleted before its log could be read at all
 	gapDeletedRunning = "deleted_running" // deleted while running, after the last stream ended
 	gapFileTruncated  = "file_truncated"  // the file lost bytes its cursor had recorded (power loss)
+	gapFilesRemoved   = "files_removed"   // files were removed, renamed or truncated outside kubelogd
+	gapFileUnverified = "file_unverified" // on start, the file could not be proven to be its cursor's
 )
 
-var gapReasons = []string{gapInstancesLost, gapPrevious, gapRotated, gapPodDeleted, gapNeverReadable, gapDeletedRunning, gapFileTruncated}
+var gapReasons = []string{gapInstancesLost, gapPrevious, gapRotated, gapPodDeleted, gapNeverReadable, gapDeletedRunning, gapFileTruncated,
+	gapFilesRemoved, gapFileUnverified}
 
 // Target states; the values of kubelogd_targets' state label.
 const (

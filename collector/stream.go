@@ -319,6 +319,14 @@ func (s *stream) openFile() error {
 		// reached the disk but before the data did): those lines are gone from disk.
 		s.gap(gapFileTruncated, fmt.Sprintf("%d bytes recorded as written are missing from %s (power loss?)", r.ShortBy, f.Path()))
 	}
+	if r := f.Recovered(); r.RemovedBytes > 0 {
+		s.gap(gapFilesRemoved, fmt.Sprintf("%s, which held %d bytes of collected lines, was removed outside kubelogd; those lines are gone unless it was moved", f.Path(), r.RemovedBytes))
+	}
+	if r := f.Recovered(); r.Unverified != "" {
+		// Kept whole rather than cut back to what the cursor counts (a restored directory
+		// with a cursor of an earlier kubelogd, a file changed outside kubelogd).
+		s.gap(gapFileUnverified, fmt.Sprintf("%s could not be recognised as the file its cursor describes (%s); every line in it was kept, so lines before this marker may appear again after it", f.Path(), r.Unverified))
+	}
 	return nil
 }
 
@@ -342,6 +350,11 @@ func (s *stream) flush(ctx context.Context) {
 	logged := false
 	for {
 		err := s.file.Flush()
+		if what := s.file.TakeOutsideChange(); what != "" {
+			// The File created its files again (or adopted what it found) and writes on
+			// there: the marker goes first, before the lines read from now on.
+			s.gap(gapFilesRemoved, what+"; lines written to the earlier file before this marker are not in this one")
+		}
 		if err == nil {
 			if logged {
 				s.logger.Info("writing resumed")

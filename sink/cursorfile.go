@@ -19,7 +19,7 @@ import (
 // 4 KiB-aligned block of its own:
 //
 //	kubelogd cursor 2 seq 000000000000002a len 0000017c crc 1f2e3d4c\n
-//	{"version":1,"podUID":...}\n
+//	{"version":1,"podUID":...,"offset":...,"inode":...,"tailLen":...,"tailCRC":...}\n
 //	NUL padding to the end of the slot
 //
 // A save overwrites one slot in place, and a load takes the intact copy (its CRC-32C over

@@ -5,7 +5,11 @@
 // <container>-<UTC time>.log (or .log.gz when compressed) beside it, and
 // .<container>.cursor records how far the current file is covered by the cursor
 // (see Cursor), in two checksummed copies of which a save overwrites the older in place
-// (see cursorfile.go). A lock file, <Dir>/.kubelogd.lock, keeps a second kubelogd out.
+// (see cursorfile.go). Each copy is JSON: the Cursor's fields, and where the data it
+// covers ends (offset, inode, and tailLen/tailCRC, a CRC of its last bytes by which
+// recovery recognises that data in a restored or copied directory: see identity.go).
+// A lock file, <Dir>/.kubelogd.lock, keeps a second kubelogd out. Files removed
+// outside kubelogd while it runs are created again (see outside.go).
 //
 // A File is owned by one goroutine (the collector's stream for that container); the
 // Manager that opens Files is safe for concurrent use. Manager.Run is the sink's one

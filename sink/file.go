@@ -103,8 +103,13 @@ type File struct {
 	bufSince time.Time // when buf last became non-empty
 	ends     []int     // scratch: where each part of the line being added ends, from the line's start
 
-	size  int64  // bytes in the current file; the rotation decision depends on it being exact
-	inode uint64 // inode of the current file
+	size  int64      // bytes in the current file; the rotation decision depends on it being exact
+	inode uint64     // inode of the current file
+	tail  tailWindow // its last bytes, which a saved cursor identifies its data by
+
+	// outside describes a change to the files made outside kubelogd that the File
+	// noticed and repaired, until the owner takes it (TakeOutsideChange).
+	outside string
 
 	cursor    Cursor
 	savedFP   cursorPrint // what the persisted cursor said, to skip saving an unchanged one
@@ -250,9 +255,13 @@ func (f *File) makeRoom(lineStart int) error {
 			f.buf = f.buf[:0]
 			return err
 		}
-		if err := f.rotate(!spans); err != nil {
-			f.buf = f.buf[:0]
-			return err
+		// The save may have found the file removed and started an empty one (see
+		// checkOutside): no need to rotate that away.
+		if f.size > 0 {
+			if err := f.rotate(!spans); err != nil {
+				f.buf = f.buf[:0]
+				return err
+			}
 		}
 	}
 	if !spans {
@@ -317,6 +326,7 @@ func (f *File) writeOut(k int) (int, error) {
 	f.touch()
 	f.mu.Unlock()
 	n = max(0, min(n, k))
+	f.tail.add(f.buf[:n])
 	f.size += int64(n)
 	f.stats.Bytes += int64(n)
 	if n > 0 {
@@ -474,9 +484,11 @@ func (f *File) rotate(retain bool) error {
 			}
 			_ = fd.Close()
 		}
+		f.loadTail()
 		return f.met.writeError(fmt.Errorf("rotating %s: %w; check free space and permissions in %s", f.p.current, err, f.p.dir))
 	}
 	f.size = 0
+	f.tail.n = 0
 	f.stats.Rotations++
 	f.met.rotations.Inc()
 	// lumberjack created the new file with the old file's mode, minus the umask.

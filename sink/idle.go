@@ -1,8 +1,7 @@
 package sink
 
 import (
-	"errors"
-	"io/fs"
+	"fmt"
 	"os"
 	"time"
 )
@@ -61,15 +60,11 @@ func (f *File) openLogger(check bool) error {
 // it creates one with mode 0600; either way size and inode, which the cursor's offset
 // is checked against on recovery, would describe a file that is not being written.
 // Here a file that cannot be opened is an error naming it (the records stay buffered),
-// and a file changed behind kubelogd's back is logged and continued at its end.
+// and a file changed behind kubelogd's back — removed with its directory or alone,
+// replaced, truncated — is created again or adopted, continued at its end, and reported
+// (see TakeOutsideChange).
 func (f *File) checkCurrent() error {
-	fd, err := os.OpenFile(f.p.current, os.O_WRONLY|os.O_APPEND, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		fd, err = os.OpenFile(f.p.current, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
-		if err == nil {
-			_ = fd.Chmod(fileMode)
-		}
-	}
+	fd, err := openCurrent(f.p, os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return err
 	}
@@ -81,10 +76,17 @@ func (f *File) checkCurrent() error {
 	if size, inode := st.Size(), inodeOf(st); size != f.size || inode != f.inode {
 		// inode 0: a failed rotation could not tell which file would be next.
 		if f.inode != 0 {
-			f.log.Warn("current log file changed while closed, continuing at its end; lines may be missing or doubled there",
-				"path", f.p.current, "size", size, "expectedSize", f.size)
+			what := fmt.Sprintf("%s changed outside kubelogd while kubelogd had it closed (%d bytes, %d expected)", f.p.current, size, f.size)
+			if inode != f.inode && size == 0 {
+				what = fmt.Sprintf("%s was removed outside kubelogd while kubelogd had it closed", f.p.current)
+			}
+			f.noteOutside(what)
+		}
+		if inode != f.inode {
+			f.dirUnsynced = true // perhaps created just now, directory and all
 		}
 		f.size, f.inode = size, inode
+		f.loadTail()
 	}
 	return nil
 }

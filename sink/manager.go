@@ -184,6 +184,10 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	if rec.TruncatedBytes > 0 || rec.ShortBy > 0 {
 		log.Info("recovered log file", "path", p.current, "truncatedBytes", rec.TruncatedBytes, "shortBy", rec.ShortBy)
 	}
+	if rec.Unverified != "" || rec.RemovedBytes > 0 {
+		log.Warn("log file not as its cursor describes it; kept every byte found", "path", p.current,
+			"keptBytes", rec.KeptBytes, "removedBytes", rec.RemovedBytes, "why", rec.Unverified)
+	}
 	now := m.cfg.Now()
 	f := &File{
 		m:      m,
@@ -195,6 +199,7 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		enc:    newEncoder(m.cfg.Format, key, m.cfg.Node),
 		size:   size,
 		inode:  r.inode,
+		tail:   r.tail,
 		cursor: r.cur,
 		slots:  r.slots,
 		// A cursor file found may be on disk without its name, or what it names without
@@ -208,6 +213,10 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	// holds no descriptor.
 	f.out = loggerOutput{f}
 	switch {
+	case rec.Unverified != "" || rec.RemovedBytes > 0:
+		// Not saved until the collector's marker is written after what was kept: a crash
+		// before must find the same doubt again, and mark it again.
+		f.savedFP = f.printCursor()
 	case rec.HadCursor && rec.TruncatedBytes == 0 && rec.ShortBy == 0:
 		f.savedFP = f.printCursor() // the saved cursor is exactly the live one
 	case !rec.HadCursor && rec.CursorError == nil && size == 0:

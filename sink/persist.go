@@ -23,8 +23,19 @@ type persistedCursor struct {
 	// Offset is the size of the current file once it held exactly the data the cursor
 	// covers.
 	Offset int64 `json:"offset"`
-	// Inode identifies that current file, which may since have been rotated away.
+	// Inode identifies that current file, which may since have been rotated away. It is
+	// what a save compares the file on disk with while kubelogd runs; after a restart only
+	// a tie between two files that both hold the covered data is settled by it, since a
+	// restored or copied directory has new inode numbers (and another file may have the
+	// old one).
 	Inode uint64 `json:"inode"`
+	// TailLen and TailCRC identify the covered data by its content: the CRC-32C of the
+	// TailLen (min(Offset, tailBytes)) bytes before Offset. Recovery takes a file for the
+	// cursor's only if it holds those bytes there. Zero in cursors saved by a kubelogd
+	// before them, and in one that covers no bytes: such a cursor proves nothing by
+	// content (see keepFor).
+	TailLen int    `json:"tailLen,omitempty"`
+	TailCRC uint32 `json:"tailCRC,omitempty"`
 }
 
 const cursorVersion = 1
@@ -86,7 +97,14 @@ func (f *File) persist(unobserved int, sync bool) error {
 // durable, nor be a file whose name is not. So is the first save after Open of a cursor
 // found there, which may not be on disk yet, nor what it covers.
 func (f *File) storeCursor(c *Cursor, sync bool) error {
-	data, err := json.Marshal(persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode})
+	if !f.closed {
+		// The save is what checks that the current file is still the one written to;
+		// Close leaves it as it is, for the next Open to find (see checkOutside).
+		f.checkOutside()
+	}
+	pc := persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode}
+	pc.TailLen, pc.TailCRC = f.tail.identity(f.size)
+	data, err := json.Marshal(pc)
 	if err != nil {
 		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
 	}
@@ -249,14 +267,26 @@ type Recovery struct {
 	ShortBy int64
 	// KeptBytes is the size of the current file after repair, which new records follow.
 	KeptBytes int64
+	// Unverified says why the current file could not be proven to be the one the saved
+	// cursor covers (a directory restored or copied with a cursor of an earlier kubelogd,
+	// a file changed outside kubelogd, both the file and a backup ending in the covered
+	// data); "" when it was, or when nothing was kept. The file was kept whole, torn last
+	// line aside: lines it holds beyond what the cursor counts are written again after it.
+	// The collector should write a marker.
+	Unverified string
+	// RemovedBytes is how many bytes of collected lines the saved cursor covers in a
+	// current file that is gone while no backup holds them: deleted or moved away outside
+	// kubelogd. The collector should write a marker.
+	RemovedBytes int64
 }
 
 // recovered is what recoverFiles found and left.
 type recovered struct {
 	cur   Cursor
 	rec   Recovery
-	size  int64  // of the current file, after repair
-	inode uint64 // of the current file
+	size  int64      // of the current file, after repair
+	inode uint64     // of the current file
+	tail  tailWindow // its last bytes
 	slots cursorSlots
 	// backups is set when the directory holds backups of the container (or could not be
 	// listed): retention may have something to do.
@@ -264,8 +294,9 @@ type recovered struct {
 }
 
 // recoverFiles brings a container's current file back to a state consistent with its
-// saved cursor after any crash, creating the file (0640) if missing. The file must not
-// be open for writing.
+// saved cursor after any crash, creating the file (0640) if missing. It cuts only bytes
+// it proved uncovered, by content (see keepFor), and reports doubts in Recovery. The
+// file must not be open for writing.
 func recoverFiles(p paths) (r recovered, err error) {
 	r.backups = removeLeftovers(p)
 	saved, slots, found, cerr := loadCursor(p.cursor)
@@ -294,27 +325,10 @@ func recoverFiles(p paths) (r recovered, err error) {
 	keep := size
 	switch {
 	case found && !existed:
-		// Gone (deleted, or rotated away and a crash came before the new file was
-		// created). A new file may reuse the old inode number, so only a backup tells.
-		if bsize, ok := backupSize(p, saved.Inode); ok && bsize < saved.Offset {
-			rec.ShortBy = saved.Offset - bsize
-		}
-	case found && inode == saved.Inode:
-		if size >= saved.Offset {
-			// Lines past Offset are not counted by the cursor and will be read again.
-			keep = saved.Offset
-			break
-		}
-		rec.ShortBy = saved.Offset - size
-		if keep, err = lastLineEnd(fd, size); err != nil {
-			return r, err
-		}
+		rec.ShortBy, rec.RemovedBytes, rec.Unverified = missingCurrent(p, saved)
 	case found:
-		// Rotated after the cursor was saved: the cursor is saved right before every
-		// rotation, so all of the current file is uncovered.
-		keep = 0
-		if bsize, ok := backupSize(p, saved.Inode); ok && bsize < saved.Offset {
-			rec.ShortBy = saved.Offset - bsize
+		if keep, err = keepFor(fd, p, saved, size, inode, rec); err != nil {
+			return r, err
 		}
 	default:
 		// No cursor: keep the data, but never let a torn line be glued to the next one.
@@ -330,6 +344,7 @@ func recoverFiles(p paths) (r recovered, err error) {
 		size = keep
 	}
 	rec.KeptBytes = size
+	r.tail.load(fd, size)
 	if found {
 		rec.HadCursor = true
 		r.cur = saved.Cursor

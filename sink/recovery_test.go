@@ -132,10 +132,11 @@ func TestRecovery(t *testing.T) {
 			wantRec: Recovery{TruncatedBytes: 4, KeptBytes: 200}, // and CursorError
 		},
 		{
+			// Removed outside kubelogd: the collector writes a marker.
 			name:      "current file missing",
 			damage:    func(t *testing.T, s state) { _ = os.Remove(s.p.current) },
 			want:      func(state) string { return "" },
-			wantRec:   Recovery{HadCursor: true},
+			wantRec:   Recovery{HadCursor: true, RemovedBytes: 200},
 			wantLines: 5,
 		},
 	} {

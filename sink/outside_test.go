@@ -1,0 +1,394 @@
+package sink
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// copyDir copies an output directory the way an operator restores or moves one (cp -a):
+// the same bytes, the same names and modes, new inode numbers.
+func copyDir(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a %s %s: %v: %s", src, dst, err, out)
+	}
+	return dst
+}
+
+// TestRecoverCopied opens a container's files after its output directory was copied (new
+// inodes) or otherwise changed outside kubelogd, and checks that recovery cuts only bytes
+// it proved uncovered, keeps everything when in doubt, and says so.
+func TestRecoverCopied(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// setup writes with f (the last 3 of its lines after the last cursor save unless
+		// clean), then may change the files before the copy.
+		crash  bool
+		rotate bool // a rotation after the last cursor save
+		before func(*testing.T, outsideState)
+		copy   bool
+		after  func(*testing.T, outsideState) // after the copy, in the copy
+		// want is the current file after Open, from the current file before it (cur)
+		// and the bytes the cursor covers (covered).
+		want       func(cur, covered []byte) []byte
+		wantLines  int64
+		unverified bool // Recovered().Unverified is set
+	}{
+		{
+			name:      "copied after a clean stop",
+			copy:      true,
+			want:      func(cur, _ []byte) []byte { return cur },
+			wantLines: 8,
+		},
+		{
+			name:      "copied after a crash: only what is beyond the cursor is cut",
+			crash:     true,
+			copy:      true,
+			want:      func(_, covered []byte) []byte { return covered },
+			wantLines: 5,
+		},
+		{
+			name:      "copied after a rotation that followed the last save: the backup holds the cursor's data",
+			crash:     true,
+			rotate:    true,
+			copy:      true,
+			want:      func([]byte, []byte) []byte { return nil },
+			wantLines: 5,
+		},
+		{
+			name:   "copied after a rotation that followed the last save, backup compressed",
+			crash:  true,
+			rotate: true,
+			before: func(t *testing.T, s outsideState) {
+				backups, err := listBackups(s.p)
+				if err != nil || len(backups) != 1 {
+					t.Fatalf("backups %v, %v; want one", backups, err)
+				}
+				if err := compressFile(filepath.Join(s.p.dir, backups[0].name)); err != nil {
+					t.Fatal(err)
+				}
+			},
+			copy:      true,
+			want:      func([]byte, []byte) []byte { return nil },
+			wantLines: 5,
+		},
+		{
+			name:   "rotated after the last save, the backup gone too: every byte kept",
+			crash:  true,
+			rotate: true,
+			before: func(t *testing.T, s outsideState) {
+				backups, _ := listBackups(s.p)
+				for _, b := range backups {
+					mustRemoveAll(t, filepath.Join(s.p.dir, b.name))
+				}
+			},
+			want:       func(cur, _ []byte) []byte { return cur },
+			unverified: true,
+			wantLines:  5,
+		},
+		{
+			name:       "copied with a cursor of the earlier layout: every byte kept",
+			crash:      true,
+			copy:       true,
+			after:      stripTail,
+			want:       func(cur, _ []byte) []byte { return cur },
+			unverified: true,
+			wantLines:  5,
+		},
+		{
+			name:      "not copied, cursor of the earlier layout: cut as before",
+			crash:     true,
+			after:     stripTail,
+			want:      func(_, covered []byte) []byte { return covered },
+			wantLines: 5,
+		},
+		{
+			name:  "same inode, other bytes at the cursor's end: every byte kept",
+			crash: true,
+			after: func(t *testing.T, s outsideState) {
+				fd, err := os.OpenFile(s.p.current, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer fd.Close()
+				if _, err := fd.WriteAt([]byte("XXXX"), 180); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want:       func(cur, _ []byte) []byte { return cur },
+			unverified: true,
+			wantLines:  5,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			m := newTestManager(t, Config{Dir: dir, Format: FormatRaw, maxSizeBytes: 1 << 20})
+			f := mustOpen(t, m, testKey)
+			startInstance(t, f)
+			for i := range 5 {
+				if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("-", 30)))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.SaveCursor(); err != nil {
+				t.Fatal(err)
+			}
+			covered, _ := os.ReadFile(f.p.current)
+			if tc.rotate {
+				// As makeRoom does: the cursor saved, then the rotation.
+				if err := f.rotate(false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := 5; i < 8; i++ {
+				if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("+", 30)))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.flushBuffer(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.crash {
+				crash(f)
+			} else {
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+				covered, _ = os.ReadFile(f.p.current)
+			}
+			s := outsideState{dir: dir, p: f.p}
+			if tc.before != nil {
+				tc.before(t, s)
+			}
+			if tc.copy {
+				s.dir = copyDir(t, dir)
+				s.p, _ = pathsFor(s.dir, testKey)
+				m = newTestManager(t, Config{Dir: s.dir, Format: FormatRaw, maxSizeBytes: 1 << 20})
+			}
+			if tc.after != nil {
+				tc.after(t, s)
+			}
+			cur, _ := os.ReadFile(s.p.current)
+			g := mustOpen(t, m, testKey)
+			defer g.Close()
+			got, _ := os.ReadFile(s.p.current)
+			if want := tc.want(cur, covered); !bytes.Equal(got, want) {
+				t.Errorf("current file after Open:\n%q\nwant\n%q", got, want)
+			}
+			if n := g.Cursor().Lines; n != tc.wantLines {
+				t.Errorf("cursor counts %d lines, want %d", n, tc.wantLines)
+			}
+			checkUnverified(t, g, tc.unverified)
+		})
+	}
+}
+
+// outsideState is where a test of changes outside kubelogd finds a container's files.
+type outsideState struct {
+	dir string // the output directory the test opens
+	p   paths  // the container's paths in it
+}
+
+// stripTail rewrites the cursor as a kubelogd before content identities saved it: one
+// JSON document without tailLen and tailCRC.
+func stripTail(t *testing.T, s outsideState) {
+	t.Helper()
+	data, err := os.ReadFile(s.p.cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := pickCopy(data)
+	var doc map[string]any
+	if err := json.Unmarshal(payload, &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc, "tailLen")
+	delete(doc, "tailCRC")
+	old, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.p.cursor, append(old, '\n'), fileMode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkUnverified checks whether Open reported that it could not prove the current file
+// to be the one its cursor covers.
+func checkUnverified(t *testing.T, f *File, want bool) {
+	t.Helper()
+	if r := f.Recovered(); (r.Unverified != "") != want || r.RemovedBytes != 0 {
+		t.Errorf("Recovered() = %+v, want Unverified set: %v", r, want)
+	}
+}
+
+// TestRemovedWhileWriting removes a container's files behind an open File, as an operator
+// freeing space does, and checks that the File notices at its next cursor save, creates
+// them again, and goes on: every line written after that is in the new file once, the
+// cursor covers the new file, and a restart resumes from it without cutting anything.
+func TestRemovedWhileWriting(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		idle   bool // the descriptor was closed for idleness before the removal
+		remove func(*testing.T, paths)
+	}{
+		{name: "pod directory removed", remove: func(t *testing.T, p paths) { mustRemoveAll(t, p.dir) }},
+		{name: "pod directory removed while idle", idle: true, remove: func(t *testing.T, p paths) { mustRemoveAll(t, p.dir) }},
+		{name: "namespace directory removed", remove: func(t *testing.T, p paths) { mustRemoveAll(t, filepath.Dir(p.dir)) }},
+		{name: "current file unlinked", remove: func(t *testing.T, p paths) { mustRemoveAll(t, p.current) }},
+		{name: "current file unlinked while idle", idle: true, remove: func(t *testing.T, p paths) { mustRemoveAll(t, p.current) }},
+		{name: "current file renamed away", remove: func(t *testing.T, p paths) {
+			if err := os.Rename(p.current, p.current+".moved"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			dir := t.TempDir()
+			cfg := Config{Dir: dir, Format: FormatRaw, Now: clock.Now, CursorInterval: time.Second, SyncInterval: 3 * time.Second}
+			m := newTestManager(t, cfg)
+			f := mustOpen(t, m, testKey)
+			startInstance(t, f)
+			next := 0
+			write := func(n int) {
+				t.Helper()
+				for range n {
+					if err := f.Write(rec(next, "")); err != nil {
+						t.Fatalf("Write(line %d): %v", next, err)
+					}
+					next++
+				}
+				clock.Advance(1500 * time.Millisecond)
+				if err := f.Flush(); err != nil {
+					t.Fatalf("Flush after line %d: %v", next-1, err)
+				}
+			}
+			write(10)
+			if tc.idle {
+				clock.Advance(10 * time.Minute)
+				m.closeIdle(clock.Now())
+			}
+			tc.remove(t, f.p)
+			write(10) // noticed at the save in this Flush at the latest
+			after := next
+			what := f.TakeOutsideChange()
+			if what == "" || !strings.Contains(what, "outside kubelogd") {
+				t.Errorf("TakeOutsideChange() = %q after the removal, want what happened", what)
+			}
+			if again := f.TakeOutsideChange(); again != "" {
+				t.Errorf("TakeOutsideChange() = %q the second time, want it reported once", again)
+			}
+			// The collector's marker, first in the new file (but for lines a write to a
+			// closed file put there before the check).
+			if err := f.Write(Record{Time: rec(next, "").Time, Line: []byte("gap: " + what), Marker: true}); err != nil {
+				t.Fatal(err)
+			}
+			for range 4 { // across synced saves too
+				write(10)
+			}
+			lines := readFileLines(t, f.p.current)
+			if len(lines) == 0 || lines[len(lines)-1] != fmt.Sprintf("line %d", next-1) {
+				t.Fatalf("current file after the removal holds %d lines, ending %q; want every line after the first save since", len(lines), lastOf(lines))
+			}
+			checkSuffix(t, lines, next, after)
+			if pc := readCursorFile(t, f); pc.Lines != int64(next) {
+				t.Errorf("saved cursor counts %d lines, want %d", pc.Lines, next)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			g := mustOpen(t, m, testKey)
+			defer g.Close()
+			if what := g.TakeOutsideChange(); what != "" {
+				t.Errorf("reopened: TakeOutsideChange() = %q, want nothing", what)
+			}
+			if r := g.Recovered(); r != (Recovery{HadCursor: true, KeptBytes: r.KeptBytes}) || g.Cursor().Lines != int64(next) {
+				t.Errorf("reopened: Recovered() = %+v, %d lines; want a clean resume at %d", r, g.Cursor().Lines, next)
+			}
+			if got := readFileLines(t, g.p.current); len(got) != len(lines) {
+				t.Errorf("reopened: %d lines in the file, want the %d there", len(got), len(lines))
+			}
+		})
+	}
+}
+
+func mustRemoveAll(t *testing.T, path string) {
+	t.Helper()
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFileLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+}
+
+func lastOf(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return lines[len(lines)-1]
+}
+
+// checkSuffix checks that lines, apart from marker lines, are "line k" to "line next-1"
+// for some k <= after, each once and in order.
+func checkSuffix(t *testing.T, lines []string, next, after int) {
+	t.Helper()
+	var app []string
+	for _, l := range lines {
+		if !strings.HasPrefix(l, markerPrefix) {
+			app = append(app, l)
+		}
+	}
+	first := next - len(app)
+	if first > after || first < 0 {
+		t.Fatalf("%d lines after the removal, want at least the %d written after it was noticed", len(app), next-after)
+	}
+	for i, l := range app {
+		if want := fmt.Sprintf("line %d", first+i); l != want {
+			t.Fatalf("line %d of the new file is %q, want %q", i, l, want)
+		}
+	}
+}
+
+// TestTailWindow checks the window of last bytes against the bytes written, in writes of
+// every size around its own.
+func TestTailWindow(t *testing.T) {
+	var w tailWindow
+	var all []byte
+	for i, n := range []int{0, 1, 5, tailBytes - 1, 3, tailBytes, 2, tailBytes + 7, 0, 100, 200, 1} {
+		p := bytes.Repeat([]byte{byte('a' + i)}, n)
+		for j := range p {
+			p[j] += byte(j % 3)
+		}
+		w.add(p)
+		all = append(all, p...)
+		k := min(len(all), tailBytes)
+		if w.n != k || !bytes.Equal(w.b[tailBytes-k:], all[len(all)-k:]) {
+			t.Fatalf("after %d writes: window holds %d bytes %q, want %q", i+1, w.n, w.b[tailBytes-max(w.n, 0):], all[len(all)-k:])
+		}
+	}
+	w.n = -1
+	w.add([]byte("short"))
+	if n, _ := w.identity(1000); n != 0 {
+		t.Error("an unknown window gave a content identity")
+	}
+	w.add(bytes.Repeat([]byte("x"), tailBytes))
+	if n, _ := w.identity(1000); n != tailBytes {
+		t.Error("a full write did not make the window known again")
+	}
+}
