@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func reasonFor(err error) string {
 	switch {
 	case err == nil:
 		return reasonEOF
-	case errors.Is(err, errStalled):
+	case errors.Is(err, errStalled), errors.Is(err, errClockStep):
 		return reasonStall
 	case errors.Is(err, errLifetime):
 		return reasonLifetime
@@ -142,6 +143,11 @@ func (s *stream) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		s.logger.Debug("replay not verified; reading again", "err", err)
 	case errors.Is(err, errStalled):
 		s.logger.Warn("log stream stalled: the kubelet has lines it did not deliver; reconnecting")
+	case errors.Is(err, errClockStep):
+		// Resume by content from now on (sink.Cursor.ByContent), at once.
+		s.logger.Warn("the kubelet holds lines stamped before the resume point, hidden from the stream (the node's clock stepped back?); resuming by content")
+		cur.Unordered = true
+		return true
 	case errors.Is(err, errBodyError):
 		s.sm.m.kubeletErrors.WithLabelValues(kubeletErrOther).Inc()
 		s.logger.Info("log stream failed, will retry", "err", err)
@@ -165,7 +171,13 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	follow := mode == readFollow
 	opts := &corev1.PodLogOptions{Container: s.container, Follow: follow, Previous: previous, Timestamps: true}
 	since, skip, resuming := cur.Resume()
+	byContent := resuming && cur.ByContent()
 	switch {
+	case byContent && !cur.NotBefore.IsZero():
+		t := metav1.NewTime(cur.NotBefore)
+		opts.SinceTime = &t
+	case byContent:
+		// The whole current file: no second is safe to resume from (see Cursor.ByContent).
 	case resuming:
 		t := metav1.NewTime(since)
 		opts.SinceTime = &t
@@ -222,13 +234,17 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	}
 	defer func() {
 		// A stream the watchdog cancelled ends in a read error; report why instead.
-		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime) || errors.Is(cause, errShortReplay)) {
+		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime) || errors.Is(cause, errShortReplay) || errors.Is(cause, errClockStep)) {
 			err = cause
 		}
 	}()
 
 	var sk *skipper
-	if resuming && skip > 0 {
+	switch {
+	case byContent:
+		sk = newContentSkipper(cur)
+		wd.startReplay()
+	case resuming && skip > 0:
 		sk = newSkipper(cur, skip)
 		wd.startReplay()
 	}
@@ -591,6 +607,8 @@ type skipper struct {
 	remaining int64
 	lastTime  time.Time
 	lastHash  uint64
+	// byContent: the replay is the whole current file (see newContentSkipper).
+	byContent bool
 	// beyond is a time no written line's timestamp came near: a replayed line stamped at or
 	// after it follows every written line in the kubelet's file (out-of-order timestamps
 	// differ by less than the cursor's margin). Seen before the last line written, it
@@ -612,12 +630,30 @@ func newSkipper(cur *sink.Cursor, skip int64) *skipper {
 	}
 }
 
+// newContentSkipper holds the lines of a stream resumed by content (Cursor.ByContent) until
+// the last line written comes: those up to it are skipped, the rest are new. No count of
+// lines or timestamp proves anything here, since timestamps went back: only the last line
+// written itself, or the end of a read that has all the kubelet has.
+func newContentSkipper(cur *sink.Cursor) *skipper {
+	return &skipper{remaining: math.MaxInt64, lastTime: cur.LastTime, lastHash: cur.LastHash, byContent: true}
+}
+
 // offer takes the next replayed line. The replay is settled, and held lines released,
 // only on proof from the lines themselves: as many lines as were written from the window
 // have come, or one stamped beyond every written line has. Timing proves nothing (a stream
 // cut, a kubelet that pauses), so the end of a follow never settles it (see end).
 func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, marker string) {
-	k.held = append(k.held, heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: sink.HashLine(text)})
+	h := heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: sink.HashLine(text)}
+	if k.byContent {
+		if h.ts.Equal(k.lastTime) && h.hash == k.lastHash {
+			k.done, k.skipped = true, int64(len(k.held)+1)
+			k.held = nil
+			return nil, ""
+		}
+		k.held = append(k.held, h)
+		return nil, ""
+	}
+	k.held = append(k.held, h)
 	k.remaining--
 	if k.remaining > 0 {
 		if k.beyond.IsZero() || ts.Before(k.beyond) {

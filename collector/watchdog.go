@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 var (
@@ -19,6 +22,9 @@ var (
 	errStalled = errors.New("stream stalled")
 	// errLifetime: the stream reached its maximum lifetime and is reopened.
 	errLifetime = errors.New("stream reached its maximum lifetime")
+	// errClockStep: the kubelet holds lines after the last one written that are stamped
+	// before the stream's sinceTime, which hides them (the node's clock stepped back).
+	errClockStep = errors.New("the kubelet holds lines stamped before the resume point (node clock stepped back?)")
 )
 
 // instanceGrace is how long a stream may stay open after the pod status showed that its
@@ -33,6 +39,10 @@ type resumePoint struct {
 	since   *metav1.Time
 	skip    int64
 	started bool
+	// byContent: the stream was resumed by content (sink.Cursor.ByContent), so skip means
+	// nothing; last identifies the last line written.
+	byContent bool
+	last      pendingLine
 }
 
 // watchdog guards one open stream. Quiet streams are normal, so silence alone proves
@@ -173,6 +183,13 @@ func (w *watchdog) inspect() bool {
 		return false
 	}
 	stalled, err := s.probe(w.ctx, w.point.Load(), w.previous)
+	if err == nil && !stalled {
+		var hidden bool
+		if hidden, err = s.probeTail(w.ctx, w.point.Load(), w.previous); hidden {
+			w.cancel(errClockStep)
+			return false
+		}
+	}
 	if err != nil && w.ctx.Err() == nil {
 		// The kubelet does not answer a fresh request either: reconnect (and back off).
 		s.logger.Info("stall probe failed", "err", err)
@@ -194,10 +211,17 @@ func (s *stream) publish(w *watchdog) {
 		return
 	}
 	cur := s.file.Cursor()
-	p := &resumePoint{}
+	p := &resumePoint{last: pendingLine{ts: cur.LastTime, hash: cur.LastHash}}
 	if since, skip, ok := cur.Resume(); ok {
 		t := metav1.NewTime(since)
 		p.since, p.skip, p.started = &t, skip, true
+		if cur.ByContent() {
+			p.byContent, p.since = true, nil
+			if !cur.NotBefore.IsZero() {
+				nb := metav1.NewTime(cur.NotBefore)
+				p.since = &nb
+			}
+		}
 	} else if !cur.NotBefore.IsZero() {
 		t := metav1.NewTime(cur.NotBefore)
 		p.since = &t
@@ -208,8 +232,8 @@ func (s *stream) publish(w *watchdog) {
 // probe reads the instance's log without follow from the resume point and reports whether
 // it holds more lines than were written from there.
 func (s *stream) probe(ctx context.Context, p *resumePoint, previous bool) (bool, error) {
-	if p == nil {
-		return false, nil
+	if p == nil || p.byContent {
+		return false, nil // see probeTail
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
 	defer cancel()
@@ -238,6 +262,39 @@ func (s *stream) probe(ctx context.Context, p *resumePoint, previous bool) (bool
 			return false, err
 		}
 	}
+}
+
+// probeTail reads the newest line of the instance's log, without sinceTime, and reports
+// whether it shows lines the stream cannot deliver: the kubelet drops lines stamped before
+// sinceTime wherever they are, so a node clock that stepped back after stamping lines in
+// its future hides every line logged since from a stream resumed at a second, and from
+// probe too. For a stream resumed by content, any newest line other than the last one
+// written means lines the stream did not deliver.
+func (s *stream) probeTail(ctx context.Context, p *resumePoint, previous bool) (bool, error) {
+	if p == nil || !p.started {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
+	defer cancel()
+	one := int64(1)
+	opts := &corev1.PodLogOptions{Container: s.container, Previous: previous, Timestamps: true, TailLines: &one}
+	body, err := s.c.pods.Pods(s.ns).GetLogs(s.pod, opts).Stream(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, maxLineBytes))
+	if err != nil {
+		return false, err
+	}
+	ts, _, text, ok := parseLine(bytes.TrimSuffix(b, []byte("\n")))
+	if !ok || ts.Equal(p.last.ts) && sink.HashLine(text) == p.last.hash {
+		return false, nil
+	}
+	if p.byContent {
+		return true, nil
+	}
+	return p.since != nil && ts.Before(p.since.Time), nil
 }
 
 // countingReader notes the time of every read that returns bytes.

@@ -44,6 +44,10 @@ type Cursor struct {
 	// NotBefore is the sinceTime the instance was first read from (--since), if any: a
 	// resume never starts before it, since lines before it were never written.
 	NotBefore time.Time `json:"notBefore,omitzero"`
+	// Unordered is set when the kubelet was found holding lines stamped before the resume
+	// second, after the last line written (the node's clock stepped back): resuming from a
+	// second would hide them. It is cleared when a line reaches MaxSec again.
+	Unordered bool `json:"unordered,omitempty"`
 }
 
 // SecondCount is the number of lines written whose timestamp falls in one whole second.
@@ -85,6 +89,9 @@ func (c *Cursor) ObserveHashed(t time.Time, hash uint64) {
 	c.LastTime = t
 	c.LastHash = hash
 	sec := t.Unix()
+	if sec >= c.MaxSec {
+		c.Unordered = false
+	}
 	if sec > c.MaxSec {
 		c.MaxSec = sec
 		c.prune()
@@ -141,6 +148,18 @@ func (c *Cursor) Rebase(since time.Time, replayed []time.Time) {
 	}
 	slices.SortFunc(out, func(a, b SecondCount) int { return cmp.Compare(a.Sec, b.Sec) })
 	c.Seconds = out
+}
+
+// ByContent reports whether the instance's stream must be resumed by content rather than
+// from a second: the last line written is stamped more than the margin before the newest
+// (the node's clock stepped back after stamping lines in its future), or the kubelet was
+// seen holding lines stamped before the resume second. The kubelet drops lines stamped
+// before sinceTime wherever they are in its file, so a resume from MaxSec-MarginSec would
+// never see the lines logged after the step; instead the stream is read from NotBefore (or
+// the start of the kubelet's current file) and every line up to the last line written is
+// skipped.
+func (c *Cursor) ByContent() bool {
+	return c.Lines > 0 && (c.Unordered || c.LastTime.Unix() < c.MaxSec-c.MarginSec)
 }
 
 // Resume tells where to reopen the instance's stream: at sinceTime (whole seconds), after
