@@ -73,11 +73,7 @@ func (s *stream) waitPoll(ctx context.Context, ct *informer.Container, d time.Du
 			p := s.snapshot()
 			now := p.Container(s.container)
 			if p.Deleted || p.Excluded || now == nil || now.ContainerID != ct.ContainerID || !now.Running {
-				// Put the signal back for the loop, which acts on the change.
-				select {
-				case s.wake <- struct{}{}:
-				default:
-				}
+				s.changed = true // for the loop, which acts on the change
 				return
 			}
 		}

@@ -305,10 +305,10 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 			}
 			if sk != nil {
 				held, marker := sk.offer(ts, raw, text)
-				if marker != "" && !previous {
+				if marker != "" {
 					// The watchdog must not cut the stream while the pod is fetched.
 					wd.replaying.Store(false)
-					if err := s.checkInstance(held); err != nil {
+					if err := s.checkReplayed(held, previous); err != nil {
 						return progress, err
 					}
 				}
@@ -365,8 +365,8 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 				return progress, errShortReplay
 			}
 			s.quiet = nil
-			if marker != "" && !previous {
-				if err := s.checkInstance(held); err != nil {
+			if marker != "" {
+				if err := s.checkReplayed(held, previous); err != nil {
 					return progress, err
 				}
 			}
@@ -446,9 +446,39 @@ func (s *stream) checkInstance(held []heldLine) error {
 	return nil
 }
 
+// checkReplayed asks the API server, before a replay without the last line written is
+// settled with a gap marker, whether the instance the kubelet served is the cursor's.
+func (s *stream) checkReplayed(held []heldLine, previous bool) error {
+	if previous {
+		return s.checkPrevious()
+	}
+	return s.checkInstance(held)
+}
+
+// checkPrevious is checkInstance for a previous=true read, which the kubelet serves from
+// the last instance that terminated: if the container restarted again and the informer
+// has not said so yet, that is a newer instance than the cursor's, and the cursor's is no
+// longer served at all (the loop writes a previous_gone gap for it, not a rotated one). It
+// returns nil when the status names the cursor's instance as the last terminated,
+// errInstanceReplaced when it names another, and errShortReplay when the pod cannot be
+// fetched.
+func (s *stream) checkPrevious() error {
+	if err := s.refreshPod(s.ctx); err != nil {
+		s.logger.Info("cannot check the pod before settling a replay; retrying", "err", err)
+		return errShortReplay
+	}
+	latest := s.snapshot()
+	ct := latest.Container(s.container)
+	if ct == nil || ct.LastTerminated == nil || ct.LastTerminated.ContainerID != s.file.Cursor().ContainerID {
+		return errInstanceReplaced
+	}
+	return nil
+}
+
 // release writes the lines a skipper let go of, after its gap marker if it has one.
 func (s *stream) release(ctx context.Context, held []heldLine, marker string, progress *bool) error {
 	if marker != "" {
+		s.logger.Warn("gap in collected log", "reason", gapRotated, "detail", strings.TrimPrefix(marker, "gap: "))
 		s.sm.m.gaps.WithLabelValues(gapRotated).Inc()
 		s.marker(s.c.cfg.Now(), marker)
 	}

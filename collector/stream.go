@@ -41,6 +41,9 @@ type stream struct {
 	ended string
 	// answered is set when the last request got a body.
 	answered bool
+	// changed is set when a sleep was cut short by a change of the pod's state, so that
+	// the next waitForChange does not wait for another.
+	changed bool
 	// retry is why the last request for the cursor's instance ended, answered or not; the
 	// next request for it is counted as a reconnect with that reason.
 	retry string
@@ -371,8 +374,13 @@ func (s *stream) flush(ctx context.Context) {
 	}
 }
 
-// waitForChange blocks until the pod's state changes or ctx is cancelled.
+// waitForChange blocks until the pod's state changes or ctx is cancelled. A change that
+// cut a sleep short since the last wait counts: it returns at once.
 func (s *stream) waitForChange(ctx context.Context) {
+	if s.changed {
+		s.changed = false
+		return
+	}
 	select {
 	case <-ctx.Done():
 	case <-s.wake:
@@ -396,11 +404,11 @@ func (s *stream) sleep(ctx context.Context) bool {
 		return false
 	case <-t.C:
 	case <-s.wake:
-		// Put the signal back for waitForChange; a change may end the wait for good.
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		// Remembered for waitForChange, which a change may end for good. Not put back
+		// into wake: the next sleep would return at once, and one pending change would
+		// turn every retry after it into a hot loop (a file another stream still holds,
+		// a kubelet that keeps failing).
+		s.changed = true
 	}
 	return true
 }
