@@ -10,7 +10,7 @@ ETCD_TOOLS := hack/tools/etcd/go.mod hack/tools/etcd/go.sum hack/tools/etcd/main
 GOTEST_FLAGS ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build testbin test test-short demo bench clean kubectl
+.PHONY: all build testbin test test-short soak demo bench clean kubectl
 
 all: build
 
@@ -51,6 +51,10 @@ test: testbin
 ## test-short: unit tests only (no control plane).
 test-short:
 	$(GO) test -short -count=1 ./...
+
+## soak: the randomized fault soak alone, one seed for DURATION (default: a random seed, 30m).
+soak: $(BIN)/kube-apiserver $(BIN)/etcd
+	SOAK_SEED=$(SEED) SOAK_DURATION=$(or $(DURATION),30m) $(GO) test -race -count=1 -timeout 24h -v -run '^TestSoak$$' ./test/soak
 
 ## demo: a local control plane, pods that log, kubelogd writing ./demo-logs.
 demo: testbin $(BIN)/kubelogd

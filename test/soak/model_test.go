@@ -1,0 +1,327 @@
+package soak
+
+// The model: what one container's file must hold after the schedule ran. The fake kubelet
+// knows every line each instance of each pod UID emitted; the soak adds where it rotated
+// the kubelet's log and whether kubelogd could have lost lines there. The file must hold
+// those lines in order, each once; between two lines it holds, markers may stand only
+// where the model has a boundary (a restart, a recreation, a rotation), the restart and
+// recreate markers must stand at theirs, and a line may be missing only where a gap
+// marker whose reason covers it stands in its place.
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubelogd/kubelogd/internal/oracle"
+)
+
+// segment is the run of lines one log file of one container instance held: an instance
+// has one segment per kubelet rotation, plus one.
+type segment struct {
+	uid      types.UID
+	rc       int32
+	exitCode int32
+	reason   string
+	lines    []string
+	// rotated is set when the kubelet rotated this file away; lossy when kubelogd had
+	// not saved every line of it by then (it was behind, stopped or held).
+	rotated, lossy bool
+	// multi is set when the restart that ended this instance left it unreadable: the
+	// restartCount jumped, or an instance that logged nothing came in between.
+	multi bool
+	// removed (pending kind remove-pod-dir) is set when kubelogd's files of the pod were
+	// removed after this segment; every earlier line may be missing then.
+	removed bool
+}
+
+// boundary is the place between two segments, at position pos of the expected lines.
+type boundary struct {
+	pos        int
+	from, into *segment
+}
+
+func (b boundary) restart() bool  { return b.from.uid == b.into.uid && b.from.rc != b.into.rc }
+func (b boundary) recreate() bool { return b.from.uid != b.into.uid }
+
+var (
+	restartRe  = regexp.MustCompile(`container restarted \(restartCount (\d+)\)(?:: previous instance exited with code (-?\d+))?`)
+	recreateRe = regexp.MustCompile(`recreated with UID (\S+) \(previous UID ([^)]+)\)`)
+	prevGoneRe = regexp.MustCompile(`gap: the rest of the log of instance \w+ \(restartCount (\d+)\) is no longer available`)
+	lostInstRe = regexp.MustCompile(`gap: (\d+) container instance\(s\) between restartCount (\d+) and (\d+)`)
+)
+
+const (
+	rotatedText = "(its log was probably rotated)"
+	deletedText = "gap: pod " // pod_deleted, never_read and deleted_running all start so
+	removedText = "removed"   // the marker of the pending remove-pod-dir kind
+)
+
+// verdict is the judgement of one container's file.
+type verdict struct {
+	problems  []string
+	report    oracle.Report // the oracle's diff of expected and collected lines
+	emitted   int
+	markers   []string
+	tolerated int // rotated markers at rotations where nothing was lost
+}
+
+func (v verdict) ok() bool { return len(v.problems) == 0 }
+
+func (v verdict) String() string {
+	var b strings.Builder
+	for _, p := range v.problems {
+		fmt.Fprintf(&b, "  - %s\n", p)
+	}
+	b.WriteString("  oracle: " + strings.ReplaceAll(v.report.String(), "\n", "\n  "))
+	return b.String()
+}
+
+// judge compares a container's sections with its segments.
+func judge(segs []*segment, got []oracle.Section) verdict {
+	var want []string
+	var bounds []boundary
+	for i, s := range segs {
+		if i > 0 {
+			bounds = append(bounds, boundary{pos: len(want), from: segs[i-1], into: s})
+		}
+		want = append(want, s.lines...)
+	}
+	segOf := make([]*segment, 0, len(want))
+	for _, s := range segs {
+		for range s.lines {
+			segOf = append(segOf, s)
+		}
+	}
+	// The file as a sequence: markers and lines.
+	var lines []string
+	markersBefore := map[int][]string{} // index of the next line → markers before it
+	var v verdict
+	for _, sec := range got {
+		if sec.Marker != "" {
+			markersBefore[len(lines)] = append(markersBefore[len(lines)], sec.Marker)
+			v.markers = append(v.markers, sec.Marker)
+		}
+		lines = append(lines, sec.Lines...)
+	}
+	v.emitted = len(want)
+	v.report = oracle.Compare(want, lines)
+	v.report.Markers = v.markers
+	if len(v.report.Duplicated)+len(v.report.Reordered)+len(v.report.Unexpected) > 0 {
+		v.problems = append(v.problems, "lines duplicated, reordered or never emitted (see the oracle's diff)")
+		return v
+	}
+	lost := make([]bool, len(want))
+	for _, e := range v.report.Lost {
+		lost[e.Emitted] = true
+	}
+	// at[j] is the position in want of the file's line j.
+	at := make([]int, 0, len(lines))
+	for i := range want {
+		if !lost[i] {
+			at = append(at, i)
+		}
+	}
+	// Gap j lies before the file's line j (gap len(lines) after the last): it spans the
+	// expected positions after line j-1 up to line j.
+	for j := 0; j <= len(lines); j++ {
+		lo, hi := 0, len(want)
+		if j > 0 {
+			lo = at[j-1] + 1
+		}
+		if j < len(lines) {
+			hi = at[j]
+		}
+		var in []boundary
+		for _, b := range bounds {
+			if b.pos >= lo && b.pos <= hi && (j == 0 || b.pos > at[j-1]) {
+				in = append(in, b)
+			}
+		}
+		if len(in) == 0 && len(markersBefore[j]) == 0 && lo == hi {
+			continue
+		}
+		where := "at the start"
+		if j > 0 {
+			where = fmt.Sprintf("after line %q", want[at[j-1]])
+		}
+		g := gap{where: where, markers: markersBefore[j], bounds: in}
+		for i := lo; i < hi; i++ {
+			g.lost = append(g.lost, segOf[i])
+		}
+		if hi > lo {
+			g.firstLost = want[lo]
+		}
+		v.problems = append(v.problems, g.check(&v)...)
+	}
+	return v
+}
+
+// gap is what lies between two lines the file holds: markers, model boundaries and the
+// expected lines missing there.
+type gap struct {
+	where     string
+	markers   []string
+	bounds    []boundary
+	lost      []*segment // the segment of each missing line
+	firstLost string
+}
+
+// check returns what is wrong in the gap.
+func (g gap) check(v *verdict) []string {
+	var bad []string
+	fail := func(format string, args ...any) {
+		bad = append(bad, g.where+": "+fmt.Sprintf(format, args...))
+	}
+	seen := map[string]bool{}
+	restarts := map[int32]bool{}
+	var rotated, deleted, removed bool
+	var prevGone []int32
+	var lostInst [][2]int32
+	for _, m := range g.markers {
+		if seen[m] {
+			fail("marker %q twice", m)
+		}
+		seen[m] = true
+		switch {
+		case restartRe.MatchString(m):
+			sub := restartRe.FindStringSubmatch(m)
+			rc := atoi32(sub[1])
+			b, ok := g.find(func(b boundary) bool { return b.restart() && b.into.rc == rc })
+			switch {
+			case !ok:
+				fail("restart marker %q where no restart to restartCount %d happened", m, rc)
+			case restarts[rc]:
+				fail("a second restart marker for restartCount %d: %q", rc, m)
+			case sub[2] != "" && atoi32(sub[2]) != b.from.exitCode:
+				// The marker reports the last terminated instance: the one right before.
+				fail("restart marker %q: the previous instance exited with code %d", m, b.from.exitCode)
+			}
+			restarts[rc] = true
+		case recreateRe.MatchString(m):
+			sub := recreateRe.FindStringSubmatch(m)
+			if _, ok := g.find(func(b boundary) bool {
+				return b.recreate() && string(b.into.uid) == sub[1] && string(b.from.uid) == sub[2]
+			}); !ok {
+				fail("recreate marker %q matches no recreation here", m)
+			}
+		case strings.Contains(m, rotatedText):
+			rotated = true
+			if _, ok := g.find(func(b boundary) bool { return b.from.rotated }); !ok {
+				fail("rotated marker %q where the kubelet rotated nothing", m)
+			}
+		case prevGoneRe.MatchString(m):
+			rc := atoi32(prevGoneRe.FindStringSubmatch(m)[1])
+			if _, ok := g.find(func(b boundary) bool { return b.restart() && b.from.rc == rc && b.from.multi }); !ok {
+				fail("gap marker %q, but instance %d was still served with previous=true when it was replaced", m, rc)
+			}
+			prevGone = append(prevGone, rc)
+		case lostInstRe.MatchString(m):
+			sub := lostInstRe.FindStringSubmatch(m)
+			n, a, b := atoi32(sub[1]), atoi32(sub[2]), atoi32(sub[3])
+			_, okA := g.find(func(x boundary) bool { return x.restart() && x.from.rc == a })
+			_, okB := g.find(func(x boundary) bool { return x.restart() && x.into.rc == b })
+			if !okA || !okB || n != b-a-1 {
+				fail("gap marker %q does not match the restarts here", m)
+			}
+			lostInst = append(lostInst, [2]int32{a, b})
+		case strings.HasPrefix(strings.TrimPrefix(m, oracle.MarkerPrefix), deletedText):
+			deleted = true
+			if _, ok := g.find(func(b boundary) bool { return b.recreate() }); !ok {
+				fail("deletion gap marker %q where no pod was deleted", m)
+			}
+		case strings.Contains(m, removedText):
+			removed = true
+			if _, ok := g.find(func(b boundary) bool { return b.from.removed }); !ok {
+				fail("removal marker %q where no file was removed", m)
+			}
+		default:
+			fail("unexpected marker %q", m)
+		}
+	}
+	absorbed := func(rc int32) bool {
+		for _, ab := range lostInst {
+			if ab[0] < rc && rc < ab[1] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, b := range g.bounds {
+		switch {
+		case b.restart() && !restarts[b.into.rc] && !absorbed(b.into.rc):
+			fail("no restart marker for restartCount %d", b.into.rc)
+		case b.recreate() && !seen[findMatching(g.markers, recreateRe, string(b.into.uid))]:
+			fail("no recreate marker for UID %s", b.into.uid)
+		}
+	}
+	covered := func(s *segment) bool {
+		switch {
+		case rotated && s.rotated && s.lossy, removed && s.removed:
+			return true
+		case absorbed(s.rc):
+			return true
+		case deleted:
+			_, ok := g.find(func(b boundary) bool { return b.recreate() && b.from.uid == s.uid })
+			return ok
+		}
+		for _, rc := range prevGone {
+			if rc == s.rc {
+				return true
+			}
+		}
+		return false
+	}
+	uncovered := 0
+	for _, s := range g.lost {
+		if !covered(s) {
+			uncovered++
+		}
+	}
+	if uncovered > 0 {
+		fail("%d lines missing (first %q) with no gap marker that covers them (markers here: %q)", uncovered, g.firstLost, g.markers)
+	}
+	if rotated && len(g.lost) == 0 {
+		v.tolerated++
+	}
+	return bad
+}
+
+// find returns the first boundary of the gap that matches.
+func (g gap) find(match func(boundary) bool) (boundary, bool) {
+	for _, b := range g.bounds {
+		if match(b) {
+			return b, true
+		}
+	}
+	return boundary{}, false
+}
+
+func findMatching(markers []string, re *regexp.Regexp, first string) string {
+	for _, m := range markers {
+		if sub := re.FindStringSubmatch(m); sub != nil && sub[1] == first {
+			return m
+		}
+	}
+	return "\x00none"
+}
+
+func atoi32(s string) int32 {
+	n, _ := strconv.Atoi(s)
+	return int32(n)
+}
+
+// splitAt cuts an instance's lines at points (line counts, ascending).
+func splitAt(lines []string, points []int) [][]string {
+	var out [][]string
+	prev := 0
+	for _, p := range points {
+		p = min(max(p, prev), len(lines))
+		out = append(out, lines[prev:p])
+		prev = p
+	}
+	return append(out, lines[prev:])
+}

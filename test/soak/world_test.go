@@ -1,0 +1,409 @@
+package soak
+
+// The world a schedule runs in: the control plane, the fake kubelet, an HTTP fault proxy
+// between kubelogd and the API server, kubelogd itself (started and stopped by steps), and
+// one writer per container that logs in the background. Each container carries what the
+// model needs beyond what the fake kubelet records: where the kubelet's log was rotated,
+// whether kubelogd could lose lines there, and which restarts left an instance unread.
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/faultproxy"
+	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/sink"
+)
+
+// kubelogdArgs are the flags of every kubelogd run: small output files so that kubelogd
+// rotates and compresses its own files (and the rotation failpoints are reachable), every
+// backup kept so the files hold every line, and a short stall timeout.
+var kubelogdArgs = []string{"--flush-interval", "200ms", "--stall-timeout", stallTime.String(),
+	"--max-size-mb", "1", "--max-backups", "0", "--compress"}
+
+type world struct {
+	t          *testing.T
+	sc         schedule
+	c          *testcluster.Cluster
+	k          *fakekubelet.Kubelet
+	px         *faultproxy.HTTPProxy
+	kubeconfig string
+	dir        string // kubelogd's output directory
+	d          *daemon
+	runs       []*daemon // every kubelogd run, for its log
+	pods       []*podModel
+	conts      []*contModel
+	// violations are failures found while the schedule runs (a SIGTERM that did not end
+	// kubelogd cleanly, a step the world refused); reported with the final check.
+	violations  []string
+	stopWriters chan struct{}
+	writers     sync.WaitGroup
+}
+
+// podModel is one pod name; a recreation adds a UID.
+type podModel struct {
+	ns, name   string
+	containers []string
+	job        bool
+	uids       []types.UID
+}
+
+// contModel is one container name of a pod name, across its pod's UIDs.
+type contModel struct {
+	pod  *podModel
+	name string
+	spec writerSpec
+	// mu is held by the writer while it appends, and by steps whose lines or whose
+	// rotation must not interleave with the writer's.
+	mu     sync.Mutex
+	next   int           // number of the next line
+	offset time.Duration // added to the writer's timestamps (pending kind clock-back)
+	rng    *rand.Rand    // the writer's skew and stream choices
+	// rotations and multi, by pod UID and restartCount; removed likewise.
+	rotations map[instKey][]rotation
+	multi     map[instKey]bool
+	removed   map[instKey][]int
+	steps     []int // the steps that targeted it
+}
+
+type instKey struct {
+	uid types.UID
+	rc  int32
+}
+
+type rotation struct {
+	at    int // lines of the instance before the rotation
+	lossy bool
+}
+
+func (c *contModel) String() string { return c.pod.ns + "/" + c.pod.name + "/" + c.name }
+
+// newWorld starts everything but kubelogd and the writers.
+func newWorld(t *testing.T, sc schedule) *world {
+	cl, k := testcluster.New(t)
+	w := &world{t: t, sc: sc, c: cl, k: k, dir: t.TempDir(), stopWriters: make(chan struct{})}
+	w.startProxy()
+	for i := range soakPods {
+		p := &podModel{ns: podNS(i), name: podName(i), containers: soakContainers}
+		w.pods = append(w.pods, p)
+		for j, name := range soakContainers {
+			w.conts = append(w.conts, newCont(p, name, sc.Writers[i*len(soakContainers)+j], sc.Seed, len(w.conts)))
+		}
+		if err := w.createPod(p, corev1.RestartPolicyAlways); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+func newCont(p *podModel, name string, spec writerSpec, seed uint64, i int) *contModel {
+	return &contModel{pod: p, name: name, spec: spec, rng: rand.New(rand.NewPCG(seed, uint64(i))),
+		rotations: map[instKey][]rotation{}, multi: map[instKey]bool{}, removed: map[instKey][]int{}}
+}
+
+// startProxy puts the HTTP fault proxy in front of the API server for kubelogd: it
+// terminates TLS with a certificate of the cluster CA and forwards with the admin
+// credentials, so that watches and log requests can be failed, cut, ended and held.
+func (w *world) startProxy() {
+	certPEM, keyPEM, err := w.c.KubeletServingCert()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	tr, err := rest.TransportFor(w.c.Config)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	target, err := url.Parse(w.c.Host)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.px, err = faultproxy.NewHTTP(faultproxy.HTTPConfig{Target: target, Transport: tr, Cert: pair})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { _ = w.px.Close() })
+	cfg := rest.CopyConfig(w.c.Config)
+	cfg.Host = w.px.URL()
+	w.kubeconfig = filepath.Join(w.t.TempDir(), "proxy.kubeconfig")
+	if err := testcluster.WriteKubeconfig(cfg, w.kubeconfig); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// createPod creates a pod bound to the fake kubelet and starts its containers.
+func (w *world) createPod(p *podModel, policy corev1.RestartPolicy) error {
+	ctx := context.Background()
+	if err := w.c.EnsureNamespace(ctx, p.ns); err != nil {
+		return err
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: p.name, Labels: map[string]string{"soak": "yes"}},
+		Spec:       corev1.PodSpec{NodeName: w.k.NodeName(), RestartPolicy: policy},
+	}
+	for _, c := range p.containers {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c, Image: "busybox"})
+	}
+	created, err := w.c.Client.CoreV1().Pods(p.ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("creating pod %s/%s: %w", p.ns, p.name, err)
+	}
+	p.uids = append(p.uids, created.UID)
+	for _, c := range p.containers {
+		if err := w.k.StartContainer(ctx, p.ns, p.name, c); err != nil {
+			return fmt.Errorf("starting %s/%s/%s: %w", p.ns, p.name, c, err)
+		}
+	}
+	return nil
+}
+
+// startWriters starts one background writer per pod container.
+func (w *world) startWriters() {
+	for _, c := range w.conts {
+		if c.pod.job {
+			continue
+		}
+		w.writers.Add(1)
+		go func() {
+			defer w.writers.Done()
+			w.write(c)
+		}()
+	}
+}
+
+// write appends a batch of lines every period until the writers stop. A batch that
+// cannot be appended (no instance runs: the pod is being recreated) is tried again with
+// the same texts, so the line numbers have no holes.
+func (w *world) write(c *contModel) {
+	tick := time.NewTicker(c.spec.Period)
+	defer tick.Stop()
+	pad := strings.Repeat("x", c.spec.Pad)
+	for {
+		select {
+		case <-w.stopWriters:
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		lines := make([]fakekubelet.Line, c.spec.Batch)
+		now := time.Now().UTC().Add(c.offset)
+		for i := range lines {
+			lines[i] = fakekubelet.Line{Text: fmt.Sprintf("%s %d %s", c, c.next+i, pad), Time: now}
+			if c.spec.Skew > 0 {
+				lines[i].Time = now.Add(time.Duration(c.rng.Int64N(int64(2*c.spec.Skew))) - c.spec.Skew)
+			}
+			if c.rng.IntN(100) < c.spec.Stderr {
+				lines[i].Stream = "stderr"
+			}
+		}
+		if w.k.Append(c.pod.ns, c.pod.name, c.name, lines...) == nil {
+			c.next += len(lines)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// appendLocked appends n numbered lines now; c.mu is held.
+func (w *world) appendLocked(c *contModel, n int, tag string) error {
+	lines := make([]fakekubelet.Line, n)
+	for i := range lines {
+		lines[i] = fakekubelet.Line{Text: fmt.Sprintf("%s %d %s", c, c.next+i, tag), Time: time.Now().UTC().Add(c.offset)}
+	}
+	if err := w.k.Append(c.pod.ns, c.pod.name, c.name, lines...); err != nil {
+		return err
+	}
+	c.next += n
+	return nil
+}
+
+// startKubelogd starts a kubelogd run with extra environment (failpoints).
+func (w *world) startKubelogd(environ ...string) {
+	d, err := startDaemon(environ, w.kubeconfig, w.dir, kubelogdArgs...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.d = d
+	w.runs = append(w.runs, d)
+}
+
+// kubelogdUp tells whether a kubelogd run is alive.
+func (w *world) kubelogdUp() bool { return w.d != nil && !w.d.exited() }
+
+// stopKubelogd ends the current run: SIGTERM (a clean exit is required) or SIGKILL.
+func (w *world) stopKubelogd(graceful bool) {
+	if w.d == nil {
+		return
+	}
+	if w.d.exited() {
+		w.violations = append(w.violations, fmt.Sprintf("kubelogd (pid %d) had exited by itself: %v\n%s",
+			w.d.cmd.Process.Pid, w.d.cmd.ProcessState, lastLines(w.d.out.String(), 20)))
+	} else if graceful {
+		if err := w.d.term(30 * time.Second); err != nil {
+			w.violations = append(w.violations, err.Error())
+		}
+	} else {
+		w.d.kill()
+	}
+	w.d = nil
+}
+
+// collectedAll tells whether kubelogd saved a cursor covering every line the current
+// instance of a container emitted: a rotation of the kubelet's log then loses nothing,
+// even if kubelogd is killed right after (it cuts off what its cursor does not cover).
+func (w *world) collectedAll(c *contModel) bool {
+	ins := w.k.Instances(c.pod.ns, c.pod.name, c.name)
+	if len(ins) == 0 {
+		return true
+	}
+	cur := ins[len(ins)-1]
+	cursor, err := sink.ReadCursorFile(filepath.Join(w.dir, c.pod.ns, c.pod.name, "."+c.name+".cursor"))
+	if err != nil {
+		return false
+	}
+	return cursor.ContainerID == cur.ContainerID && cursor.Lines >= int64(len(cur.Lines))
+}
+
+// rotate rotates the kubelet's log of a container (c.mu held) and records where.
+func (w *world) rotate(c *contModel, lossy bool) error {
+	ins := w.k.Instances(c.pod.ns, c.pod.name, c.name)
+	if len(ins) == 0 {
+		return fmt.Errorf("%s never started", c)
+	}
+	cur := ins[len(ins)-1]
+	if _, err := w.k.RotateLog(c.pod.ns, c.pod.name, c.name); err != nil {
+		return err
+	}
+	key := instKey{c.pod.uids[len(c.pod.uids)-1], cur.RestartCount}
+	c.rotations[key] = append(c.rotations[key], rotation{at: len(cur.Lines), lossy: lossy})
+	return nil
+}
+
+// currentKey is the instance of a container running now (c.mu held).
+func (w *world) currentKey(c *contModel) instKey {
+	ins := w.k.Instances(c.pod.ns, c.pod.name, c.name)
+	key := instKey{uid: c.pod.uids[len(c.pod.uids)-1]}
+	if len(ins) > 0 {
+		key.rc = ins[len(ins)-1].RestartCount
+	}
+	return key
+}
+
+// segments builds a container's model from what the fake kubelet recorded.
+func (w *world) segments(c *contModel) []*segment {
+	var out []*segment
+	for _, uid := range c.pod.uids {
+		for _, in := range w.k.InstancesByUID(uid, c.name) {
+			key := instKey{uid, in.RestartCount}
+			texts := make([]string, len(in.Lines))
+			for i, l := range in.Lines {
+				texts[i] = l.Text
+			}
+			cuts := cutKinds(c.rotations[key], c.removed[key])
+			points := make([]int, len(cuts))
+			for i, ct := range cuts {
+				points[i] = ct.at
+			}
+			for i, p := range splitAt(texts, points) {
+				s := &segment{uid: uid, rc: in.RestartCount, exitCode: in.ExitCode, reason: in.Reason, lines: p}
+				if i < len(cuts) {
+					s.rotated, s.lossy, s.removed = cuts[i].rotated, cuts[i].lossy, cuts[i].removed
+				}
+				out = append(out, s)
+			}
+			out[len(out)-1].multi = c.multi[key]
+		}
+	}
+	return out
+}
+
+type cut struct {
+	at                      int
+	rotated, lossy, removed bool
+}
+
+// cutKinds orders the rotations and removals of an instance as splitAt orders them.
+func cutKinds(rots []rotation, removed []int) []cut {
+	var out []cut
+	for _, r := range rots {
+		out = append(out, cut{at: r.at, rotated: true, lossy: r.lossy})
+	}
+	for _, at := range removed {
+		out = append(out, cut{at: at, removed: true})
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].at < out[j-1].at; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// judgeAll judges every container's file.
+func (w *world) judgeAll() map[*contModel]verdict {
+	out := map[*contModel]verdict{}
+	for _, c := range w.conts {
+		path := filepath.Join(w.dir, c.pod.ns, c.pod.name, c.name+".log")
+		got, err := oracle.ReadSections(path, "timestamped")
+		if err != nil {
+			out[c] = verdict{problems: []string{err.Error()}}
+			continue
+		}
+		out[c] = judge(w.segments(c), got)
+	}
+	return out
+}
+
+// logLinesOf returns kubelogd's log lines (every run) about a container.
+func (w *world) logLinesOf(c *contModel, n int) string {
+	var keep []string
+	for i, d := range w.runs {
+		for _, l := range strings.Split(d.out.String(), "\n") {
+			if strings.Contains(l, "pod="+c.pod.name) && strings.Contains(l, "namespace="+c.pod.ns) &&
+				(strings.Contains(l, "container="+c.name) || !strings.Contains(l, "container=")) {
+				keep = append(keep, fmt.Sprintf("[run %d] %s", i, l))
+			}
+		}
+	}
+	return lastLines(strings.Join(keep, "\n"), n)
+}
+
+// keepFiles copies kubelogd's output, the kubelet's files and every run's log to
+// KUBELOGD_E2E_LOGDIR, if set, for a failed run.
+func (w *world) keepFiles() {
+	logDir := os.Getenv("KUBELOGD_E2E_LOGDIR")
+	if logDir == "" {
+		return
+	}
+	base := filepath.Join(logDir, fmt.Sprintf("soak-%d", w.sc.Seed))
+	_ = os.MkdirAll(base, 0o755)
+	for i, d := range w.runs {
+		_ = os.WriteFile(filepath.Join(base, fmt.Sprintf("kubelogd.%02d.log", i)), []byte(d.out.String()), 0o644)
+	}
+	var b strings.Builder
+	for _, r := range w.k.Requests("", "", "") {
+		fmt.Fprintf(&b, "%s %s/%s/%s status=%d %s\n", r.Time.Format("15:04:05.000"), r.Namespace, r.Pod, r.Container, r.Status, r.Query.Encode())
+	}
+	_ = os.WriteFile(filepath.Join(base, "requests.log"), []byte(b.String()), 0o644)
+	_ = os.CopyFS(filepath.Join(base, "files"), os.DirFS(w.dir))
+	_ = os.CopyFS(filepath.Join(base, "kubelet"), os.DirFS(w.k.Dir()))
+	w.t.Logf("kept kubelogd's logs and both sides' files in %s", base)
+}
