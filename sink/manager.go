@@ -199,7 +199,6 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		enc:    newEncoder(m.cfg.Format, key, m.cfg.Node),
 		size:   size,
 		inode:  r.inode,
-		tail:   r.tail,
 		cursor: r.cur,
 		slots:  r.slots,
 		// A cursor file found may be on disk without its name, or what it names without
@@ -208,6 +207,9 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		lastSave:    now,
 		lastSync:    now,
 		recovered:   rec,
+	}
+	if r.tail != nil {
+		f.tail = *r.tail
 	}
 	// The file is opened by the first write: an Open'ed container that stays quiet
 	// holds no descriptor.

@@ -284,9 +284,11 @@ type Recovery struct {
 type recovered struct {
 	cur   Cursor
 	rec   Recovery
-	size  int64      // of the current file, after repair
-	inode uint64     // of the current file
-	tail  tailWindow // its last bytes
+	size  int64  // of the current file, after repair
+	inode uint64 // of the current file
+	// tail holds its last bytes. A pointer: recovered passes by value through Open's
+	// frames, and 260 bytes more in each pushed new streams' stacks past 8 KiB.
+	tail  *tailWindow
 	slots cursorSlots
 	// backups is set when the directory holds backups of the container (or could not be
 	// listed): retention may have something to do.
@@ -344,6 +346,7 @@ func recoverFiles(p paths) (r recovered, err error) {
 		size = keep
 	}
 	rec.KeptBytes = size
+	r.tail = new(tailWindow)
 	r.tail.load(fd, size)
 	if found {
 		rec.HadCursor = true
