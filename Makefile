@@ -54,7 +54,7 @@ test-short:
 
 ## soak: the randomized fault soak alone, one seed for DURATION (default: a random seed, 30m).
 soak: $(BIN)/kube-apiserver $(BIN)/etcd
-	SOAK_SEED=$(SEED) SOAK_DURATION=$(or $(DURATION),30m) $(GO) test -race -count=1 -timeout 24h -v -run '^TestSoak$$' ./test/soak
+	SOAK_SEED=$(or $(SEED),random) SOAK_DURATION=$(or $(DURATION),30m) $(GO) test -race -count=1 -timeout 24h -v -run '^TestSoak$$' ./test/soak
 
 ## demo: a local control plane, pods that log, kubelogd writing ./demo-logs.
 demo: testbin $(BIN)/kubelogd
