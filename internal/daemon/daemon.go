@@ -110,11 +110,17 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if err := checkReachable(ctx, client, rc.Host); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped (SIGTERM) while starting: nothing was collected yet
+		}
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	// Fail at start, naming what is missing, rather than collect less in silence: a
 	// reflector without list permission would retry forever.
 	if err := rbac.CheckSelf(ctx, client, cfg.Informer.Namespaces); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	cfg.Sink.Logger = logger
