@@ -33,10 +33,11 @@ const (
 	gapFileTruncated  = "file_truncated"  // the file lost bytes its cursor had recorded (power loss)
 	gapFilesRemoved   = "files_removed"   // files were removed, renamed or truncated outside kubelogd
 	gapFileUnverified = "file_unverified" // on start, the file could not be proven to be its cursor's
+	gapLineTooLong    = "line_too_long"   // a replayed line longer than a replay holds had to be released
 )
 
 var gapReasons = []string{gapInstancesLost, gapPrevious, gapRotated, gapPodDeleted, gapNeverReadable, gapDeletedRunning, gapFileTruncated,
-	gapFilesRemoved, gapFileUnverified}
+	gapFilesRemoved, gapFileUnverified, gapLineTooLong}
 
 // Target states; the values of kubelogd_targets' state label.
 const (

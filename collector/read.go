@@ -253,7 +253,7 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	// Longer lines are gathered in long.
 	r := newLineReader(&countingReader{r: body, w: wd, now: s.c.cfg.Now})
 	defer r.release()
-	var long []byte // a line longer than the reader's buffer is gathered here
+	var long longLine // a line longer than the reader's buffer (see longLine)
 	// A stream read from a sinceTime may begin with the rest of a line whose first CRI
 	// record is stamped before it: ReadLogs skips that record but writes the next ones of
 	// the line without a timestamp (see tailOfSkippedLine).
@@ -261,14 +261,35 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	for {
 		line, rerr := r.ReadSlice('\n')
 		if rerr == bufio.ErrBufferFull {
-			if len(long)+len(line) <= maxLineBytes {
-				long = append(long, line...)
+			wrote, err := s.chunk(ctx, &long, line, first, sk != nil)
+			progress = progress || wrote
+			if err != nil {
+				return progress, err
 			}
 			continue
 		}
-		if long != nil {
-			line = append(long, line...)
-			long = nil
+		var cut int64 // bytes of a held long line dropped beyond maxLineBytes
+		var hash uint64
+		if long.active {
+			first = false
+			complete := len(line) > 0 && line[len(line)-1] == '\n'
+			if complete {
+				line = line[:len(line)-1]
+			}
+			cut, hash = long.cut, long.hash
+			held, wrote, err := s.endLong(ctx, &long, line, complete, mode)
+			progress = progress || wrote
+			if err != nil {
+				return progress, err
+			}
+			line = held
+			if line != nil && complete {
+				line = append(line, '\n')
+			}
+			if wrote {
+				s.flush(ctx)
+				s.publish(wd)
+			}
 		}
 		if len(line) > 0 && first {
 			first = false
@@ -304,7 +325,11 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 				}
 			}
 			if sk != nil {
-				held, marker := sk.offer(ts, raw, text)
+				h := heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: hash, cut: cut}
+				if cut == 0 {
+					h.hash = sink.HashLine(text)
+				}
+				held, marker := sk.offerHeld(h)
 				if marker != "" {
 					// The watchdog must not cut the stream while the pod is fetched.
 					wd.replaying.Store(false)
@@ -487,6 +512,10 @@ func (s *stream) release(ctx context.Context, held []heldLine, marker string, pr
 			return err
 		}
 		*progress = true
+		if h.cut > 0 {
+			s.gap(gapLineTooLong, fmt.Sprintf("the line above, stamped %s, is %d bytes long: its last %d bytes are not written (a replay holds at most %d bytes of a line while it is verified)",
+				h.ts.UTC().Format(timeLayout), int64(len(h.text))+h.cut, h.cut, maxLineBytes))
+		}
 	}
 	return nil
 }
@@ -494,7 +523,11 @@ func (s *stream) release(ctx context.Context, held []heldLine, marker string, pr
 // confirmFragment reports whether an unterminated last line was seen at the end of the
 // previous read too, so it is the instance's real last line rather than a torn one.
 func (s *stream) confirmFragment(ts time.Time, text []byte) bool {
-	h := sink.HashLine(text)
+	return s.confirmHash(ts, sink.HashLine(text))
+}
+
+// confirmHash is confirmFragment for a line known by its hash.
+func (s *stream) confirmHash(ts time.Time, h uint64) bool {
 	if f := s.fragment; f != nil && f.ts.Equal(ts) && f.hash == h {
 		s.fragment = nil
 		return true
@@ -503,8 +536,21 @@ func (s *stream) confirmFragment(ts time.Time, text []byte) bool {
 	return false
 }
 
-// write hands one application line to the sink, which also advances the cursor.
+// write hands one application line to the sink, which also advances the cursor. While the
+// cursor holds a partial line (the stream broke inside a long line written in parts), the
+// first line written is that line again: only its rest is written, once its first bytes
+// prove to be the ones written; any other line means the rest is gone (a gap).
 func (s *stream) write(ctx context.Context, ts time.Time, raw, text []byte) error {
+	if p := s.file.Cursor().Partial; p != nil {
+		if ts.Equal(p.Time) && int64(len(text)) >= p.Bytes && sink.HashLine(text[:p.Bytes]) == p.Hash {
+			if err := s.accept(ctx, sink.Record{Time: ts, RawTime: raw, Line: text[p.Bytes:]}); err != nil {
+				return err
+			}
+			s.sm.line(len(text), ts, s.c.cfg.Now())
+			return nil
+		}
+		s.partialGone(p, "")
+	}
 	if err := s.accept(ctx, sink.Record{Time: ts, RawTime: raw, Line: text}); err != nil {
 		return err
 	}
@@ -624,7 +670,10 @@ type pendingLine struct {
 type heldLine struct {
 	ts        time.Time
 	raw, text []byte
-	hash      uint64
+	hash      uint64 // of the whole line
+	// cut is how many bytes of a line longer than maxLineBytes are not in text: a replay
+	// holds no more of a line (see longLine).
+	cut int64
 }
 
 // skipper consumes the lines a resumed stream replays. It holds them until it has seen as
@@ -673,7 +722,12 @@ func newContentSkipper(cur *sink.Cursor) *skipper {
 // have come, or one stamped beyond every written line has. Timing proves nothing (a stream
 // cut, a kubelet that pauses), so the end of a follow never settles it (see end).
 func (k *skipper) offer(ts time.Time, raw, text []byte) (release []heldLine, marker string) {
-	h := heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: sink.HashLine(text)}
+	return k.offerHeld(heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: sink.HashLine(text)})
+}
+
+// offerHeld is offer for a line the caller made a heldLine of.
+func (k *skipper) offerHeld(h heldLine) (release []heldLine, marker string) {
+	ts := h.ts
 	if k.byContent {
 		if h.ts.Equal(k.lastTime) && h.hash == k.lastHash {
 			k.done, k.skipped = true, int64(len(k.held)+1)

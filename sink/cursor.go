@@ -2,7 +2,6 @@ package sink
 
 import (
 	"cmp"
-	"hash/fnv"
 	"slices"
 	"time"
 )
@@ -48,6 +47,21 @@ type Cursor struct {
 	// second, after the last line written (the node's clock stepped back): resuming from a
 	// second would hide them. It is cleared when a line reaches MaxSec again.
 	Unordered bool `json:"unordered,omitempty"`
+	// Partial is the line being written part by part (File.WritePart): a line longer than
+	// MaxLineBytes whose end has not been read yet. Lines counts it only once its end is
+	// written. A resume finds it again as the first line after the replayed ones and writes
+	// only its rest, once its first Bytes bytes prove to be the ones written.
+	Partial *PartialLine `json:"partial,omitempty"`
+}
+
+// PartialLine is a line of which the first Bytes bytes are written.
+type PartialLine struct {
+	Time  time.Time `json:"time"`
+	Bytes int64     `json:"bytes"`
+	// Parts is how many parts they were written in (the json format numbers parts).
+	Parts int `json:"parts"`
+	// Hash is HashLine of the first Bytes bytes; HashMore continues it.
+	Hash uint64 `json:"hash"`
 }
 
 // SecondCount is the number of lines written whose timestamp falls in one whole second.
@@ -59,11 +73,20 @@ type SecondCount struct {
 // DefaultResumeMarginSec is the default Cursor.MarginSec.
 const DefaultResumeMarginSec = 2
 
-// HashLine is the hash a Cursor keeps of a line.
-func HashLine(line []byte) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write(line)
-	return h.Sum64()
+// HashLine is the hash a Cursor keeps of a line: FNV-1a, 64 bits.
+func HashLine(line []byte) uint64 { return HashMore(HashStart, line) }
+
+// HashStart is the hash of no bytes; HashMore(HashStart, a+b) = HashMore(HashMore(HashStart, a), b).
+const HashStart uint64 = 14695981039346656037
+
+// HashMore continues h, the hash of a line's first bytes, with the next bytes p.
+func HashMore(h uint64, p []byte) uint64 {
+	const prime64 = 1099511628211
+	for _, c := range p {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return h
 }
 
 // Reset points the cursor at the start of a new container instance.

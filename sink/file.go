@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/natefinch/lumberjack.v2"
 
@@ -169,13 +170,67 @@ func (f *File) Path() string { return f.p.current }
 // it) and may be written again; earlier records stay buffered. The one exception is a
 // line too long for even an empty file: if writing it fails part way, or the process
 // dies before the next cursor save, its first parts may end up written twice.
+//
+// While a line is partial (Cursor().Partial, left by WritePart), an application record is
+// the rest of that line: it is written as the line's next parts, and the cursor then
+// counts the whole line. A marker ends a partial line first (see AbandonPartial).
 func (f *File) Write(rec Record) error {
+	if rec.Marker && f.cursor.Partial != nil {
+		f.AbandonPartial()
+	}
+	_, err := f.add(rec, false)
+	return err
+}
+
+// WritePart writes the leading parts of a line whose end has not been read yet: of
+// rec.Line, the line's bytes not written so far, it writes the parts that Write would
+// write for the whole line, except the last, and returns how many bytes that took (0
+// while rec.Line is not longer than a part). The cursor keeps the line as partial
+// (Cursor.Partial) until Write gets its rest. Reading a line longer than MaxLineBytes
+// this way, a reader holds no more than a part of it in memory, and the file holds the
+// same bytes as if the line had been written whole.
+func (f *File) WritePart(rec Record) (int, error) {
+	if rec.Marker {
+		return 0, fmt.Errorf("writing to %s: a marker cannot be written in parts", f.p.current)
+	}
+	return f.add(rec, true)
+}
+
+// AbandonPartial ends a partial line without its rest: the reader cannot get it any more
+// (the kubelet rotated it away, or the instance is gone). The cursor counts the line as
+// written, identified by the bytes that were; the caller writes a marker saying so.
+func (f *File) AbandonPartial() {
+	if p := f.cursor.Partial; p != nil {
+		f.cursor.Partial = nil
+		f.cursor.ObserveHashed(p.Time, p.Hash)
+		f.stats.Lines++
+	}
+}
+
+// PartBytes is the longest part a line is written in (Config.MaxLineBytes, as validated).
+func (f *File) PartBytes() int { return f.cfg.MaxLineBytes }
+
+// add is Write, and with more WritePart.
+func (f *File) add(rec Record, more bool) (int, error) {
 	if f.closed {
-		return fmt.Errorf("writing to %s: %w", f.p.current, os.ErrClosed)
+		return 0, fmt.Errorf("writing to %s: %w", f.p.current, os.ErrClosed)
+	}
+	line := rec.Line
+	if more {
+		// Only parts that end where they would in the whole line: splitAt looks up to
+		// utf8.UTFMax bytes beyond the limit.
+		n := 0
+		for len(line)-n >= f.cfg.MaxLineBytes+utf8.UTFMax {
+			n += splitAt(line[n:], f.cfg.MaxLineBytes)
+		}
+		if n == 0 {
+			return 0, nil
+		}
+		line = line[:n]
 	}
 	if len(f.buf) >= f.cfg.bufLimit {
 		if err := f.flushBuffer(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if f.buf == nil {
@@ -183,36 +238,52 @@ func (f *File) Write(rec Record) error {
 	}
 	lineStart := len(f.buf)
 	f.ends = f.ends[:0]
-	line := rec.Line
-	for partNo := 1; ; partNo++ {
-		n := splitAt(line, f.cfg.MaxLineBytes)
-		f.buf = f.enc.appendPart(f.buf, &rec, line[:n], partNo)
+	first := 1
+	if p := f.cursor.Partial; p != nil && !rec.Marker {
+		first = p.Parts + 1 // the rest of a partial line
+	}
+	for rest, partNo := line, first; ; partNo++ {
+		n := splitAt(rest, f.cfg.MaxLineBytes)
+		f.buf = f.enc.appendPart(f.buf, &rec, rest[:n], partNo)
 		f.ends = append(f.ends, len(f.buf)-lineStart)
-		line = line[n:]
-		if len(line) == 0 {
+		rest = rest[n:]
+		if len(rest) == 0 {
 			break
 		}
 	}
 	if f.size+int64(len(f.buf)) >= f.cfg.maxBytes {
 		if err := f.makeRoom(lineStart); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	// Observe only now: the record is in the buffer (or written), so from here on a
 	// persisted cursor may count it.
-	if rec.Marker {
+	p := f.cursor.Partial
+	switch {
+	case rec.Marker:
 		f.stats.Markers++
-	} else {
+	case more && p == nil:
+		f.cursor.Partial = &PartialLine{Time: rec.Time, Bytes: int64(len(line)), Parts: len(f.ends), Hash: HashLine(line)}
+		f.stats.SplitLines++
+		f.met.linesSplit.Inc()
+	case more:
+		// A new value, not an update in place: a saved cursor's print may share p.
+		f.cursor.Partial = &PartialLine{Time: p.Time, Bytes: p.Bytes + int64(len(line)), Parts: p.Parts + len(f.ends), Hash: HashMore(p.Hash, line)}
+	case p != nil:
+		f.cursor.Partial = nil
+		f.cursor.ObserveHashed(p.Time, HashMore(p.Hash, line))
+		f.stats.Lines++
+	default:
 		h := rec.Hash
 		if h == 0 {
 			h = HashLine(rec.Line)
 		}
 		f.cursor.ObserveHashed(rec.Time, h)
 		f.stats.Lines++
-	}
-	if len(f.ends) > 1 {
-		f.stats.SplitLines++
-		f.met.linesSplit.Inc()
+		if len(f.ends) > 1 {
+			f.stats.SplitLines++
+			f.met.linesSplit.Inc()
+		}
 	}
 	if f.spanned {
 		// The line spanned files and the saved cursor still points before it, into a
@@ -227,7 +298,7 @@ func (f *File) Write(rec Record) error {
 	if len(f.buf) > 0 && f.bufSince.IsZero() {
 		f.bufSince = f.cfg.Now()
 	}
-	return nil
+	return len(line), nil
 }
 
 // makeRoom handles a line, buffered at buf[lineStart:], that would make the current file

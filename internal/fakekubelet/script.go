@@ -22,6 +22,9 @@ type Script struct {
 	// half of that line.
 	CutAfter int
 	MidLine  bool
+	// CutAfterBytes, when positive, cuts the stream once it has sent that many bytes of its
+	// body, wherever that is: inside a line, or inside one part of a split line.
+	CutAfterBytes int
 }
 
 // scripted is a Script waiting for its stream.
@@ -75,7 +78,16 @@ type scriptState struct {
 	Script
 	started bool
 	lines   int
+	sent    int // bytes of the body sent
 	paused  bool
+}
+
+// bytesLeft is how many bytes of p the script lets the stream send before it cuts it.
+func (s *stream) bytesLeft(p []byte) int {
+	if sc := s.script; sc != nil && sc.CutAfterBytes > 0 {
+		return max(0, min(len(p), sc.CutAfterBytes-sc.sent))
+	}
+	return len(p)
 }
 
 // scriptBefore is called before each non-empty write; it waits as the script says and reports
@@ -105,7 +117,11 @@ func (s *stream) scriptBefore() (cut, mid bool, err error) {
 
 // scriptAfter counts a write that was sent.
 func (s *stream) scriptAfter(p []byte) {
-	if s.script != nil && len(p) > 0 && p[len(p)-1] == '\n' {
+	if s.script == nil {
+		return
+	}
+	s.script.sent += len(p)
+	if len(p) > 0 && p[len(p)-1] == '\n' {
 		s.script.lines++
 	}
 }

@@ -107,6 +107,12 @@ func (s *stream) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if n := s.bytesLeft(p); !cut && n < len(p) {
+		n, _ = s.w.Write(p[:n])
+		s.flush()
+		s.end(endCut)
+		return n, endCut
+	}
 	if cut {
 		n := 0
 		if mid {

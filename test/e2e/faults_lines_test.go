@@ -96,3 +96,40 @@ func TestFaultOneMiBLine(t *testing.T) {
 		t.Errorf("%d continuation records, want 1 (only the 1.5 MiB line is longer than --max-line-bytes)", continued)
 	}
 }
+
+// TestFaultHugeLineCut (#14 item 8): a line of 70 MiB, above the 64 MiB a stream once held
+// of a line (the middle was dropped without a marker), is written whole, part by part as
+// it arrives, even though the stream breaks inside it: the next stream replays it from its
+// start and only its rest is written. kubelogd's heap never grows near the line's size.
+func TestFaultHugeLineCut(t *testing.T) {
+	e := parallelEnv(t)
+	e.pod("f", "huge", nil, "app")
+	e.start("f", "huge", "app")
+	dir := t.TempDir()
+	d := e.kubelogd(dir)
+	d.waitReady()
+	e.emit("f", "huge", "app", 1)
+	e.exact(dir, "f", "huge", "app")
+	e.waitStreams("f", "huge", "app", 1)
+
+	// The next stream replays the first line, then breaks 20 MiB into the huge one.
+	e.k.ScriptNext("f", "huge", "app", fakekubelet.Script{CutAfterBytes: 20 << 20})
+	e.k.CutStreams("f", "huge", "app", false)
+	const size = 70 << 20
+	huge := fakekubelet.Line{Text: "huge:" + strings.Repeat("0123456789abcdef", size/16)}
+	if err := e.k.AppendPartial("f", "huge", "app", huge, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	e.emit("f", "huge", "app", 1)
+	e.exact(dir, "f", "huge", "app")
+	if n := e.k.PendingScripts("f", "huge", "app"); n != 0 {
+		t.Fatalf("%d scripted cut not taken: the test did not break the stream inside the line", n)
+	}
+	// HeapSys only grows: it bounds what the heap ever held.
+	if heap := d.metric("go_memstats_heap_sys_bytes"); heap > 40<<20 {
+		t.Errorf("kubelogd's heap reached %.1f MiB reading a %d MiB line: it held the line instead of writing it in parts", heap/(1<<20), size>>20)
+	}
+	if split := d.metric("kubelogd_lines_split_total"); split < 1 {
+		t.Errorf("kubelogd_lines_split_total = %v, want the huge line counted", split)
+	}
+}
