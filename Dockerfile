@@ -12,6 +12,7 @@ COPY . .
 ARG VERSION=dev
 # CGO_ENABLED=0: a static binary that needs no libc in the runtime image.
 # -trimpath: no build-machine paths in the binary.
+# No -tags failpoint: that build is the tests'; without it the crash points are no-op stubs.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/kubelogd ./cmd/kubelogd
 # The output directory, owned by the runtime user so that `docker run` (and a named volume,

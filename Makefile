@@ -44,13 +44,19 @@ test: testbin
 	@# with one inotify instance each (as a real kubelet does): 128, a common default, is too
 	@# few for the parallel e2e tests. Raised when permitted (root, as in CI); see README.
 	-@[ "$$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)" -ge 8192 ] || sysctl -qw fs.inotify.max_user_instances=8192 2>/dev/null || echo "note: cannot raise fs.inotify.max_user_instances; e2e tests may fail with 'too many open files'"
+	@# -tags failpoint: the tests' build, with internal/failpoint's crash points (the e2e and
+	@# soak harnesses build their kubelogd binary with it too). The release build, without the
+	@# tag, is vetted as well, and internal/failpoint's test of its stubs runs in it.
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -parallel 4 -timeout 25m $(GOTEST_FLAGS) ./...
+	$(GO) vet -tags failpoint ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 25m -tags failpoint $(GOTEST_FLAGS) ./...
+	$(GO) test -race -count=1 $(GOTEST_FLAGS) ./internal/failpoint/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONRoundTrip$$' -fuzztime $(FUZZTIME) ./sink/
 
 ## test-short: unit tests only (no control plane).
 test-short:
-	$(GO) test -short -count=1 ./...
+	$(GO) test -short -count=1 -tags failpoint ./...
+	$(GO) test -short -count=1 ./internal/failpoint/
 
 ## soak: the randomized fault soak alone, one seed for DURATION (default: a random seed, 30m).
 soak: $(BIN)/kube-apiserver $(BIN)/etcd

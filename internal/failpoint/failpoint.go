@@ -1,7 +1,12 @@
 // Package failpoint kills the process at named points of its code, so that tests can prove
 // crash recovery at exactly the moments that matter rather than at random ones.
 //
-// A test starts kubelogd with
+// The failpoints exist only in a binary built with the failpoint build tag, as the tests
+// build kubelogd:
+//
+//	go build -tags failpoint ./cmd/kubelogd
+//
+// A test starts that binary with
 //
 //	KUBELOGD_FAILPOINTS="cursor-before-rename=3,gzip-midway=1"
 //	KUBELOGD_FAILPOINT_LOG=/tmp/x/failpoints.log
@@ -9,20 +14,13 @@
 // and the process SIGKILLs itself on the 3rd time it reaches CursorBeforeRename (or the 1st
 // time it reaches GzipMidway), after appending the name to the log file, so that the test can
 // tell a crash at the failpoint from a crash elsewhere and a failpoint that was never reached.
+// Armed or not, each call costs one atomic load in that build.
 //
-// Without KUBELOGD_FAILPOINTS every call costs one atomic load; production builds carry the
-// calls as they are.
+// The release binary (no tag) gets stubs instead: Hit and Kill do nothing and Reached is
+// false, all three inline to nothing at the call sites, KUBELOGD_FAILPOINTS is never read
+// and no failpoint name is left in the binary (TestReleaseBinary checks). Only the names and
+// the environment variables below are in both builds, for the tests that arm them.
 package failpoint
-
-import (
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
-	"sync/atomic"
-	"syscall"
-	"time"
-)
 
 // The failpoints kubelogd defines. Each names a moment between two steps whose order crash
 // recovery depends on.
@@ -57,7 +55,7 @@ const (
 // Names lists every failpoint kubelogd defines.
 var Names = []string{AfterDataBeforeCursor, CursorBeforeRename, CursorMidWrite, RotationAfterRename, GzipMidway, MidLine}
 
-// Environment variables read once at start.
+// Environment variables read once at start, in the failpoint build only.
 const (
 	// EnvFailpoints arms failpoints: comma-separated "name=N", kill on the Nth hit (N ≥ 1).
 	EnvFailpoints = "KUBELOGD_FAILPOINTS"
@@ -65,106 +63,3 @@ const (
 	// process kills itself.
 	EnvLog = "KUBELOGD_FAILPOINT_LOG"
 )
-
-// set is the armed configuration; nil when EnvFailpoints is unset, which is what keeps
-// Hit to one atomic load.
-type set struct {
-	// at is the hit that kills, per name; hits counts hits so far. Both maps are filled
-	// before the set is published and never change afterwards.
-	at   map[string]int64
-	hits map[string]*atomic.Int64
-	log  string
-}
-
-var armed atomic.Pointer[set]
-
-func init() {
-	spec := os.Getenv(EnvFailpoints)
-	if spec == "" {
-		return
-	}
-	s, err := parse(spec, os.Getenv(EnvLog))
-	if err != nil {
-		// A mistyped failpoint in a test must not pass as "never hit".
-		fmt.Fprintf(os.Stderr, "kubelogd: invalid %s: %v\n", EnvFailpoints, err)
-		os.Exit(2)
-	}
-	armed.Store(s)
-}
-
-// parse reads "name=N[,name2=M]". Unknown names are refused: a failpoint that no code can
-// reach would make a test wait for nothing.
-func parse(spec, log string) (*set, error) {
-	s := &set{at: map[string]int64{}, hits: map[string]*atomic.Int64{}, log: log}
-	for _, item := range strings.Split(spec, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		name, count, ok := strings.Cut(item, "=")
-		if !ok {
-			return nil, fmt.Errorf("%q: want name=N", item)
-		}
-		known := false
-		for _, n := range Names {
-			known = known || n == name
-		}
-		if !known {
-			return nil, fmt.Errorf("%q: unknown failpoint (known: %s)", name, strings.Join(Names, ", "))
-		}
-		n, err := strconv.ParseInt(count, 10, 64)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%q: N must be a positive integer", item)
-		}
-		s.at[name] = n
-		s.hits[name] = new(atomic.Int64)
-	}
-	return s, nil
-}
-
-// Hit kills the process if this is the hit of name that EnvFailpoints arms. Unarmed, it is
-// one atomic load, inlined at the call site.
-func Hit(name string) {
-	if armed.Load() != nil {
-		hit(name)
-	}
-}
-
-//go:noinline
-func hit(name string) {
-	if Reached(name) {
-		Kill(name)
-	}
-}
-
-// Reached counts a hit of name and reports whether it is the armed one, without killing:
-// for code that must first set up the state the failpoint is about (such as writing half a
-// record) and then call Kill. Exactly one call per process run reports true for each armed
-// name, even when several goroutines reach the point at once.
-func Reached(name string) bool {
-	s := armed.Load()
-	if s == nil {
-		return false
-	}
-	c, ok := s.hits[name]
-	if !ok {
-		return false
-	}
-	return c.Add(1) == s.at[name]
-}
-
-// Kill appends name to the EnvLog file and SIGKILLs the process. It does not return.
-func Kill(name string) {
-	if s := armed.Load(); s != nil && s.log != "" {
-		if f, err := os.OpenFile(s.log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
-			_, _ = f.WriteString(name + "\n")
-			_ = f.Close()
-		}
-	}
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	for {
-		// The signal is delivered asynchronously: never run on past the failpoint. (A
-		// sleeping goroutine, unlike select{}, cannot trip the runtime's deadlock check.)
-		time.Sleep(time.Hour)
-	}
-}

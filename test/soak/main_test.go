@@ -36,7 +36,8 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		kubelogdBin = filepath.Join(dir, "kubelogd")
-		build := exec.Command("go", "build", "-race", "-o", kubelogdBin, "github.com/kubelogd/kubelogd/cmd/kubelogd")
+		// -tags failpoint: the soak's failpoint steps arm internal/failpoint, which the release build leaves out.
+		build := exec.Command("go", "build", "-race", "-tags", "failpoint", "-o", kubelogdBin, "github.com/kubelogd/kubelogd/cmd/kubelogd")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building kubelogd:", err)
