@@ -1,0 +1,255 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kubelogd/kubelogd/internal/daemon"
+	"github.com/kubelogd/kubelogd/sink"
+)
+
+const usageHead = `Usage: kubelogd [flags]
+       kubelogd tail [POD] [flags]    read the collected files (see kubelogd tail --help)
+
+Collect the logs of every container in the cluster, through the API server, into one
+rotated file per container under --output-dir, each line exactly once across stream
+breaks, container restarts, log rotation and restarts of kubelogd itself.
+
+Examples:
+  kubelogd --kubeconfig ~/.kube/config --output-dir /var/log/kubelogd
+  kubelogd --namespace shop --namespace payments --format json --compress
+  kubelogd --selector app=web --max-total-size-mb 20000 --max-total-age-days 14
+`
+
+const usageTail = `
+Environment: every flag can also be set with a variable named after it, --max-size-mb
+as KUBELOGD_MAX_SIZE_MB. A flag on the command line wins; for repeatable flags both add
+up.
+
+Exit status: 0 after SIGTERM or SIGINT (a second one exits at once, 1), 1 on a failure
+while running, 2 for invalid flags, an unreachable API server, missing permissions or an
+unusable output directory.
+`
+
+// flagGroup is one section of --help: the daemon has thirty flags, which read best by
+// what they are about, as kubectl's do.
+type flagGroup struct {
+	title string
+	fs    *pflag.FlagSet
+}
+
+// options are the flags that are not Config fields as given.
+type options struct {
+	namespaces, excludeNS       stringList
+	format, logFormat, logLevel string
+	qps                         float64
+	showVersion, help           bool
+}
+
+// newFlagSet defines the daemon's flags, bound to cfg and o, in their help groups.
+func newFlagSet(cfg *daemon.Config, o *options) (*pflag.FlagSet, []flagGroup) {
+	var groups []flagGroup
+	group := func(title string) *pflag.FlagSet {
+		g := pflag.NewFlagSet(title, pflag.ContinueOnError)
+		g.SortFlags = false
+		groups = append(groups, flagGroup{title, g})
+		return g
+	}
+
+	g := group("Cluster")
+	g.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty: in-cluster config, else $KUBECONFIG or ~/.kube/config")
+	g.Float64Var(&o.qps, "kube-api-qps", 500, "client-side limit on API requests per second, log stream opens included")
+	g.IntVar(&cfg.Burst, "kube-api-burst", 500, "burst above --kube-api-qps")
+	g.DurationVar(&cfg.Informer.SyncWarnInterval, "sync-warn-interval", 30*time.Second, "while the first pod list has not succeeded, warn this often (kubelogd keeps retrying; /readyz answers 503 until then)")
+
+	g = group("Selection")
+	g.Var(&o.namespaces, "namespace", "namespace to collect (repeatable or comma-separated; default: all namespaces)")
+	g.Var(&o.excludeNS, "exclude-namespace", "namespace never to collect (repeatable or comma-separated)")
+	g.StringVar(&cfg.Informer.LabelSelector, "selector", "", "label selector of the pods to collect")
+	g.StringVar(&cfg.Informer.FieldSelector, "field-selector", "", "field selector of the pods to collect")
+	g.StringVar(&cfg.Informer.Node, "node", "", "collect only pods bound to this node")
+
+	g = group("Files")
+	g.StringVar(&cfg.Sink.Dir, "output-dir", "/var/log/kubelogd", "root of the collected files: <output-dir>/<namespace>/<pod>/<container>.log")
+	g.StringVar(&o.format, "format", "timestamped", "file format: timestamped, raw or json")
+	g.BoolVar(&cfg.Sink.JSONLabels, "json-labels", false, "with --format json, add the pod's labels to every line")
+	g.IntVar(&cfg.Sink.MaxLineBytes, "max-line-bytes", 0, "longer lines are split into parts (0: 1 MiB, less if --max-size-mb needs it)")
+	g.DurationVar(&cfg.Sink.FlushInterval, "flush-interval", time.Second, "longest time a received line waits in memory before it is written")
+	g.DurationVar(&cfg.Sink.IdleClose, "idle-close", 5*time.Minute, "close the file of a container that wrote nothing this long (reopened on its next line)")
+
+	g = group("Rotation and retention")
+	g.IntVar(&cfg.Sink.MaxSizeMB, "max-size-mb", 100, "size in MB at which a container's file is rotated")
+	g.IntVar(&cfg.Sink.MaxBackups, "max-backups", 5, "rotated files kept per container (0: all)")
+	g.IntVar(&cfg.Sink.MaxAgeDays, "max-age-days", 0, "days a rotated file is kept (0: no limit)")
+	g.BoolVar(&cfg.Sink.Compress, "compress", false, "gzip rotated files")
+	g.IntVar(&cfg.Sink.MaxTotalSizeMB, "max-total-size-mb", 0, "disk budget for the whole output dir in MB: the oldest rotated files of all containers are deleted first (0: none)")
+	g.IntVar(&cfg.Sink.MaxTotalAgeDays, "max-total-age-days", 0, "delete rotated files of every container older than this (0: never)")
+	g.DurationVar(&cfg.Sink.RetainDeleted, "retain-deleted", 7*24*time.Hour, "keep the files of a deleted pod this long after its last write")
+
+	g = group("Streams")
+	g.DurationVar(&cfg.Collector.Since, "since", 0, "for a container kubelogd has no cursor for, how far back to read (0: everything the kubelet still has)")
+	g.DurationVar(&cfg.Collector.StallTimeout, "stall-timeout", 2*time.Minute, "a stream silent this long is probed; if the kubelet has lines it did not deliver, it is reopened")
+	g.DurationVar(&cfg.Collector.MaxStreamLifetime, "max-stream-lifetime", time.Hour, "reopen follow streams after this long (0: never)")
+	g.DurationVar(&cfg.Collector.PollMaxInterval, "poll-max-interval", 30*time.Second, "longest wait between two polls of a quiet container whose node cannot follow logs (at least 5s)")
+
+	g = group("Metrics and logs")
+	g.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of /metrics, /healthz and /readyz (empty: off)")
+	g.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	g.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+
+	g = group("Other")
+	g.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	g.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+
+	fs := pflag.NewFlagSet("kubelogd", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, and printed as one line by run
+	fs.Usage = func() {}
+	for _, g := range groups {
+		fs.AddFlagSet(g.fs)
+	}
+	return fs, groups
+}
+
+// usage lays out the help text with the flags of groups.
+func usage(groups []flagGroup) string {
+	var b strings.Builder
+	b.WriteString(usageHead)
+	for _, g := range groups {
+		fmt.Fprintf(&b, "\n%s:\n%s", g.title, g.fs.FlagUsagesWrapped(100))
+	}
+	b.WriteString(usageTail)
+	return b.String()
+}
+
+// helpText is the text of kubelogd --help.
+func helpText() string {
+	_, groups := newFlagSet(new(daemon.Config), new(options))
+	return usage(groups)
+}
+
+var (
+	errVersion = errors.New("version requested")
+	errHelp    = errors.New("help requested")
+)
+
+// stringList is a repeatable flag; a comma-separated value adds several entries.
+type stringList []string
+
+var _ pflag.Value = (*stringList)(nil)
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Type() string   { return "strings" }
+func (s *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+// parse turns flags, and KUBELOGD_* environment variables for flags not given, into a
+// Config. Environment variables are named after the flag: --max-size-mb is
+// KUBELOGD_MAX_SIZE_MB. It returns errHelp for -h and --help, errVersion for --version.
+func parse(args []string, stderr io.Writer) (daemon.Config, *slog.Logger, error) {
+	var cfg daemon.Config
+	var o options
+	fs, _ := newFlagSet(&cfg, &o)
+	if err := applyEnv(fs); err != nil {
+		return cfg, nil, err
+	}
+	if err := fs.Parse(longDashes(fs, args)); err != nil {
+		return cfg, nil, fmt.Errorf("%w (see kubelogd --help)", err)
+	}
+	switch {
+	case o.help:
+		return cfg, nil, errHelp
+	case o.showVersion:
+		return cfg, nil, errVersion
+	case fs.NArg() > 0:
+		return cfg, nil, fmt.Errorf("unexpected argument %q (see kubelogd --help)", fs.Arg(0))
+	}
+	cfg.QPS = float32(o.qps)
+	switch lt := cfg.Collector.MaxStreamLifetime; {
+	case lt < 0:
+		return cfg, nil, errors.New("--max-stream-lifetime must not be negative")
+	case lt == 0:
+		cfg.Collector.MaxStreamLifetime = -1 // the collector's "never"
+	}
+	cfg.Informer.Namespaces, cfg.Informer.ExcludeNamespaces = o.namespaces, o.excludeNS
+	cfg.Sink.Node = cfg.Informer.Node
+	var err error
+	if cfg.Sink.Format, err = sink.ParseFormat(o.format); err != nil {
+		return cfg, nil, fmt.Errorf("invalid --format: %w", err)
+	}
+	logger, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, logger, cfg.Validate()
+}
+
+// applyEnv sets every flag whose KUBELOGD_* variable is set, before the command line is
+// parsed: a flag given there then overrides it, and a repeatable one adds to it.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name == "help" || err != nil {
+			return
+		}
+		name := envName(f.Name)
+		if v, ok := os.LookupEnv(name); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("invalid %s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// envName is the environment variable of a flag: KUBELOGD_MAX_SIZE_MB for max-size-mb.
+func envName(flag string) string {
+	return "KUBELOGD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// longDashes rewrites the single-dash long flags that Go's flag package accepted, and
+// earlier versions of kubelogd with it (-compress, -max-size-mb=10, -output-dir /x), to
+// pflag's double dash, so that existing command lines and manifests keep working. Only
+// names of kubelogd's own long flags are rewritten, never a flag's value (--selector
+// -x is left alone) nor anything after "--"; anything else is left for pflag to judge.
+func longDashes(fs *pflag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		var f *pflag.Flag
+		name, hasValue := "", false
+		switch {
+		case strings.HasPrefix(a, "--"):
+			name, _, hasValue = strings.Cut(a[2:], "=")
+			f = fs.Lookup(name)
+		case strings.HasPrefix(a, "-") && len(a) > 2:
+			name, _, hasValue = strings.Cut(a[1:], "=")
+			if f = fs.Lookup(name); f != nil {
+				a = "-" + a
+			}
+		}
+		out = append(out, a)
+		// A flag that needs a value and has none after "=" takes the next argument,
+		// whatever it looks like: pass it through untouched.
+		if f != nil && !hasValue && f.NoOptDefVal == "" && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
+}
