@@ -10,10 +10,11 @@ ETCD_TOOLS := hack/tools/etcd/go.mod hack/tools/etcd/go.sum hack/tools/etcd/main
 GOTEST_FLAGS ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build testbin test test-short soak demo bench clean kubectl
+.PHONY: all build testbin test test-short soak demo bench clean kubectl help
 
 all: build
 
+## build: bin/kubelogd, the release build.
 build: $(BIN)/kubelogd
 
 $(BIN)/kubelogd: FORCE
@@ -31,6 +32,7 @@ $(BIN)/promtool: hack/tools/prometheus/go.mod hack/tools/prometheus/go.sum
 	cd hack/tools/prometheus && $(GO) build -tags remove_all_sd -ldflags='-s -w' -o $@ github.com/prometheus/prometheus/cmd/promtool
 
 # kubectl is optional (make demo prints how to use it; make bench compares with it).
+## kubectl: bin/kubectl (optional: make bench compares with it).
 kubectl: $(BIN)/kubectl
 $(BIN)/kubectl: $(KUBE_TOOLS)
 	cd hack/tools/kube && $(GO) build -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kubectl
@@ -67,9 +69,10 @@ demo: testbin $(BIN)/kubelogd
 	$(GO) build -o $(BIN)/kubelogd-demo ./hack/demo
 	$(BIN)/kubelogd-demo --kubelogd $(BIN)/kubelogd --output-dir $(CURDIR)/demo-logs
 
-## bench: speed, memory and latency on the local control plane, beside the transport limit
-## (and kubectl logs, once `make kubectl` has built it): one table, and bin/bench.json.
-## It needs only etcd and kube-apiserver of testbin, so a fresh clone builds no more.
+## bench: speed, memory and latency on the local control plane, as ratios to the peers.
+## Beside the transport limit and kubectl logs (once `make kubectl` has built it): one
+## table, and bin/bench.json. It needs only etcd and kube-apiserver of testbin, so a fresh
+## clone builds no more.
 bench: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubelogd
 	$(GO) build -o $(BIN)/kubelogd-bench ./hack/bench
 	$(BIN)/kubelogd-bench --kubelogd $(BIN)/kubelogd --kubectl $(BIN)/kubectl --repo $(CURDIR) --json $(BIN)/bench.json
@@ -78,7 +81,12 @@ bench: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubelogd
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./collector ./sink
 
+## clean: remove bin/ and demo-logs/.
 clean:
 	rm -rf $(BIN) demo-logs
+
+## help: list the targets.
+help:
+	@sed -n 's/^## \([a-z-]*\): /\1\t/p' $(MAKEFILE_LIST) | expand -t 14
 
 FORCE:

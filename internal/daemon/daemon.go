@@ -145,35 +145,19 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	registerDaemonMetrics(reg, cfg.Version, float64(cfg.Sink.MaxTotalSizeMB)*(1<<20), disc.Synced)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8) // room for every goroutine below, so none blocks on failing
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil {
-				if !errors.Is(err, ErrUsage) {
-					err = fmt.Errorf("%s: %w", name, err)
-				}
-				errs <- err
-				cancel()
-			}
-		}()
-	}
+	var g group
 	if cfg.MetricsAddr != "" {
 		srv, err := newServer(cfg.MetricsAddr, reg, disc.SyncError, coll.Forbidden, cfg.Sink.Dir)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 		logger.Info("serving metrics and health", "addr", srv.addr(), "metrics", "http://"+srv.addr()+"/metrics")
-		run("metrics server", srv.run)
+		g.last("metrics server", srv.run)
 	}
-	run("file sweeper", files.Run)
-	run("pod metadata", meta.Run)
-	run("collector", coll.Run)
-	run("informer", func(ctx context.Context) error {
+	g.run("file sweeper", files.Run)
+	g.run("pod metadata", meta.Run)
+	g.run("collector", coll.Run)
+	g.run("informer", func(ctx context.Context) error {
 		// A slow or failing first list is waited out (disc.Run retries and warns); only a
 		// list refused with 403 ends it, and that is the environment's fault: exit 2, as
 		// when the self-check above finds a permission missing.
@@ -184,9 +168,62 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	})
 	logger.Info("kubelogd started", "apiserver", rc.Host, "output_dir", cfg.Sink.Dir)
+	return g.wait(ctx, func() { logger.Info("stopping: closing streams and flushing files") })
+}
+
+// group runs kubelogd's goroutines under one context: the first to fail stops them all,
+// and its error is the group's. Those started with last (the metrics and health server)
+// stop only after the others have returned, so that /metrics and /healthz answer while
+// the collector drains its streams and flushes its files.
+type group struct {
+	workers, lasts []namedFunc
+}
+
+type namedFunc struct {
+	name string
+	f    func(context.Context) error
+}
+
+func (g *group) run(name string, f func(context.Context) error) {
+	g.workers = append(g.workers, namedFunc{name, f})
+}
+func (g *group) last(name string, f func(context.Context) error) {
+	g.lasts = append(g.lasts, namedFunc{name, f})
+}
+
+// wait starts every function and returns once all have returned: after ctx is done, or
+// one of them failed. stopping is called once the workers are told to stop.
+func (g *group) wait(ctx context.Context, stopping func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lastCtx, stopLast := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLast()
+	errs := make(chan error, len(g.workers)+len(g.lasts)) // none blocks on failing
+	start := func(wg *sync.WaitGroup, ctx context.Context, nf namedFunc) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := nf.f(ctx); err != nil {
+				if !errors.Is(err, ErrUsage) {
+					err = fmt.Errorf("%s: %w", nf.name, err)
+				}
+				errs <- err
+				cancel()
+			}
+		}()
+	}
+	var workers, lasts sync.WaitGroup
+	for _, nf := range g.lasts {
+		start(&lasts, lastCtx, nf)
+	}
+	for _, nf := range g.workers {
+		start(&workers, ctx, nf)
+	}
 	<-ctx.Done()
-	logger.Info("stopping: closing streams and flushing files")
-	wg.Wait()
+	stopping()
+	workers.Wait()
+	stopLast()
+	lasts.Wait()
 	close(errs)
 	return <-errs
 }

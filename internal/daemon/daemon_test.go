@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -46,5 +47,49 @@ current-context: c
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run stopped while starting = %v, want nil", err)
+	}
+}
+
+// TestGroupStopsServersLast: on stop, the metrics and health server (started with last)
+// keeps running until every worker — the collector draining its streams — has returned;
+// and a failing worker stops the group with its error.
+func TestGroupStopsServersLast(t *testing.T) {
+	var g group
+	release := make(chan struct{})
+	serverStopped := make(chan struct{})
+	var serverAliveWhileDraining bool
+	g.last("server", func(ctx context.Context) error {
+		<-ctx.Done()
+		close(serverStopped)
+		return nil
+	})
+	g.run("collector", func(ctx context.Context) error {
+		<-ctx.Done()
+		<-release // draining
+		select {
+		case <-serverStopped:
+		default:
+			serverAliveWhileDraining = true
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.wait(ctx, func() {}) }()
+	cancel()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("wait = %v", err)
+	}
+	if !serverAliveWhileDraining {
+		t.Fatal("the server stopped before the collector had drained")
+	}
+
+	var failing group
+	failing.last("server", func(ctx context.Context) error { <-ctx.Done(); return nil })
+	failing.run("informer", func(context.Context) error { return errors.New("boom") })
+	failing.run("collector", func(ctx context.Context) error { <-ctx.Done(); return nil })
+	if err := failing.wait(context.Background(), func() {}); err == nil || err.Error() != "informer: boom" {
+		t.Fatalf("wait = %v, want informer: boom", err)
 	}
 }
