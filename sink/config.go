@@ -8,47 +8,28 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
-// Format selects how records are laid out in the files.
-type Format int
+// Format selects how records are laid out in the files; the formats are defined in
+// internal/layout, which the reader (kubelogd tail) shares.
+type Format = layout.Format
 
+// The formats a Manager writes.
 const (
 	// FormatTimestamped writes "<kubelet timestamp> <line>" per line, the layout of
 	// kubectl logs --timestamps. It is the default.
-	FormatTimestamped Format = iota
+	FormatTimestamped = layout.FormatTimestamped
 	// FormatRaw writes the line alone, as the application printed it.
-	FormatRaw
+	FormatRaw = layout.FormatRaw
 	// FormatJSON writes one JSON object per line with the time, the container's
 	// coordinates and the line (or its base64 when it is not valid UTF-8).
-	FormatJSON
+	FormatJSON = layout.FormatJSON
 )
 
-// String returns the name ParseFormat accepts for f.
-func (f Format) String() string {
-	switch f {
-	case FormatTimestamped:
-		return "timestamped"
-	case FormatRaw:
-		return "raw"
-	case FormatJSON:
-		return "json"
-	}
-	return fmt.Sprintf("Format(%d)", int(f))
-}
-
 // ParseFormat turns a format name ("timestamped", "raw" or "json") into a Format.
-func ParseFormat(s string) (Format, error) {
-	switch s {
-	case "timestamped":
-		return FormatTimestamped, nil
-	case "raw":
-		return FormatRaw, nil
-	case "json":
-		return FormatJSON, nil
-	}
-	return 0, fmt.Errorf("unknown log format %q: use timestamped, raw or json", s)
-}
+func ParseFormat(s string) (Format, error) { return layout.ParseFormat(s) }
 
 // Defaults applied by NewManager to zero Config fields.
 const (
@@ -77,16 +58,13 @@ const megabyte = 1 << 20
 const (
 	// maxRawTimeLen bounds Record.RawTime; a longer one is ignored and Time is formatted
 	// instead, so that a broken timestamp cannot make a record overflow a file.
-	maxRawTimeLen = 64
+	maxRawTimeLen = layout.MaxTimeLen
 	// textOverhead bounds what the text formats add to a part: the time, a space, the
 	// marker and continuation prefixes and the newline.
 	textOverhead = maxRawTimeLen + 1 + len(markerPrefix) + len(contPrefix) + 1
-	// jsonEscapeFactor is the worst growth of a JSON-escaped byte ("\u00XX"); base64
-	// (4/3) stays below it.
-	jsonEscapeFactor = 6
 	// jsonFixedOverhead bounds the keys, punctuation, part number, the escaped time and the
 	// validated names (label 63 + subdomain 253 + label 63); the node is added separately.
-	jsonFixedOverhead = 256 + jsonEscapeFactor*maxRawTimeLen + 63 + 253 + 63
+	jsonFixedOverhead = 256 + layout.JSONEscapeFactor*maxRawTimeLen + 63 + 253 + 63
 	// podInfoReserve bounds the encoded node and labels of the json format (less for tiny
 	// files: an eighth of the rotation size); labels that do not fit are left out
 	// (File.SetPod), so a line never outgrows the bound.
@@ -274,7 +252,7 @@ func (cfg Config) complete() (settings, error) {
 // most factor*n+fixed bytes.
 func (s *settings) partBound() (factor, fixed int64) {
 	if s.Format == FormatJSON {
-		return jsonEscapeFactor, int64(jsonFixedOverhead + s.podReserve)
+		return layout.JSONEscapeFactor, int64(jsonFixedOverhead + s.podReserve)
 	}
 	return 1, int64(textOverhead)
 }

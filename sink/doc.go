@@ -10,6 +10,8 @@
 // recovery recognises that data in a restored or copied directory: see identity.go).
 // A lock file, <Dir>/.kubelogd.lock, keeps a second kubelogd out. Files removed
 // outside kubelogd while it runs are created again (see outside.go).
+// The names, the line layout of each Format and the atomic replacement of small files
+// are defined in internal/layout, which kubelogd tail reads the files with.
 //
 // A File is owned by one goroutine (the collector's stream for that container); the
 // Manager that opens Files is safe for concurrent use. Manager.Run is the sink's one

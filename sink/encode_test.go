@@ -3,17 +3,17 @@ package sink
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -80,30 +80,6 @@ func TestFormatsGolden(t *testing.T) {
 	}
 }
 
-func TestParseFormat(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		want    Format
-		wantErr bool
-	}{
-		{"timestamped", FormatTimestamped, false},
-		{"raw", FormatRaw, false},
-		{"json", FormatJSON, false},
-		{"JSON", 0, true},
-		{"", 0, true},
-	} {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseFormat(tc.in)
-			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Errorf("ParseFormat(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
-			}
-			if err == nil && got.String() != tc.in {
-				t.Errorf("String() = %q, want %q", got.String(), tc.in)
-			}
-		})
-	}
-}
-
 func TestSplitAt(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -160,7 +136,7 @@ func FuzzJSONRoundTrip(f *testing.F) {
 		if len(out) == 0 || out[len(out)-1] != '\n' || bytes.IndexByte(out[:len(out)-1], '\n') >= 0 {
 			t.Fatalf("not exactly one line: %q", out)
 		}
-		if max := 6*len(line) + jsonFixedOverhead + len(AppendJSONString(nil, []byte(node))); len(out) > max {
+		if max := 6*len(line) + jsonFixedOverhead + len(layout.AppendJSONString(nil, []byte(node))); len(out) > max {
 			t.Fatalf("encoded %d bytes to %d, above the bound %d", len(line), len(out), max)
 		}
 		var got jsonLine
@@ -248,90 +224,5 @@ func TestSetPodJSON(t *testing.T) {
 				t.Fatalf("not JSON: %v", err)
 			}
 		})
-	}
-}
-
-// TestJSONSafePrefix checks the eight-bytes-at-a-time scan against a byte-at-a-time
-// one: every byte value at every position of a word and of the tail, and random runs.
-func TestJSONSafePrefix(t *testing.T) {
-	ref := func(s []byte) int {
-		i := 0
-		for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' {
-			i++
-		}
-		return i
-	}
-	check := func(s []byte) {
-		t.Helper()
-		if got, want := jsonSafePrefix(s), ref(s); got != want {
-			t.Fatalf("jsonSafePrefix(%q) = %d, want %d", s, got, want)
-		}
-	}
-	for n := range 20 {
-		for pos := range n {
-			for b := range 256 {
-				s := bytes.Repeat([]byte{'a'}, n)
-				s[pos] = byte(b)
-				check(s)
-				// The byte below it also varies the borrows and carries between bytes.
-				if pos > 0 {
-					s[pos-1] = byte(b ^ 0x5a)
-					check(s)
-				}
-			}
-		}
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 100_000 {
-		s := make([]byte, rng.IntN(40))
-		for i := range s {
-			if rng.IntN(10) == 0 {
-				s[i] = byte(rng.IntN(256))
-			} else {
-				s[i] = byte(0x20 + rng.IntN(0x5f))
-			}
-		}
-		check(s)
-	}
-}
-
-// TestJSONSafeWord checks the word test exactly, both ways (a false alarm would only
-// slow jsonSafePrefix down, which TestJSONSafePrefix cannot see): one byte of every value
-// at every position, over every safe background byte, and random pairs.
-func TestJSONSafeWord(t *testing.T) {
-	safe := func(b byte) bool { return b >= 0x20 && b < 0x7f && b != '"' && b != '\\' }
-	var w [8]byte
-	for bg := range 256 {
-		if !safe(byte(bg)) {
-			continue
-		}
-		for pos := range 8 {
-			for b := range 256 {
-				for i := range w {
-					w[i] = byte(bg)
-				}
-				w[pos] = byte(b)
-				if got := jsonSafeWord(binary.LittleEndian.Uint64(w[:])); got != safe(byte(b)) {
-					t.Fatalf("jsonSafeWord(%q) = %v", w, got)
-				}
-			}
-		}
-	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	for range 1_000_000 {
-		want := true
-		for i := range w {
-			w[i] = byte(0x20 + rng.IntN(0x5f))
-		}
-		for range 2 {
-			i, b := rng.IntN(8), byte(rng.IntN(256))
-			w[i] = b
-		}
-		for _, b := range w {
-			want = want && safe(b)
-		}
-		if got := jsonSafeWord(binary.LittleEndian.Uint64(w[:])); got != want {
-			t.Fatalf("jsonSafeWord(%q) = %v, want %v", w, got, want)
-		}
 	}
 }

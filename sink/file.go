@@ -14,6 +14,7 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // Record is one line to write.
@@ -595,7 +596,7 @@ func (f *File) rotate(retain bool) error {
 func waitForFreeBackupName(p paths, last time.Time) {
 	waitForNextMillisecond(last)
 	for range 1000 {
-		name := filepath.Join(p.dir, p.name+"-"+time.Now().UTC().Format(backupTimeLayout)+".log")
+		name := filepath.Join(p.dir, layout.BackupName(p.name, time.Now()))
 		if !exists(name) && !exists(name+".gz") {
 			return
 		}

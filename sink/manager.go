@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 var _ io.Closer = (*Manager)(nil)
@@ -63,7 +65,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := MkdirAll(s.Dir); err != nil {
+	if err := layout.MkdirAll(s.Dir); err != nil {
 		return nil, fmt.Errorf("creating output directory %s: %w; create it or choose another output directory", s.Dir, err)
 	}
 	probe, err := os.CreateTemp(s.Dir, probeFilePatt)
@@ -270,7 +272,7 @@ func (m *Manager) recoverContainer(p paths) (recovered, error) {
 // makeDir creates a pod directory and its namespace directory where missing, and
 // remembers it.
 func (m *Manager) makeDir(dir string) error {
-	if err := MkdirAll(dir); err != nil {
+	if err := layout.MkdirAll(dir); err != nil {
 		return fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", dir, err, m.cfg.Dir)
 	}
 	m.mu.Lock()
@@ -352,38 +354,4 @@ func (m *Manager) Close() error {
 		return fmt.Errorf("releasing lock %s: %w", filepath.Join(m.cfg.Dir, lockFileName), err)
 	}
 	return nil
-}
-
-// MkdirAll creates dir and its missing parents with mode 0750, chmod-ing each directory
-// it creates because the umask may have narrowed or (if 0) not narrowed the mode.
-// Existing directories keep their mode: an administrator may have chosen it. It is for
-// whatever else kubelogd writes into the output directory (internal/tail.WriteMeta).
-//
-// It tries Mkdir first: a new pod's directory, in a namespace directory that exists,
-// then costs one Mkdir and its Chmod, with no lookups before.
-func MkdirAll(dir string) error {
-	err := os.Mkdir(dir, dirMode)
-	if errors.Is(err, fs.ErrNotExist) {
-		if parent := filepath.Dir(dir); parent != dir {
-			if err := MkdirAll(parent); err != nil {
-				return err
-			}
-		}
-		err = os.Mkdir(dir, dirMode)
-	}
-	switch {
-	case err == nil:
-		return os.Chmod(dir, dirMode)
-	case errors.Is(err, fs.ErrExist):
-		// There already, or created concurrently (another Open, the pod metadata writer).
-		st, err := os.Stat(dir)
-		if err != nil {
-			return err
-		}
-		if !st.IsDir() {
-			return fmt.Errorf("%s exists and is not a directory", dir)
-		}
-		return nil
-	}
-	return err
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // Operators free space by removing a pod's directory or a container's current file, or
@@ -116,7 +118,7 @@ func openCurrent(p paths, flag int) (*os.File, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fd, err
 	}
-	if err := MkdirAll(p.dir); err != nil {
+	if err := layout.MkdirAll(p.dir); err != nil {
 		return nil, fmt.Errorf("creating directory %s: %w", p.dir, err)
 	}
 	fd, err = os.OpenFile(p.current, flag|os.O_CREATE, fileMode)

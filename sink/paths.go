@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // Key names the container a File belongs to.
@@ -19,28 +19,25 @@ func (k Key) String() string {
 	return k.Namespace + "/" + k.Pod + "/" + k.Container
 }
 
-// File and directory modes. The umask is not trusted with them: every file and directory
-// kubelogd creates is chmod-ed explicitly.
+// The names and modes of the files the sink writes, under the short names it uses; they
+// are defined in internal/layout, which the reader (kubelogd tail) shares.
 const (
-	dirMode  = 0o750
-	fileMode = 0o640
+	dirMode          = layout.DirMode
+	fileMode         = layout.FileMode
+	logExt           = layout.LogExt
+	gzExt            = layout.GzExt
+	cursorSuffix     = layout.CursorSuffix
+	tmpInfix         = layout.TmpInfix
+	lockFileName     = layout.LockFileName
+	backupTimeLayout = layout.BackupTimeLayout
 )
 
-// Names of the files beside a container's log.
-const (
-	logExt        = ".log"
-	gzExt         = ".gz"
-	cursorSuffix  = ".cursor"
-	tmpInfix      = ".tmp-" // temporary files are "<final name>.tmp-<random>"
-	lockFileName  = ".kubelogd.lock"
-	probeFilePatt = ".kubelogd-probe-*"
-	// podMetaTmpPrefix starts the temporary files of a pod's metadata, .pod.json, which
-	// the daemon writes beside the containers' files (internal/tail.WriteMeta). The sink
-	// does not write them, but its sweep removes those a crash left (removeStaleTemps).
-	podMetaTmpPrefix = ".pod.json" + tmpInfix
-)
+// probeFilePatt names the temporary file NewManager creates to prove the output
+// directory writable.
+const probeFilePatt = ".kubelogd-probe-*"
 
-// staleTmpAge is how old a temporary file of another writer than the sink (.pod.json's)
+// staleTmpAge is how old a temporary file of another writer than the sink (those of
+// .pod.json, layout.MetaTmpPrefix, which the daemon writes beside the containers' files)
 // must be for the sweep to take it for a crash's leftover: it lives for microseconds
 // while it is being written. Removing one still in use would only fail that save.
 const staleTmpAge = 10 * time.Second
@@ -67,45 +64,22 @@ func pathsFor(root string, key Key) (paths, error) {
 		{"pod", key.Pod, true},
 		{"container", key.Container, false},
 	} {
-		if err := validName(c.name, c.subdomain); err != nil {
+		if err := layout.ValidName(c.name, c.subdomain); err != nil {
 			return paths{}, fmt.Errorf("refusing to write logs of %s: invalid %s name %q: %s", key, c.what, c.name, err)
 		}
 	}
-	dir := filepath.Join(root, key.Namespace, key.Pod)
+	dir := layout.PodDir(root, key.Namespace, key.Pod)
 	p := paths{
 		dir:     dir,
-		current: filepath.Join(dir, key.Container+logExt),
-		cursor:  filepath.Join(dir, "."+key.Container+cursorSuffix),
+		current: filepath.Join(dir, layout.LogFileName(key.Container)),
+		cursor:  filepath.Join(dir, layout.CursorFileName(key.Container)),
 		name:    key.Container,
 	}
 	// Belt and braces: validation already rules out separators and dot names, but the
-	// result must provably stay below root whatever validName lets through.
+	// result must provably stay below root whatever layout.ValidName lets through.
 	rel, err := filepath.Rel(root, p.current)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
 		return paths{}, fmt.Errorf("refusing to write logs of %s: path %s escapes the output directory %s", key, p.current, root)
 	}
 	return p, nil
-}
-
-// validName reports why name is not a DNS-1123 label (or subdomain) or is unsafe as a
-// path component.
-func validName(name string, subdomain bool) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty")
-	case name == "." || name == "..":
-		return fmt.Errorf("a dot name")
-	case strings.ContainsAny(name, "/\\\x00"):
-		return fmt.Errorf("contains a path separator or NUL")
-	}
-	var msgs []string
-	if subdomain {
-		msgs = validation.IsDNS1123Subdomain(name)
-	} else {
-		msgs = validation.IsDNS1123Label(name)
-	}
-	if len(msgs) > 0 {
-		return fmt.Errorf("%s", strings.Join(msgs, "; "))
-	}
-	return nil
 }

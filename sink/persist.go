@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // persistedCursor is the content of <Dir>/<ns>/<pod>/.<container>.cursor: the Cursor's
@@ -160,43 +161,21 @@ func (f *File) ensureCursor() error {
 	return nil
 }
 
-// writeFileAtomic replaces path with data via a temporary file in the same directory.
-func writeFileAtomic(path string, data []byte, sync bool) (err error) {
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, base+tmpInfix+"*")
-	if err != nil {
-		return fmt.Errorf("saving %s: %w; check free space and permissions in %s", path, err, dir)
+// writeFileAtomic replaces path with data (layout.WriteFileAtomic); with sync, the
+// temporary file is synced before the rename and the directory after it.
+func writeFileAtomic(path string, data []byte, sync bool) error {
+	err := layout.WriteFileAtomic(path, data, layout.WriteOptions{
+		Sync:       sync,
+		BeforeSync: func(tmp string) { _ = observeSync(tmp) },
+		// Crash tests: the new cursor is complete in its temporary file, the old one in place.
+		BeforeRename: func() { failpoint.Hit(failpoint.CursorBeforeRename) },
+	})
+	if err != nil || !sync {
+		return err
 	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(fileMode); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("saving %s: %w; check free space in %s", path, err, dir)
-	}
-	if sync {
-		observeSync(tmp.Name())
-		if err := tmp.Sync(); err != nil {
-			return fmt.Errorf("saving %s: %w", path, err)
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	// Crash tests: the new cursor is complete in its temporary file, the old one in place.
-	failpoint.Hit(failpoint.CursorBeforeRename)
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if sync {
-		if err := syncDir(dir); err != nil {
-			return fmt.Errorf("syncing directory %s: %w", dir, err)
-		}
+	dir := filepath.Dir(path)
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }

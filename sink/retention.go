@@ -10,14 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
-
-// backupTimeLayout is lumberjack's layout of the rotation time (UTC) in backup names.
-const backupTimeLayout = "2006-01-02T15-04-05.000"
 
 // backup is one rotated file of a container.
 type backup struct {
@@ -26,26 +23,15 @@ type backup struct {
 	gz   bool
 }
 
-// parseBackup recognises "<container>-<time>.log" and "<container>-<time>.log.gz".
-// The time must parse exactly, so that container "a" never claims the files of a
-// container "a-b" in the same pod.
+// parseBackup recognises "<container>-<time>.log" and "<container>-<time>.log.gz"
+// (layout.ParseLogName): container "a" never claims the files of a container "a-b" in
+// the same pod.
 func parseBackup(name, container string) (t time.Time, gz bool, ok bool) {
-	rest, found := strings.CutPrefix(name, container+"-")
-	if !found {
+	n, ok := layout.ParseLogName(name)
+	if !ok || n.Current() || n.Container != container {
 		return time.Time{}, false, false
 	}
-	if r, found := strings.CutSuffix(rest, gzExt); found {
-		rest, gz = r, true
-	}
-	stamp, found := strings.CutSuffix(rest, logExt)
-	if !found || len(stamp) != len(backupTimeLayout) {
-		return time.Time{}, false, false
-	}
-	t, err := time.Parse(backupTimeLayout, stamp)
-	if err != nil {
-		return time.Time{}, false, false
-	}
-	return t, gz, true
+	return n.Rotated, n.Gz, true
 }
 
 // listBackups returns the container's backups, newest first.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // startupGrace is how long Run waits after it starts before removing any pod directory
@@ -137,16 +139,17 @@ func listPod(key Key, dir string) (podFiles, error) {
 		if mt := info.ModTime(); mt.After(pf.newest) {
 			pf.newest = mt
 		}
-		if c, ok := strings.CutSuffix(name, logExt); ok && validName(c, false) == nil {
-			if _, seen := pf.containers[c]; !seen {
-				pf.containers[c] = nil
+		if n, ok := parseLogName(name); ok {
+			c := n.Container
+			if n.Current() {
+				if _, seen := pf.containers[c]; !seen {
+					pf.containers[c] = nil
+				}
+				continue
 			}
-			continue
-		}
-		if c, t, gz, ok := parseAnyBackup(name); ok {
 			k := key
 			k.Container = c
-			pf.containers[c] = append(pf.containers[c], sweptBackup{key: k, dir: dir, name: name, t: t, gz: gz, size: info.Size()})
+			pf.containers[c] = append(pf.containers[c], sweptBackup{key: k, dir: dir, name: name, t: n.Rotated, gz: n.Gz, size: info.Size()})
 			continue
 		}
 		if strings.HasPrefix(name, ".") && strings.Contains(name, tmpInfix) {
@@ -156,20 +159,11 @@ func listPod(key Key, dir string) (podFiles, error) {
 	return pf, nil
 }
 
-// parseAnyBackup recognises the backup of any container: "<container>-<time>.log" or
-// "<container>-<time>.log.gz" with a valid container name.
-func parseAnyBackup(name string) (container string, t time.Time, gz bool, ok bool) {
-	stem := strings.TrimSuffix(strings.TrimSuffix(name, gzExt), logExt)
-	n := len(backupTimeLayout)
-	if len(stem) < n+2 || stem[len(stem)-n-1] != '-' {
-		return "", time.Time{}, false, false
-	}
-	container = stem[:len(stem)-n-1]
-	if validName(container, false) != nil {
-		return "", time.Time{}, false, false
-	}
-	t, gz, ok = parseBackup(name, container)
-	return container, t, gz, ok
+// parseLogName recognises the current file or a backup of any container
+// (layout.ParseLogName) whose name is valid.
+func parseLogName(name string) (layout.LogName, bool) {
+	n, ok := layout.ParseLogName(name)
+	return n, ok && layout.ValidName(n.Container, false) == nil
 }
 
 // treeBytes adds up the sizes of the regular files below dir.
@@ -213,7 +207,7 @@ func (m *Manager) sweep(ctx context.Context) {
 			if info, err := e.Info(); err == nil {
 				tot.bytes += info.Size()
 			}
-		case e.IsDir() && validName(e.Name(), false) == nil:
+		case e.IsDir() && layout.ValidName(e.Name(), false) == nil:
 			m.sweepNamespace(ctx, e.Name(), now, &tot)
 		case e.IsDir():
 			tot.bytes += treeBytes(path)
@@ -251,7 +245,7 @@ func (m *Manager) sweepNamespace(ctx context.Context, ns string, now time.Time, 
 		}
 		path := filepath.Join(nsDir, e.Name())
 		switch {
-		case e.IsDir() && validName(e.Name(), true) == nil:
+		case e.IsDir() && layout.ValidName(e.Name(), true) == nil:
 			if m.sweepPod(Key{Namespace: ns, Pod: e.Name()}, path, now, tot) {
 				continue
 			}
@@ -344,7 +338,7 @@ func removeStaleTemps(dir string, now time.Time) (removed bool) {
 		return false
 	}
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), podMetaTmpPrefix) || !e.Type().IsRegular() {
+		if !strings.HasPrefix(e.Name(), layout.MetaTmpPrefix) || !e.Type().IsRegular() {
 			continue
 		}
 		if info, err := e.Info(); err == nil && now.Sub(info.ModTime()) >= staleTmpAge {
@@ -416,10 +410,7 @@ func (m *Manager) removePod(pf podFiles) (logFiles int, gone bool) {
 
 // isLogFile reports whether name is a container's current file or backup.
 func isLogFile(name string) bool {
-	if c, ok := strings.CutSuffix(name, logExt); ok && validName(c, false) == nil {
-		return true
-	}
-	_, _, _, ok := parseAnyBackup(name)
+	_, ok := parseLogName(name)
 	return ok
 }
 

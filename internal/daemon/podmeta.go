@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubelogd/kubelogd/informer"
-	"github.com/kubelogd/kubelogd/internal/tail"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // metaWriter keeps <output-dir>/<ns>/<pod>/.pod.json current, so that `kubelogd tail -l`
@@ -98,9 +98,9 @@ func (w *metaWriter) write(p informer.Pod) {
 		return // nothing a reader uses changed
 	}
 	now := w.now().UTC()
-	m := tail.PodMeta{UID: string(p.UID), Namespace: p.Namespace, Pod: p.Name, Labels: p.Labels,
+	m := layout.PodMeta{UID: string(p.UID), Namespace: p.Namespace, Pod: p.Name, Labels: p.Labels,
 		OwnerKind: p.OwnerKind, OwnerName: p.OwnerName, Node: p.Node, FirstSeen: now, LastSeen: now}
-	old, err := tail.ReadMeta(w.dir, p.Namespace, p.Name)
+	old, err := layout.ReadMeta(w.dir, p.Namespace, p.Name)
 	switch {
 	case err != nil:
 		// Missing, or unreadable (a power loss before it reached the disk): write it.
@@ -111,7 +111,7 @@ func (w *metaWriter) write(p informer.Pod) {
 	case !old.FirstSeen.IsZero():
 		m.FirstSeen = old.FirstSeen // the name's first incarnation
 	}
-	if err := tail.WriteMeta(w.dir, m); err != nil {
+	if err := layout.WriteMeta(w.dir, m); err != nil {
 		w.logger.Warn("cannot save pod metadata", "namespace", p.Namespace, "pod", p.Name, "err", err)
 		return
 	}
@@ -123,7 +123,7 @@ func (w *metaWriter) write(p informer.Pod) {
 }
 
 // sameMeta reports whether a and b say the same about a pod but for when it was seen.
-func sameMeta(a, b tail.PodMeta) bool {
+func sameMeta(a, b layout.PodMeta) bool {
 	return a.UID == b.UID && a.Namespace == b.Namespace && a.Pod == b.Pod && a.OwnerKind == b.OwnerKind &&
 		a.OwnerName == b.OwnerName && a.Node == b.Node && maps.Equal(a.Labels, b.Labels)
 }

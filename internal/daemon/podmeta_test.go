@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kubelogd/kubelogd/informer"
-	"github.com/kubelogd/kubelogd/internal/tail"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // TestMetaWriterWritesOnlyChanges checks when .pod.json is written: once per pod UID,
@@ -25,7 +25,7 @@ func TestMetaWriterWritesOnlyChanges(t *testing.T) {
 		w.now = func() time.Time { return clock }
 		return w
 	}
-	path := tail.MetaPath(dir, "shop", "web-0")
+	path := layout.MetaPath(dir, "shop", "web-0")
 	// inode tells a rewrite (a new file renamed into place) from no write.
 	inode := func() uint64 {
 		t.Helper()
@@ -35,9 +35,9 @@ func TestMetaWriterWritesOnlyChanges(t *testing.T) {
 		}
 		return st.Sys().(*syscall.Stat_t).Ino
 	}
-	read := func() tail.PodMeta {
+	read := func() layout.PodMeta {
 		t.Helper()
-		m, err := tail.ReadMeta(dir, "shop", "web-0")
+		m, err := layout.ReadMeta(dir, "shop", "web-0")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +128,7 @@ func TestMetaWriterRunTrailsAndDrains(t *testing.T) {
 		if !stopEarly {
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				if _, err := tail.ReadMeta(dir, "shop", "web-0"); err == nil {
+				if _, err := layout.ReadMeta(dir, "shop", "web-0"); err == nil {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -141,7 +141,7 @@ func TestMetaWriterRunTrailsAndDrains(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		m, err := tail.ReadMeta(dir, "shop", "web-0")
+		m, err := layout.ReadMeta(dir, "shop", "web-0")
 		if err != nil || m.Labels["app"] != "web" {
 			t.Errorf("stopEarly=%v: ReadMeta = %+v, %v; want the queued pod's metadata", stopEarly, m, err)
 		}

@@ -9,6 +9,7 @@
 // last.go turn each container's files into batches of lines (forwards in a goroutine per
 // container, or backwards for --tail), merge.go orders the batches of all containers by
 // time, print.go lays lines out, follow.go keeps reading after the history is printed,
-// and run.go and cli.go wire it all to the command line. meta.go defines the pod
-// metadata file the daemon writes for --selector.
+// and run.go and cli.go wire it all to the command line. What the files are called and
+// how their lines and the pod metadata (for --selector) are laid out is defined once,
+// for the daemon and for tail, in internal/layout.
 package tail

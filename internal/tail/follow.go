@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // rescanEvery is how many poll intervals pass between full rescans of the tree while
@@ -171,7 +174,7 @@ func (f *follower) flush() error {
 func (f *follower) newFollowed(c *container, info *streamInfo) *followed {
 	return &followed{
 		c: c, info: info,
-		path: filepath.Join(f.root, c.Namespace, c.Pod, c.Name+logExt),
+		path: filepath.Join(layout.PodDir(f.root, c.Namespace, c.Pod), layout.LogFileName(c.Name)),
 		sc:   chunkScanner{f: &f.p.filter, dec: decoder{format: f.p.cfg.Format}},
 	}
 }
@@ -286,7 +289,7 @@ func (f *follower) event(ev fsnotify.Event) {
 		}
 	case 3:
 		ns, pod, name := parts[0], parts[1], parts[2]
-		if name == MetaFileName {
+		if name == layout.MetaFileName {
 			f.scanPod(ns, pod)
 			return
 		}
@@ -345,8 +348,8 @@ func (f *follower) readNew(fc *followed) {
 		return
 	}
 	fc.f, fc.ino, fc.off = file, inodeOf(fst), 0
-	if f.p.cfg.Format == FormatAuto {
-		fc.sc.dec.format = FormatAuto // a new file: detect again
+	if f.p.cfg.Format == layout.FormatAuto {
+		fc.sc.dec.format = layout.FormatAuto // a new file: detect again
 	}
 	f.drain(fc, false)
 }
@@ -381,7 +384,7 @@ func (f *follower) readMissed(fc *followed) {
 		if err != nil {
 			continue
 		}
-		if f.p.cfg.Format == FormatAuto {
+		if f.p.cfg.Format == layout.FormatAuto {
 			fc.sc.dec.format = detectFormat(of.head(lf.gz))
 		}
 		f.printFrom(fc, of.r, true)
@@ -412,7 +415,7 @@ func (f *follower) printFrom(fc *followed, r io.Reader, final bool) int64 {
 			f.p.log.Warn("cannot read log file", "path", fc.path, "err", err)
 		}
 		b.data, b.lines = b.data[:n], b.lines[:0]
-		if fc.sc.dec.format == FormatAuto {
+		if fc.sc.dec.format == layout.FormatAuto {
 			if n == 0 {
 				return consumed
 			}
@@ -435,3 +438,7 @@ func (f *follower) printFrom(fc *followed, r io.Reader, final bool) int64 {
 		}
 	}
 }
+
+// isNotExist reports a missing file or directory: files come and go under a reader,
+// through rotation, retention and the sweep of deleted pods.
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // follow starts Run with Follow set and returns its output and a function that stops
@@ -267,7 +269,7 @@ func TestFollowFilters(t *testing.T) {
 func TestFollowEmptyTree(t *testing.T) {
 	root := t.TempDir()
 	out := &syncBuffer{}
-	stop := follow(t, Config{Dir: root, Tail: TailAll, PollInterval: 20 * time.Millisecond, Format: FormatAuto}, out)
+	stop := follow(t, Config{Dir: root, Tail: TailAll, PollInterval: 20 * time.Millisecond, Format: layout.FormatAuto}, out)
 	writeLines(t, root, "ns/p/app.log", `{"time":"`+stamp(at(1))+`","line":"json 1"}`)
 	waitFor(t, out, "ns/p/app json 1")
 	mustf(t, stop(), "stop")

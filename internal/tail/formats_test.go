@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // jsonLine is a line of the daemon's json format for ns/p/app at t0 + ms; rest holds the
@@ -43,27 +45,27 @@ func TestJSONFiles(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"decoded", Config{Format: FormatJSON, Container: "app"}, decoded},
-		{"output json passes lines through", Config{Format: FormatJSON, Container: "app", Output: OutputJSON}, lines(jsonLines...)},
-		{"grep sees decoded text", Config{Format: FormatJSON, Grep: []string{`"quoted" \\`, "^invalid"}, Container: "app"}, lines(
+		{"decoded", Config{Format: layout.FormatJSON, Container: "app"}, decoded},
+		{"output json passes lines through", Config{Format: layout.FormatJSON, Container: "app", Output: OutputJSON}, lines(jsonLines...)},
+		{"grep sees decoded text", Config{Format: layout.FormatJSON, Grep: []string{`"quoted" \\`, "^invalid"}, Container: "app"}, lines(
 			"ns/p/app hello \"quoted\" \\ back\tslash",
 			"ns/p/app invalid \xff\xfe utf-8")},
-		{"grep markers as in text files", Config{Format: FormatJSON, Grep: []string{"^kubelogd"}, Container: "app"}, lines(
+		{"grep markers as in text files", Config{Format: layout.FormatJSON, Grep: []string{"^kubelogd"}, Container: "app"}, lines(
 			"ns/p/app kubelogd: container restarted (restartCount 1)",
 			"ns/p/app kubelogd-continued: the second part")},
-		{"tail and timestamps", Config{Format: FormatJSON, Container: "app", Tail: 4, Timestamps: true}, lines(
+		{"tail and timestamps", Config{Format: layout.FormatJSON, Container: "app", Tail: 4, Timestamps: true}, lines(
 			"ns/p/app "+stamp(at(7_000))+" a long line in parts, ",
 			"ns/p/app "+stamp(at(7_000))+" kubelogd-continued: the second part",
 			"ns/p/app "+stamp(at(9_000))+" unicode \u2028 🙂 ü ERROR",
 			"ns/p/app "+stamp(at(11_000))+" ")},
-		{"since", Config{Format: FormatJSON, Container: "app", Since: at(3_000), Until: at(5_000)}, lines(
+		{"since", Config{Format: layout.FormatJSON, Container: "app", Since: at(3_000), Until: at(5_000)}, lines(
 			"ns/p/app invalid \xff\xfe utf-8",
 			"ns/p/app kubelogd: container restarted (restartCount 1)")},
-		{"auto detects each file", Config{Format: FormatAuto, Grep: []string{"ERROR|side 1"}}, lines(
+		{"auto detects each file", Config{Format: layout.FormatAuto, Grep: []string{"ERROR|side 1"}}, lines(
 			"ns/p/side side 1",
 			"ns/p/side side 2 ERROR",
 			"ns/p/app unicode \u2028 🙂 ü ERROR")},
-		{"auto to json output", Config{Format: FormatAuto, Output: OutputJSON, Since: at(8_000), Until: at(9_000)}, lines(
+		{"auto to json output", Config{Format: layout.FormatAuto, Output: OutputJSON, Since: at(8_000), Until: at(9_000)}, lines(
 			`{"time":"`+stamp(at(8_000))+`","namespace":"ns","pod":"p","container":"side","line":"side 2 ERROR"}`,
 			jsonLines[5])},
 	}
@@ -128,7 +130,7 @@ func TestRawFiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.cfg.Dir, tt.cfg.Format = root, FormatRaw
+			tt.cfg.Dir, tt.cfg.Format = root, layout.FormatRaw
 			if tt.cfg.Tail == 0 {
 				tt.cfg.Tail = TailAll
 			}
@@ -143,7 +145,7 @@ func TestRawFiles(t *testing.T) {
 		})
 	}
 	// Detected as raw, the same files behave the same.
-	got, _, err := run(t, Config{Dir: root, Format: FormatAuto, Tail: TailAll, Since: at(15_000), Container: "a"})
+	got, _, err := run(t, Config{Dir: root, Format: layout.FormatAuto, Tail: TailAll, Since: at(15_000), Container: "a"})
 	mustf(t, err, "run")
 	if want := lines("ns/p/a a 3", "ns/p/a a 4", "ns/p/a a 5 ERROR"); got != want {
 		t.Errorf("auto: got %q, want %q", got, want)
@@ -157,7 +159,7 @@ func TestEmptyLines(t *testing.T) {
 	writeLines(t, root, "ns/p/r.log", "", "y", "")
 	for _, tail := range []int{TailAll, 2} {
 		for _, out := range []Output{OutputDefault, OutputRaw, OutputJSON} {
-			got, _, err := run(t, Config{Dir: root, Format: FormatAuto, Tail: tail, Output: out})
+			got, _, err := run(t, Config{Dir: root, Format: layout.FormatAuto, Tail: tail, Output: out})
 			mustf(t, err, "run")
 			if n := strings.Count(got, "\n"); n != 6 && tail == TailAll || n != 4 && tail == 2 {
 				t.Errorf("tail %d output %d: %d lines:\n%s", tail, out, n, got)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -39,7 +41,7 @@ func tl(ms int, msg string) string { return stamp(at(ms)) + " " + msg }
 
 // backupName is lumberjack's name for a backup of container rotated at t.
 func backupName(container string, t time.Time) string {
-	return container + "-" + t.UTC().Format(backupTimeLayout) + ".log"
+	return container + "-" + t.UTC().Format(layout.BackupTimeLayout) + ".log"
 }
 
 // writeLines writes lines, each followed by a newline, to root/rel.
@@ -90,7 +92,7 @@ func appendFile(t testing.TB, path, content string) {
 
 func writeMeta(t testing.TB, root, ns, pod, node string, labels map[string]string) {
 	t.Helper()
-	if err := WriteMeta(root, PodMeta{UID: "uid-" + pod, Namespace: ns, Pod: pod, Labels: labels, Node: node, FirstSeen: t0, LastSeen: t0}); err != nil {
+	if err := layout.WriteMeta(root, layout.PodMeta{UID: "uid-" + pod, Namespace: ns, Pod: pod, Labels: labels, Node: node, FirstSeen: t0, LastSeen: t0}); err != nil {
 		t.Fatal(err)
 	}
 }

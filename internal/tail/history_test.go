@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // historyTree builds two namespaces with interleaved timestamps, rotated plain and
@@ -45,8 +47,8 @@ func historyTree(t *testing.T) string {
 		tl(25_000, "db 2 ERROR slow query"))
 	// Leftovers of metadata saves a crash interrupted: never read, neither for the
 	// selector (web-1 would be "front" here) nor with a warning (torn).
-	writeFile(t, root, "shop/web-1/"+MetaFileName+".tmp-123", `{"uid":"uid-web-1","labels":{"app":"web","tier":"front"}}`+"\n")
-	writeFile(t, root, "shop/web-0/"+MetaFileName+".tmp-9", `{"uid":`)
+	writeFile(t, root, "shop/web-1/"+layout.MetaFileName+".tmp-123", `{"uid":"uid-web-1","labels":{"app":"web","tier":"front"}}`+"\n")
+	writeFile(t, root, "shop/web-0/"+layout.MetaFileName+".tmp-9", `{"uid":`)
 	// Not logs: a stray file and a lock at the root.
 	writeFile(t, root, "infra/db-0/notes.txt", "not a log\n")
 	writeFile(t, root, ".kubelogd.lock", "")

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // backBlock is how much a backwards read fetches at a time.
@@ -16,7 +18,7 @@ const backBlock = 64 << 10
 type collected struct {
 	data   []byte
 	lines  []lineRef
-	format Format
+	format layout.Format
 }
 
 // produceLast sends the last --tail lines of a container that pass the filter. Plain
@@ -51,7 +53,7 @@ func (p *plan) produceLast(ctx context.Context, s *stream) {
 			continue
 		}
 		format := p.cfg.Format
-		if format == FormatAuto {
+		if format == layout.FormatAuto {
 			format = detectFormat(of.head(lf.gz))
 		}
 		if skip, stop := p.window(start, of.end, format); (skip || stop) && !following {
@@ -77,8 +79,8 @@ func (p *plan) produceLast(ctx context.Context, s *stream) {
 		need -= len(col.lines)
 		found = append(found, col)
 		if following && err == nil {
-			if of.size == 0 && p.cfg.Format == FormatAuto {
-				format = FormatAuto
+			if of.size == 0 && p.cfg.Format == layout.FormatAuto {
+				format = layout.FormatAuto
 			}
 			var lastKey int64
 			if n := len(col.lines); n > 0 {
@@ -169,7 +171,7 @@ func (p *plan) takeBack(sc *chunkScanner, one *batch, col *collected, line []byt
 	one.lines = one.lines[:0]
 	sc.scan(one, 0, len(one.data))
 	if len(one.lines) == 0 {
-		if !p.filter.hasSince || sc.dec.format == FormatRaw {
+		if !p.filter.hasSince || sc.dec.format == layout.FormatRaw {
 			return false
 		}
 		var d decoded

@@ -7,80 +7,40 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
-// Format is the layout of the collected files, as the daemon's --format wrote them.
-type Format int
-
-const (
-	// FormatTimestamped is "<RFC 3339 timestamp> <line>", the daemon's default.
-	FormatTimestamped Format = iota
-	// FormatRaw is the line alone: there is no time to merge or filter by.
-	FormatRaw
-	// FormatJSON is one object per line with time, the container's coordinates and
-	// line, line_b64 or event.
-	FormatJSON
-	// FormatAuto detects the format of each file from its first line.
-	FormatAuto
-)
-
-// ParseFormat turns "timestamped", "raw", "json" or "auto" into a Format.
-func ParseFormat(s string) (Format, error) {
-	switch s {
-	case "timestamped":
-		return FormatTimestamped, nil
-	case "raw":
-		return FormatRaw, nil
-	case "json":
-		return FormatJSON, nil
-	case "auto":
-		return FormatAuto, nil
+// ParseFormat turns "timestamped", "raw", "json" or "auto" into a format: the formats
+// the daemon writes (layout.ParseFormat), or layout.FormatAuto, which detects the format
+// of each file from its first line.
+func ParseFormat(s string) (layout.Format, error) {
+	if s == "auto" {
+		return layout.FormatAuto, nil
 	}
-	return 0, fmt.Errorf("unknown file format %q: use timestamped, raw, json or auto", s)
-}
-
-// String returns the name ParseFormat accepts.
-func (f Format) String() string {
-	switch f {
-	case FormatTimestamped:
-		return "timestamped"
-	case FormatRaw:
-		return "raw"
-	case FormatJSON:
-		return "json"
-	case FormatAuto:
-		return "auto"
+	f, err := layout.ParseFormat(s)
+	if err != nil {
+		return 0, fmt.Errorf("unknown file format %q: use timestamped, raw, json or auto", s)
 	}
-	return fmt.Sprintf("Format(%d)", int(f))
+	return f, nil
 }
-
-// Prefixes the text formats put before a message (sink/encode.go); a json line says the
-// same with its keys, and is shown with the prefixes so that every format reads, and
-// greps, alike.
-const (
-	markerPrefix = "kubelogd: "
-	contPrefix   = "kubelogd-continued: "
-)
 
 // detectFormat guesses a file's format from its first bytes: a JSON object, a line
 // starting with a timestamp, or anything else (raw).
-func detectFormat(head []byte) Format {
+func detectFormat(head []byte) layout.Format {
 	if bytes.HasPrefix(head, []byte(`{"`)) {
-		return FormatJSON
+		return layout.FormatJSON
 	}
 	if end := timeTokenEnd(head); end > 0 {
 		if _, ok := parseTime(head[:end]); ok {
-			return FormatTimestamped
+			return layout.FormatTimestamped
 		}
 	}
-	return FormatRaw
+	return layout.FormatRaw
 }
 
 // fastTimeLen is the length of the kubelet's timestamps: 2006-01-02T15:04:05.000000000Z.
 const fastTimeLen = 30
-
-// maxTimeLen bounds a timestamp token; the daemon never writes a longer one.
-const maxTimeLen = 64
 
 // timeTokenEnd returns where the timestamp at the start of a timestamped line ends (the
 // index of the space after it), or 0 if the line does not start with something shaped
@@ -89,7 +49,7 @@ func timeTokenEnd(line []byte) int {
 	end := fastTimeLen
 	if len(line) <= fastTimeLen || line[fastTimeLen] != ' ' || line[fastTimeLen-1] != 'Z' {
 		// Not the common case, which is decided without a search.
-		end = bytes.IndexByte(line[:min(len(line), maxTimeLen+1)], ' ')
+		end = bytes.IndexByte(line[:min(len(line), layout.MaxTimeLen+1)], ' ')
 		if end < 20 {
 			return 0
 		}
@@ -109,7 +69,7 @@ func parseTime(b []byte) (int64, bool) {
 			return ns, true
 		}
 	}
-	if len(b) > maxTimeLen {
+	if len(b) > layout.MaxTimeLen {
 		return 0, false
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(b))
@@ -195,7 +155,7 @@ type decoded struct {
 // decoder splits lines of one format. It keeps a scratch buffer for messages that must
 // be decoded (JSON escapes, base64), so decoding allocates nothing once it has grown.
 type decoder struct {
-	format Format // never FormatAuto
+	format layout.Format // never layout.FormatAuto
 	// needTime asks for the time to be parsed; without it only the message is located.
 	needTime bool
 	scratch  []byte
@@ -205,9 +165,9 @@ type decoder struct {
 func (dec *decoder) decode(line []byte, d *decoded) {
 	*d = decoded{msgEnd: len(line)}
 	switch dec.format {
-	case FormatRaw:
+	case layout.FormatRaw:
 		return
-	case FormatJSON:
+	case layout.FormatJSON:
 		dec.decodeJSON(line, d)
 		return
 	}
@@ -236,13 +196,15 @@ func (dec *decoder) decodeJSON(line []byte, d *decoded) {
 		}
 	}
 	s := dec.scratch[:0]
+	// A json line says with its keys what the text formats say with prefixes; it is shown
+	// with the prefixes, so that every format reads, and greps, alike.
 	if f.part > 1 {
-		s = append(s, contPrefix...)
+		s = append(s, layout.ContPrefix...)
 	}
 	switch {
 	case f.event.ok():
 		if f.part <= 1 {
-			s = append(s, markerPrefix...)
+			s = append(s, layout.MarkerPrefix...)
 		}
 		s = appendUnescaped(s, line[f.event.start:f.event.end], f.event.esc)
 	case f.lineB64.ok():
@@ -317,7 +279,7 @@ func (f *jsonFields) scan(b []byte) bool {
 			for j < len(b) && b[j] != ',' && b[j] != '}' {
 				j++
 			}
-			if string(b[key.start:key.end]) == "part" {
+			if string(b[key.start:key.end]) == layout.KeyPart {
 				n := 0
 				for _, c := range bytes.TrimSpace(b[i:j]) {
 					if c < '0' || c > '9' || n > 1<<20 {
@@ -337,13 +299,13 @@ func (f *jsonFields) scan(b []byte) bool {
 		}
 		i = next
 		switch string(b[key.start:key.end]) { // no allocation: compiled to a comparison
-		case "time":
+		case layout.KeyTime:
 			f.time = val
-		case "line":
+		case layout.KeyLine:
 			f.line = val
-		case "line_b64":
+		case layout.KeyLineB64:
 			f.lineB64 = val
-		case "event":
+		case layout.KeyEvent:
 			f.event = val
 		}
 	}

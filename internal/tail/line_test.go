@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 func TestParseTime(t *testing.T) {
@@ -42,7 +44,7 @@ func FuzzParseTime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		got, ok := parseTime([]byte(s))
 		want, err := time.Parse(time.RFC3339Nano, s)
-		if ok != (err == nil) && len(s) <= maxTimeLen {
+		if ok != (err == nil) && len(s) <= layout.MaxTimeLen {
 			t.Fatalf("parseTime(%q) ok=%v, time.Parse err=%v", s, ok, err)
 		}
 		if ok && got != want.UnixNano() {
@@ -54,22 +56,22 @@ func FuzzParseTime(f *testing.F) {
 func TestDecode(t *testing.T) {
 	tests := []struct {
 		name, line string
-		format     Format
+		format     layout.Format
 		ts, msg    string
 	}{
-		{"kubelet time", "2026-11-27T03:04:05.123456789Z hello world", FormatTimestamped, "2026-11-27T03:04:05.123456789Z", "hello world"},
-		{"offset time", "2026-11-27T05:04:05.1+02:00 hi", FormatTimestamped, "2026-11-27T05:04:05.1+02:00", "hi"},
-		{"empty message", "2026-11-27T03:04:05.123456789Z ", FormatTimestamped, "2026-11-27T03:04:05.123456789Z", ""},
-		{"no time", "panic: something", FormatTimestamped, "", "panic: something"},
-		{"raw", "2026-11-27T03:04:05.123456789Z looks timed", FormatRaw, "", "2026-11-27T03:04:05.123456789Z looks timed"},
-		{"json", `{"time":"2026-11-27T03:04:05.123456789Z","namespace":"a","line":"x"}`, FormatJSON, "2026-11-27T03:04:05.123456789Z", "x"},
-		{"json escapes", `{"time":"t","line":"a\"b\\c\n\u00e9\ud83d\ude42\ud800"}`, FormatJSON, "t", "a\"b\\c\né🙂\ufffd"},
-		{"json keys in any order, spaces", `{ "line" : "x" , "part": 3, "time":"t" }`, FormatJSON, "t", "kubelogd-continued: x"},
-		{"json event", `{"time":"t","event":"gap"}`, FormatJSON, "t", "kubelogd: gap"},
-		{"json event part", `{"time":"t","event":"gap","part":2}`, FormatJSON, "t", "kubelogd-continued: gap"},
-		{"json base64", `{"time":"t","line_b64":"/w=="}`, FormatJSON, "t", "\xff"},
-		{"json broken", `{"time":"t","line":"unterminated`, FormatJSON, "", `{"time":"t","line":"unterminated`},
-		{"not json", `plain text`, FormatJSON, "", "plain text"},
+		{"kubelet time", "2026-11-27T03:04:05.123456789Z hello world", layout.FormatTimestamped, "2026-11-27T03:04:05.123456789Z", "hello world"},
+		{"offset time", "2026-11-27T05:04:05.1+02:00 hi", layout.FormatTimestamped, "2026-11-27T05:04:05.1+02:00", "hi"},
+		{"empty message", "2026-11-27T03:04:05.123456789Z ", layout.FormatTimestamped, "2026-11-27T03:04:05.123456789Z", ""},
+		{"no time", "panic: something", layout.FormatTimestamped, "", "panic: something"},
+		{"raw", "2026-11-27T03:04:05.123456789Z looks timed", layout.FormatRaw, "", "2026-11-27T03:04:05.123456789Z looks timed"},
+		{"json", `{"time":"2026-11-27T03:04:05.123456789Z","namespace":"a","line":"x"}`, layout.FormatJSON, "2026-11-27T03:04:05.123456789Z", "x"},
+		{"json escapes", `{"time":"t","line":"a\"b\\c\n\u00e9\ud83d\ude42\ud800"}`, layout.FormatJSON, "t", "a\"b\\c\né🙂\ufffd"},
+		{"json keys in any order, spaces", `{ "line" : "x" , "part": 3, "time":"t" }`, layout.FormatJSON, "t", "kubelogd-continued: x"},
+		{"json event", `{"time":"t","event":"gap"}`, layout.FormatJSON, "t", "kubelogd: gap"},
+		{"json event part", `{"time":"t","event":"gap","part":2}`, layout.FormatJSON, "t", "kubelogd-continued: gap"},
+		{"json base64", `{"time":"t","line_b64":"/w=="}`, layout.FormatJSON, "t", "\xff"},
+		{"json broken", `{"time":"t","line":"unterminated`, layout.FormatJSON, "", `{"time":"t","line":"unterminated`},
+		{"not json", `plain text`, layout.FormatJSON, "", "plain text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,43 +91,15 @@ func TestDecode(t *testing.T) {
 }
 
 func TestDetectFormat(t *testing.T) {
-	for in, want := range map[string]Format{
-		"2026-11-27T03:04:05.123456789Z hello":     FormatTimestamped,
-		`{"time":"2026-11-27T03:04:05.123456789Z"`: FormatJSON,
-		"hello":                 FormatRaw,
-		"2026-11-27 not a time": FormatRaw,
-		"":                      FormatRaw,
+	for in, want := range map[string]layout.Format{
+		"2026-11-27T03:04:05.123456789Z hello":     layout.FormatTimestamped,
+		`{"time":"2026-11-27T03:04:05.123456789Z"`: layout.FormatJSON,
+		"hello":                 layout.FormatRaw,
+		"2026-11-27 not a time": layout.FormatRaw,
+		"":                      layout.FormatRaw,
 	} {
 		if got := detectFormat([]byte(in)); got != want {
 			t.Errorf("detectFormat(%q) = %v, want %v", in, got, want)
-		}
-	}
-}
-
-func TestParseLogName(t *testing.T) {
-	tests := []struct {
-		name, cont  string
-		current, gz bool
-		ok          bool
-	}{
-		{"app.log", "app", true, false, true},
-		{"app-2026-11-27T03-04-05.000.log", "app", false, false, true},
-		{"app-2026-11-27T03-04-05.000.log.gz", "app", false, true, true},
-		{"a-b-2026-11-27T03-04-05.123.log", "a-b", false, false, true},
-		{"a-b.log", "a-b", true, false, true},
-		{".app.cursor", "", false, false, false},
-		{".pod.json", "", false, false, false},
-		{".app.cursor.tmp-123", "", false, false, false},
-		{".pod.json.tmp-123", "", false, false, false},
-		{".app-2026-11-27T03-04-05.000.log.gz.tmp-1", "", false, false, false},
-		{"app.log.gz", "", false, true, false},
-		{"notes.txt", "", false, false, false},
-		{".log", "", false, false, false},
-	}
-	for _, tt := range tests {
-		cont, f, ok := parseLogName(tt.name)
-		if ok != tt.ok || cont != tt.cont || f.current != tt.current || f.gz != tt.gz {
-			t.Errorf("parseLogName(%q) = %q current=%v gz=%v ok=%v", tt.name, cont, f.current, f.gz, ok)
 		}
 	}
 }
@@ -206,14 +180,6 @@ func TestMatcher(t *testing.T) {
 		if _, err := compileMatcher("--grep", bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
-	}
-}
-
-func TestAppendJSONString(t *testing.T) {
-	got := appendJSONString(nil, []byte("a\"\\\n\t\x00\x7f\u0085\u2028é\xff"))
-	want := `"a\"\\\n\t\u0000\u007f\u0085\u2028é\ufffd"`
-	if !bytes.Equal(got, []byte(want)) {
-		t.Errorf("got %s, want %s", got, want)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"io"
 	"unicode/utf8"
 
-	"github.com/kubelogd/kubelogd/sink"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // Output is how lines are printed.
@@ -67,15 +67,15 @@ func newStreamInfo(c *container, color bool) *streamInfo {
 	} else {
 		si.prefix = fmt.Appendf(nil, "%s/%s ", pod, c.Name)
 	}
-	m := []byte(`"namespace":`)
-	m = appendJSONString(m, []byte(c.Namespace))
-	m = append(m, `,"pod":`...)
-	m = appendJSONString(m, []byte(c.Pod))
-	m = append(m, `,"container":`...)
-	m = appendJSONString(m, []byte(c.Name))
+	m := []byte(`"` + layout.KeyNamespace + `":`)
+	m = layout.AppendJSONString(m, []byte(c.Namespace))
+	m = append(m, `,"`+layout.KeyPod+`":`...)
+	m = layout.AppendJSONString(m, []byte(c.Pod))
+	m = append(m, `,"`+layout.KeyContainer+`":`...)
+	m = layout.AppendJSONString(m, []byte(c.Name))
 	if c.meta != nil && c.meta.Node != "" {
-		m = append(m, `,"node":`...)
-		m = appendJSONString(m, []byte(c.meta.Node))
+		m = append(m, `,"`+layout.KeyNode+`":`...)
+		m = layout.AppendJSONString(m, []byte(c.meta.Node))
 	}
 	si.jsonMeta = m
 	return si
@@ -137,29 +137,29 @@ func (p *printer) line(si *streamInfo, b *batch, l *lineRef) {
 // jsonLine prints a line of a json file as it is (it already carries everything), and
 // builds the object for a line of a text format.
 func (p *printer) jsonLine(si *streamInfo, b *batch, l *lineRef) {
-	if b.format == FormatJSON && l.end > l.start && b.data[l.start] == '{' {
+	if b.format == layout.FormatJSON && l.end > l.start && b.data[l.start] == '{' {
 		_, _ = p.w.Write(b.data[l.start:l.end])
 		_ = p.w.WriteByte('\n')
 		return
 	}
 	s := append(p.scratch[:0], '{')
 	if l.tsEnd > l.tsStart {
-		s = append(s, `"time":`...)
-		s = appendJSONString(s, b.data[l.tsStart:l.tsEnd])
+		s = append(s, `"`+layout.KeyTime+`":`...)
+		s = layout.AppendJSONString(s, b.data[l.tsStart:l.tsEnd])
 		s = append(s, ',')
 	}
 	s = append(s, si.jsonMeta...)
 	msg := b.data[l.msgStart:l.msgEnd]
 	// In the text formats a marker is told by its prefix alone; an application line
 	// that happens to start with "kubelogd: " is taken for one too.
-	if ev, ok := bytes.CutPrefix(msg, []byte(markerPrefix)); ok && utf8.Valid(ev) {
-		s = append(s, `,"event":`...)
-		s = appendJSONString(s, ev)
+	if ev, ok := bytes.CutPrefix(msg, []byte(layout.MarkerPrefix)); ok && utf8.Valid(ev) {
+		s = append(s, `,"`+layout.KeyEvent+`":`...)
+		s = layout.AppendJSONString(s, ev)
 	} else if utf8.Valid(msg) {
-		s = append(s, `,"line":`...)
-		s = appendJSONString(s, msg)
+		s = append(s, `,"`+layout.KeyLine+`":`...)
+		s = layout.AppendJSONString(s, msg)
 	} else {
-		s = append(s, `,"line_b64":"`...)
+		s = append(s, `,"`+layout.KeyLineB64+`":"`...)
 		s = base64.StdEncoding.AppendEncode(s, msg)
 		s = append(s, '"')
 	}
@@ -169,7 +169,3 @@ func (p *printer) jsonLine(si *streamInfo, b *batch, l *lineRef) {
 }
 
 func (p *printer) flush() error { return p.w.Flush() }
-
-// appendJSONString appends s as a quoted JSON string, escaped as the daemon's json format
-// escapes it.
-func appendJSONString(dst, s []byte) []byte { return sink.AppendJSONString(dst, s) }

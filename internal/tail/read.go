@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // lineRef locates one selected line in its batch's data. All offsets are absolute.
@@ -26,9 +28,9 @@ type lineRef struct {
 type batch struct {
 	data  []byte
 	lines []lineRef
-	// format is the file's format (never FormatAuto): with --output json, lines of json
+	// format is the file's format (never layout.FormatAuto): with --output json, lines of json
 	// files are printed as they are.
-	format Format
+	format layout.Format
 }
 
 func (b *batch) reset() {
@@ -61,7 +63,7 @@ type chunkScanner struct {
 // base64), and not for a needle with a newline, which no line holds.
 func (s *chunkScanner) searchable() bool {
 	g := s.f.grep
-	return g != nil && len(g.need) > 0 && s.dec.format != FormatJSON && bytes.IndexByte(g.need, '\n') < 0
+	return g != nil && len(g.need) > 0 && s.dec.format != layout.FormatJSON && bytes.IndexByte(g.need, '\n') < 0
 }
 
 // scan appends to b the selected lines of b.data[from:to], which holds whole lines: each
@@ -124,7 +126,7 @@ func (s *chunkScanner) take(b *batch, ls, le, hit int) {
 		return
 	}
 	key := s.lastKey
-	if s.f.needTime && s.dec.format != FormatRaw {
+	if s.f.needTime && s.dec.format != layout.FormatRaw {
 		if d.tsEnd > d.tsStart {
 			if k, ok := parseTime(line[d.tsStart:d.tsEnd]); ok {
 				key, s.lastKey = k, k

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // Config is one `kubelogd tail` invocation, as flags describe it.
@@ -23,7 +25,7 @@ type Config struct {
 	// expression matching anywhere in it (see ParsePattern). Empty selects all.
 	Pod, Container string
 	// Selector is a label selector matched against the pods' saved metadata
-	// (MetaFileName); a pod without metadata does not match one.
+	// (layout.MetaFileName); a pod without metadata does not match one.
 	Selector string
 	// Since and Until bound the lines' times; zero means unbounded. In raw files lines
 	// have no time: whole files are selected by their modification time instead.
@@ -34,8 +36,8 @@ type Config struct {
 	// Grep and GrepV are regular expressions the message must match (any of Grep) and
 	// must not match (none of GrepV). The timestamp is not part of the message.
 	Grep, GrepV []string
-	// Format is the files' format; FormatAuto detects it per file.
-	Format Format
+	// Format is the files' format; layout.FormatAuto detects it per file.
+	Format layout.Format
 	// Output is how lines are printed; Timestamps puts the line's time before the
 	// message; Color colours the prefixes.
 	Output     Output
@@ -103,7 +105,7 @@ func newPlan(cfg Config) (*plan, error) {
 	case !st.IsDir():
 		return nil, usagef("output directory %s is not a directory", cfg.Dir)
 	}
-	if cfg.Format < FormatTimestamped || cfg.Format > FormatAuto {
+	if cfg.Format < layout.FormatTimestamped || cfg.Format > layout.FormatAuto {
 		return nil, usagef("unknown file format %v", cfg.Format)
 	}
 	if cfg.Follow && !cfg.Until.IsZero() {
@@ -180,7 +182,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 func (p *plan) history(ctx context.Context, conts []*container, pr *printer) (map[string]*handoff, error) {
 	// Times are needed to merge several containers, or to filter by them; raw files
 	// merge file by file and have none.
-	p.filter.needTime = p.filter.hasSince || p.filter.hasUntil || (len(conts) > 1 && p.cfg.Format != FormatRaw)
+	p.filter.needTime = p.filter.hasSince || p.filter.hasUntil || (len(conts) > 1 && p.cfg.Format != layout.FormatRaw)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Each stream may hold batchesPerStream buffers: 128 KiB each for up to 128

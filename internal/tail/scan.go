@@ -5,19 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
-)
 
-// Names of the files the daemon writes in a pod's directory (see sink/paths.go and
-// lumberjack): "<container>.log" is the current file, "<container>-<time>.log" a backup
-// rotated at <time> (UTC, millisecond precision) and "<container>-<time>.log.gz" its
-// compressed form. Everything starting with a dot (cursors, metadata, temporary files)
-// is not a log.
-const (
-	logExt           = ".log"
-	gzExt            = ".gz"
-	backupTimeLayout = "2006-01-02T15-04-05.000"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // logFile is one file of a container's log.
@@ -42,40 +32,22 @@ type container struct {
 	Namespace, Pod, Name string
 	files                []logFile
 	// meta is the pod's metadata, nil if the pod has none (or it is unreadable).
-	meta *PodMeta
+	meta *layout.PodMeta
 }
 
 // key returns "namespace/pod/container", the prefix printed before each line.
 func (c *container) key() string { return c.Namespace + "/" + c.Pod + "/" + c.Name }
 
-// parseLogName recognises the log file names of a pod directory and returns the
-// container they belong to. Container names are DNS labels (lowercase letters, digits,
-// '-'), so the 'T' and '.' of a backup's time can never be part of one: the split is
-// unambiguous even between containers "a" and "a-b".
+// parseLogName recognises the log file names of a pod directory
+// (layout.ParseLogName) and returns the container they belong to. Everything starting
+// with a dot (cursors, metadata, temporary files) is not a log.
 func parseLogName(name string) (cont string, f logFile, ok bool) {
-	if name == "" || name[0] == '.' {
+	n, ok := layout.ParseLogName(name)
+	if !ok {
 		return "", f, false
 	}
-	rest := name
-	if r, found := strings.CutSuffix(rest, gzExt); found {
-		rest, f.gz = r, true
-	}
-	rest, found := strings.CutSuffix(rest, logExt)
-	if !found || rest == "" {
-		return "", f, false
-	}
-	const n = len(backupTimeLayout)
-	if len(rest) > n+1 && rest[len(rest)-n-1] == '-' {
-		if t, err := time.Parse(backupTimeLayout, rest[len(rest)-n:]); err == nil {
-			f.end = t
-			return rest[:len(rest)-n-1], f, true
-		}
-	}
-	if f.gz {
-		return "", f, false // "<container>.log.gz" is nothing the daemon writes
-	}
-	f.current = true
-	return rest, f, true
+	f.gz, f.current, f.end = n.Gz, n.Current(), n.Rotated
+	return n.Container, f, true
 }
 
 // scanPodDir lists the containers of one pod directory whose names keep matches,
@@ -158,7 +130,7 @@ func scanTree(root string, sel *selector) ([]*container, error) {
 			if !pe.IsDir() || pod[0] == '.' || !sel.podName(pod) {
 				continue
 			}
-			dir := filepath.Join(root, ns, pod)
+			dir := layout.PodDir(root, ns, pod)
 			meta, ok := sel.podMeta(dir)
 			if !ok {
 				continue

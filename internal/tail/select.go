@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // Pattern matches pod or container names the way on-call engineers type them: a glob
@@ -79,11 +81,11 @@ func (s *selector) container(c string) bool  { return s.cont.Match(c) }
 // podMeta loads the metadata of the pod in dir and reports whether the pod is selected
 // by labels. Without a label selector every pod is, with or without metadata; with one,
 // a pod without (readable) metadata is not: its labels are unknown.
-func (s *selector) podMeta(dir string) (*PodMeta, bool) {
-	m, err := readMetaFile(filepath.Join(dir, MetaFileName))
+func (s *selector) podMeta(dir string) (*layout.PodMeta, bool) {
+	m, err := layout.ReadMetaFile(filepath.Join(dir, layout.MetaFileName))
 	if err != nil {
 		if !isNotExist(err) {
-			s.warn("cannot read pod metadata", "path", filepath.Join(dir, MetaFileName), "err", err)
+			s.warn("cannot read pod metadata", "path", filepath.Join(dir, layout.MetaFileName), "err", err)
 		}
 		return nil, s.labels == nil
 	}

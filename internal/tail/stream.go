@@ -11,6 +11,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // clockSlack is how far a line's time may lie after the moment the daemon wrote it
@@ -49,7 +51,7 @@ type handoff struct {
 	info    *streamInfo
 	f       *os.File
 	off     int64
-	format  Format // FormatAuto while the file was empty
+	format  layout.Format // layout.FormatAuto while the file was empty
 	lastKey int64
 }
 
@@ -139,7 +141,7 @@ func open(lf logFile) (*openFile, error) {
 
 // head returns the first bytes of the file's content, for detecting its format.
 func (of *openFile) head(gz bool) []byte {
-	buf := make([]byte, maxTimeLen+2)
+	buf := make([]byte, layout.MaxTimeLen+2)
 	var n int
 	if gz {
 		zr, err := gzip.NewReader(io.NewSectionReader(of.f, 0, of.size))
@@ -166,9 +168,9 @@ func inodeOf(st os.FileInfo) uint64 {
 // either. start is when the file began (the previous file's end; zero for the first).
 // Raw files have no line times, so for them the window is applied to the file times
 // exactly; for the others with clockSlack, as their lines are filtered anyway.
-func (p *plan) window(start, end time.Time, format Format) (skip, stop bool) {
+func (p *plan) window(start, end time.Time, format layout.Format) (skip, stop bool) {
 	slack := clockSlack
-	if format == FormatRaw {
+	if format == layout.FormatRaw {
 		slack = 0
 	}
 	f := &p.filter
@@ -207,7 +209,7 @@ func (p *plan) produce(ctx context.Context, s *stream) {
 			continue
 		}
 		format := p.cfg.Format
-		if format == FormatAuto {
+		if format == layout.FormatAuto {
 			format = detectFormat(of.head(lf.gz))
 		}
 		skip, stop := p.window(start, of.end, format)
@@ -225,8 +227,8 @@ func (p *plan) produce(ctx context.Context, s *stream) {
 			p.log.Warn("cannot read log file to the end", "path", lf.path, "err", err)
 		}
 		if following && err == nil {
-			if of.size == 0 && p.cfg.Format == FormatAuto {
-				format = FormatAuto // still to be detected when lines arrive
+			if of.size == 0 && p.cfg.Format == layout.FormatAuto {
+				format = layout.FormatAuto // still to be detected when lines arrive
 			}
 			s.hand = &handoff{f: of.f, off: off, format: format, lastKey: sc.lastKey}
 			continue
@@ -241,7 +243,7 @@ func (p *plan) produce(ctx context.Context, s *stream) {
 // readForward sends the selected lines of r. Lines are complete when they end in a
 // newline; an unterminated last line is taken too if final (a backup, which will not
 // grow), else left for --follow. It returns how many bytes of r it consumed.
-func (p *plan) readForward(ctx context.Context, s *stream, sc *chunkScanner, r io.Reader, format Format, final bool) (int64, error) {
+func (p *plan) readForward(ctx context.Context, s *stream, sc *chunkScanner, r io.Reader, format layout.Format, final bool) (int64, error) {
 	b, err := s.get(ctx)
 	if err != nil {
 		return 0, err

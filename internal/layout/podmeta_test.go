@@ -1,7 +1,8 @@
-package tail
+package layout
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -85,5 +86,12 @@ func TestWriteMetaRefusesBadNames(t *testing.T) {
 	entries, _ := os.ReadDir(root)
 	if len(entries) != 0 {
 		t.Errorf("refused writes created %d entries", len(entries))
+	}
+}
+
+func mustf(t testing.TB, err error, format string, args ...any) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
 	}
 }
