@@ -47,14 +47,15 @@ func (l *longLine) reset() {
 }
 
 // chunk takes the next chunk of a line longer than the read buffer (not its last one).
-// first is set for the first line of a stream read from a sinceTime; replay while a
-// skipper holds the stream's lines. It returns whether lines were written.
-func (s *stream) chunk(ctx context.Context, l *longLine, c []byte, first, replay bool) (bool, error) {
+// sinced is set for a stream read from a sinceTime, where a line may be the
+// untimestamped rest of one begun before it (tailOfSkippedLine); replay while a skipper
+// holds the stream's lines. It returns whether lines were written.
+func (s *stream) chunk(ctx context.Context, l *longLine, c []byte, sinced, replay bool) (bool, error) {
 	if !l.active {
 		l.active = true
 		ts, raw, text, ok := parseLine(c)
 		switch {
-		case !ok && first:
+		case !ok && sinced:
 			// The untimestamped rest of a line begun before sinceTime (see readOnce).
 			l.discard = true
 			return false, nil

@@ -256,12 +256,16 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	var long longLine // a line longer than the reader's buffer (see longLine)
 	// A stream read from a sinceTime may begin with the rest of a line whose first CRI
 	// record is stamped before it: ReadLogs skips that record but writes the next ones of
-	// the line without a timestamp (see tailOfSkippedLine).
-	first := opts.SinceTime != nil
+	// the line without a timestamp (see tailOfSkippedLine). Not only at its start:
+	// timestamps are not monotonic (stdout and stderr, a partial line's records stamped
+	// as read), so such a rest may follow lines stamped at or after sinceTime; the kubelet
+	// then writes it in the middle of the body, and failing the stream on it would fail
+	// every resume from the same second, for good.
+	sinced := opts.SinceTime != nil
 	for {
 		line, rerr := r.ReadSlice('\n')
 		if rerr == bufio.ErrBufferFull {
-			wrote, err := s.chunk(ctx, &long, line, first, sk != nil)
+			wrote, err := s.chunk(ctx, &long, line, sinced, sk != nil)
 			progress = progress || wrote
 			if err != nil {
 				return progress, err
@@ -271,7 +275,6 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 		var cut int64 // bytes of a held long line dropped beyond maxLineBytes
 		var hash uint64
 		if long.active {
-			first = false
 			complete := len(line) > 0 && line[len(line)-1] == '\n'
 			if complete {
 				line = line[:len(line)-1]
@@ -291,8 +294,7 @@ func (s *stream) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 				s.publish(wd)
 			}
 		}
-		if len(line) > 0 && first {
-			first = false
+		if len(line) > 0 && sinced {
 			if tailOfSkippedLine(line) {
 				// The line's first part is stamped before sinceTime, and a resume starts
 				// MarginSec before the newest line written, so the line was written already
@@ -590,11 +592,11 @@ func parseLine(line []byte) (ts time.Time, raw, text []byte, ok bool) {
 	return ts, line[:sp], line[sp+1:], true
 }
 
-// tailOfSkippedLine reports whether line, the first a stream read from a sinceTime
-// returns, is the untimestamped rest of a line split into CRI partial records whose first
-// record is stamped before sinceTime: ReadLogs skips records older than sinceTime but
-// tracks "at the start of a line" across them, so the line's next record comes out without
-// a timestamp (cri-client pkg/logs ReadLogs, writer.write(msg, isNewLine)). Such a rest
+// tailOfSkippedLine reports whether line, of a stream read from a sinceTime (its first
+// line, or one after lines stamped later), is the untimestamped rest of a line split into
+// CRI partial records whose first record is stamped before sinceTime: ReadLogs skips
+// records older than sinceTime but tracks "at the start of a line" across them, so the
+// line's next record comes out without a timestamp (cri-client pkg/logs ReadLogs, writer.write(msg, isNewLine)). Such a rest
 // ends with a newline, which a kubelet error text written into the body never has.
 func tailOfSkippedLine(line []byte) bool {
 	if line[len(line)-1] != '\n' {
