@@ -88,6 +88,16 @@ func holdsCovered(r io.ReaderAt, size int64, pc persistedCursor) (bool, error) {
 // whole file that came after the one holding it (a rotation after the last save).
 // Otherwise it keeps every whole line and sets rec.Unverified.
 func keepFor(fd *os.File, p paths, pc persistedCursor, size int64, inode uint64, rec *Recovery) (int64, error) {
+	if pc.Offset == 0 {
+		// A cursor that covers none of the current file: saved right after a rotation
+		// (its lines are in the backup) or after the file was created again. Every byte
+		// in the file was written after that save and is read again, in place or in a
+		// copy: the empty data it covers is in every file, so there is nothing to prove
+		// and no content identity to prove it by (TailLen is 0). Taking it for a cursor
+		// of an earlier kubelogd kept the whole file in a copied directory, with a
+		// file_unverified marker, and wrote those lines a second time after it.
+		return 0, nil
+	}
 	sameInode := inode == pc.Inode
 	holds, err := holdsCovered(fd, size, pc)
 	if err != nil {

@@ -33,9 +33,12 @@ func TestRecoverCopied(t *testing.T) {
 		// clean), then may change the files before the copy.
 		crash  bool
 		rotate bool // a rotation after the last cursor save
-		before func(*testing.T, outsideState)
-		copy   bool
-		after  func(*testing.T, outsideState) // after the copy, in the copy
+		// savedAfter: the cursor is saved once more after the rotation, covering none of
+		// the new current file (offset 0, no content identity)
+		savedAfter bool
+		before     func(*testing.T, outsideState)
+		copy       bool
+		after      func(*testing.T, outsideState) // after the copy, in the copy
 		// want is the current file after Open, from the current file before it (cur)
 		// and the bytes the cursor covers (covered).
 		want       func(cur, covered []byte) []byte
@@ -62,6 +65,19 @@ func TestRecoverCopied(t *testing.T) {
 			copy:      true,
 			want:      func([]byte, []byte) []byte { return nil },
 			wantLines: 5,
+		},
+		{
+			// Seed 458295471 (10 min), soak-0/p-00/app: a crash within a cursor interval
+			// of kubelogd's own rotation, then a copy. The offset-0 cursor was taken for
+			// one of an earlier kubelogd: file_unverified, and every line of the current
+			// file written again.
+			name:       "copied after a crash, the last save right after a rotation: nothing to prove",
+			crash:      true,
+			rotate:     true,
+			savedAfter: true,
+			copy:       true,
+			want:       func([]byte, []byte) []byte { return nil },
+			wantLines:  5,
 		},
 		{
 			name:   "copied after a rotation that followed the last save, backup compressed",
@@ -146,6 +162,11 @@ func TestRecoverCopied(t *testing.T) {
 				// As makeRoom does: the cursor saved, then the rotation.
 				if err := f.rotate(false); err != nil {
 					t.Fatal(err)
+				}
+				if tc.savedAfter {
+					if err := f.SaveCursor(); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			for i := 5; i < 8; i++ {
