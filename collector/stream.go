@@ -322,6 +322,11 @@ func (s *stream) openFile() error {
 		// reached the disk but before the data did): those lines are gone from disk.
 		s.gap(gapFileTruncated, fmt.Sprintf("%d bytes recorded as written are missing from %s (power loss?)", r.ShortBy, f.Path()))
 	}
+	if r := f.Recovered(); r.Outside != "" {
+		// The last run created the files again after they were removed outside kubelogd
+		// and stopped before it wrote this marker.
+		s.gap(gapFilesRemoved, r.Outside+"; lines written to the earlier file before this marker are not in this one")
+	}
 	if r := f.Recovered(); r.RemovedBytes > 0 {
 		s.gap(gapFilesRemoved, fmt.Sprintf("%s, which held %d bytes of collected lines, was removed outside kubelogd; those lines are gone unless it was moved", f.Path(), r.RemovedBytes))
 	}

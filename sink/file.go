@@ -112,6 +112,12 @@ type File struct {
 	// outside describes a change to the files made outside kubelogd that the File
 	// noticed and repaired, until the owner takes it (TakeOutsideChange).
 	outside string
+	// outsidePending is such a change until a saved cursor covers its marker: each save
+	// records it (persistedCursor.Outside), so that a run killed before the marker is on
+	// disk leaves it to the next. outsideTaken: the owner has taken it (and so written
+	// the marker, which the next save covers).
+	outsidePending string
+	outsideTaken   bool
 
 	cursor    Cursor
 	savedFP   cursorPrint // what the persisted cursor said, to skip saving an unchanged one
@@ -505,8 +511,14 @@ func (f *File) Close() error {
 	err := f.flushBuffer()
 	if err != nil {
 		err = fmt.Errorf("closing %s: %d buffered bytes dropped, the saved cursor does not cover them: %w", f.p.current, len(f.buf), err)
-	} else if f.printCursor() != f.savedFP {
-		err = f.persistCursor(0)
+	} else {
+		// Also with nothing new to save: files removed outside kubelogd since the last
+		// save must be found now, or the next run finds no cursor to resume from and
+		// nothing to say what was lost (see storeCursor).
+		f.checkOutside()
+		if f.printCursor() != f.savedFP || f.outsidePending != "" {
+			err = f.persistCursor(0)
+		}
 	}
 	f.mu.Lock()
 	cerr := f.out.Close()

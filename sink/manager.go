@@ -190,6 +190,9 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		log.Warn("log file not as its cursor describes it; kept every byte found", "path", p.current,
 			"keptBytes", rec.KeptBytes, "removedBytes", rec.RemovedBytes, "why", rec.Unverified)
 	}
+	if rec.Outside != "" {
+		log.Warn("the last run changed these files again after a change outside kubelogd and stopped before marking it", "path", p.current, "change", rec.Outside)
+	}
 	now := m.cfg.Now()
 	f := &File{
 		m:      m,
@@ -209,6 +212,9 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		lastSave:    now,
 		lastSync:    now,
 		recovered:   rec,
+		// The collector marks it at once (Recovered); the next save covers the marker.
+		outsidePending: rec.Outside,
+		outsideTaken:   rec.Outside != "",
 	}
 	if r.tail != nil {
 		f.tail = *r.tail
@@ -217,7 +223,7 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 	// holds no descriptor.
 	f.out = loggerOutput{f}
 	switch {
-	case rec.Unverified != "" || rec.RemovedBytes > 0:
+	case rec.Unverified != "" || rec.RemovedBytes > 0 || rec.Outside != "":
 		// Not saved until the collector's marker is written after what was kept: a crash
 		// before must find the same doubt again, and mark it again.
 		f.savedFP = f.printCursor()

@@ -28,6 +28,9 @@ import (
 func (f *File) TakeOutsideChange() string {
 	what := f.outside
 	f.outside = ""
+	if what != "" {
+		f.outsideTaken = true
+	}
 	return what
 }
 
@@ -37,6 +40,10 @@ func (f *File) noteOutside(what string) {
 	if f.outside == "" {
 		f.outside = what
 	}
+	if f.outsidePending == "" || f.outsideTaken {
+		f.outsidePending = what
+	}
+	f.outsideTaken = false
 }
 
 // checkOutside compares the current file at its path with the one the File writes (one

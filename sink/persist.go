@@ -37,6 +37,12 @@ type persistedCursor struct {
 	// content (see keepFor).
 	TailLen int    `json:"tailLen,omitempty"`
 	TailCRC uint32 `json:"tailCRC,omitempty"`
+	// Outside is a change made outside kubelogd (a removed pod directory, a current file
+	// removed, replaced or truncated) that the File noticed and repaired but whose marker
+	// the file it covers does not hold yet (see File.outsidePending). The removal took the
+	// old cursor with it, so nothing else would tell the next run: Open reports it as
+	// Recovery.Outside, for the collector to mark.
+	Outside string `json:"outside,omitempty"`
 }
 
 const cursorVersion = 1
@@ -98,12 +104,18 @@ func (f *File) persist(unobserved int, sync bool) error {
 // durable, nor be a file whose name is not. So is the first save after Open of a cursor
 // found there, which may not be on disk yet, nor what it covers.
 func (f *File) storeCursor(c *Cursor, sync bool) error {
-	if !f.closed {
-		// The save is what checks that the current file is still the one written to;
-		// Close leaves it as it is, for the next Open to find (see checkOutside).
-		f.checkOutside()
+	// The save is what checks that the current file is still the one written to, also
+	// the last one at Close: a pod directory removed since the last save took the cursor
+	// with it, and a save into it would fail, leaving the next run nothing to resume
+	// from nor to report the removal by. checkOutside creates it again, and the cursor
+	// saved there names the change (Outside) until the owner's marker is in the file.
+	f.checkOutside()
+	if f.outsideTaken {
+		// The owner took the change and wrote its marker before this save (the buffer
+		// is flushed before every save), so the file this cursor covers holds it.
+		f.outsidePending, f.outsideTaken = "", false
 	}
-	pc := persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode}
+	pc := persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode, Outside: f.outsidePending}
 	pc.TailLen, pc.TailCRC = f.tail.identity(f.size)
 	data, err := json.Marshal(pc)
 	if err != nil {
@@ -257,6 +269,10 @@ type Recovery struct {
 	// current file that is gone while no backup holds them: deleted or moved away outside
 	// kubelogd. The collector should write a marker.
 	RemovedBytes int64
+	// Outside is a change made outside kubelogd that the last run noticed and repaired
+	// (it created the files again) but had not marked in the file before it was killed
+	// or stopped (persistedCursor.Outside). The collector should write a marker.
+	Outside string
 }
 
 // recovered is what recoverFiles found and left.
@@ -330,6 +346,7 @@ func recoverFiles(p paths) (r recovered, err error) {
 	if found {
 		rec.HadCursor = true
 		r.cur = saved.Cursor
+		rec.Outside = saved.Outside
 	}
 	r.size, r.inode = size, inode
 	return r, nil
