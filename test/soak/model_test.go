@@ -33,9 +33,13 @@ type segment struct {
 	// multi is set when the restart that ended this instance left it unreadable: the
 	// restartCount jumped, or an instance that logged nothing came in between.
 	multi bool
-	// removed (pending kind remove-pod-dir) is set when kubelogd's files of the pod were
-	// removed after this segment; every earlier line may be missing then.
+	// removed (kind remove-pod-dir) is set when kubelogd's files of the pod were removed
+	// after this segment.
 	removed bool
+	// silent is set when kubelogd was killed (SIGKILL) after a removal of the pod's
+	// directory before it noticed it, and this segment ends where kubelogd started again
+	// with no cursor: every line up to here may be missing with no marker (see judge).
+	silent bool
 }
 
 // boundary is the place between two segments, at position pos of the expected lines.
@@ -57,7 +61,7 @@ var (
 const (
 	rotatedText = "(its log was probably rotated)"
 	deletedText = "gap: pod " // pod_deleted, never_read and deleted_running all start so
-	removedText = "removed"   // the marker of the pending remove-pod-dir kind
+	removedText = "removed"   // files_removed: "… was removed …"
 )
 
 // verdict is the judgement of one container's file.
@@ -89,6 +93,56 @@ func judge(segs []*segment, got []oracle.Section) verdict {
 			bounds = append(bounds, boundary{pos: len(want), from: segs[i-1], into: s})
 		}
 		want = append(want, s.lines...)
+	}
+	// A removed pod directory takes everything kubelogd wrote there with it: the lines
+	// and markers of every earlier segment, and the lines kubelogd still wrote to the
+	// removed file before it noticed (at its next cursor save, up to 5 s later, or later
+	// still while its stream was behind). What then stands is a new file that starts with
+	// the files_removed marker. So the gap before the first line after that marker lies
+	// at the start of the file, and may hold any lost line and any boundary whose marker
+	// went with the removed file. removals are the removals' positions (the silent ones
+	// among them too).
+	//
+	// When kubelogd was SIGKILLed before it noticed, nothing is left to say what was lost:
+	// the directory and the cursor are gone, so the next run reads the container afresh
+	// (the kubelet's current file of the current instance, after the previous instance's),
+	// as on first sight, with no marker. Everything before that fresh start may be
+	// missing silently (silentPos); past it, the usual rules hold. A SIGTERM is not such
+	// a case: the final cursor save at Close is a cursor save, and kubelogd can recreate
+	// the directory there and leave the cursor for the next run to report the removal.
+	var removals []int
+	silentPos := -1
+	{
+		pos := 0
+		for _, s := range segs {
+			pos += len(s.lines)
+			if s.removed {
+				removals = append(removals, pos)
+			}
+			if s.silent {
+				silentPos = pos
+			}
+		}
+	}
+	// instStart[i] is where the instance of the expected line i starts. Lines the kubelet
+	// rotated away before kubelogd wrote any line of their instance (a rotation right
+	// after a restart, while kubelogd was down or behind) are lost without a marker:
+	// kubelogd reads a new instance from its start, with no cursor and no replay to
+	// check, and the kubelet serves its current file only, so nothing tells kubelogd
+	// that the first line it gets is not the instance's first (README, "What kubelogd
+	// cannot do"). A rotation after it wrote a line of the instance must be marked.
+	var instStart []int
+	{
+		pos, start := 0, 0
+		for i, s := range segs {
+			if i == 0 || s.uid != segs[i-1].uid || s.rc != segs[i-1].rc {
+				start = pos
+			}
+			for range s.lines {
+				instStart = append(instStart, start)
+			}
+			pos += len(s.lines)
+		}
 	}
 	segOf := make([]*segment, 0, len(want))
 	for _, s := range segs {
@@ -148,9 +202,13 @@ func judge(segs []*segment, got []oracle.Section) verdict {
 		if j > 0 {
 			where = fmt.Sprintf("after line %q", want[at[j-1]])
 		}
-		g := gap{where: where, markers: markersBefore[j], bounds: in}
+		g := gap{where: where, markers: markersBefore[j], bounds: in, silentPos: silentPos, lo: lo, instStart: instStart}
+		// A removal marker stands only at the start of the file (see above): lines kept
+		// before it were in the removed file, so were not removed.
+		g.removal = j == 0 && len(removals) > 0
 		for i := lo; i < hi; i++ {
 			g.lost = append(g.lost, segOf[i])
+			g.lostAt = append(g.lostAt, i)
 		}
 		if hi > lo {
 			g.firstLost = want[lo]
@@ -167,7 +225,16 @@ type gap struct {
 	markers   []string
 	bounds    []boundary
 	lost      []*segment // the segment of each missing line
+	lostAt    []int      // the position of each missing line
 	firstLost string
+	// removal: the gap is at the start of the file, and the pod's directory was removed.
+	removal bool
+	// silentPos: lines before it may be missing with no marker, and boundaries up to it
+	// may lack their markers (see judge); -1 if none.
+	silentPos int
+	// lo is the position of the gap's first expected line; instStart as in judge.
+	lo        int
+	instStart []int
 }
 
 // check returns what is wrong in the gap.
@@ -235,7 +302,7 @@ func (g gap) check(v *verdict) []string {
 			}
 		case strings.Contains(m, removedText):
 			removed = true
-			if _, ok := g.find(func(b boundary) bool { return b.from.removed }); !ok {
+			if !g.removal {
 				fail("removal marker %q where no file was removed", m)
 			}
 		default:
@@ -252,15 +319,23 @@ func (g gap) check(v *verdict) []string {
 	}
 	for _, b := range g.bounds {
 		switch {
+		case removed || b.pos <= g.silentPos:
+			// Its marker may have gone with the removed file (see judge); a marker that
+			// stands was checked above.
 		case b.restart() && !restarts[b.into.rc] && !absorbed(b.into.rc):
 			fail("no restart marker for restartCount %d", b.into.rc)
 		case b.recreate() && !seen[findMatching(g.markers, recreateRe, string(b.into.uid))]:
 			fail("no recreate marker for UID %s", b.into.uid)
 		}
 	}
-	covered := func(s *segment) bool {
+	covered := func(s *segment, at int) bool {
 		switch {
-		case rotated && s.rotated && s.lossy, removed && s.removed:
+		case removed, at < g.silentPos:
+			return true
+		case s.rotated && s.lossy && g.lo <= g.instStart[at]:
+			// Rotated away before kubelogd wrote any line of the instance (see judge).
+			return true
+		case rotated && s.rotated && s.lossy:
 			return true
 		case absorbed(s.rc):
 			return true
@@ -276,8 +351,8 @@ func (g gap) check(v *verdict) []string {
 		return false
 	}
 	uncovered := 0
-	for _, s := range g.lost {
-		if !covered(s) {
+	for i, s := range g.lost {
+		if !covered(s, g.lostAt[i]) {
 			uncovered++
 		}
 	}

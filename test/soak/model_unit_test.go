@@ -53,6 +53,8 @@ func TestJudge(t *testing.T) {
 	}
 	rotated := func(s *segment, lossy bool) *segment { s.rotated, s.lossy = true, lossy; return s }
 	multi := func(s *segment) *segment { s.multi = true; return s }
+	removed := func(s *segment) *segment { s.removed = true; return s }
+	silent := func(s *segment) *segment { s.silent = true; return s }
 	sec := func(marker string, lines ...string) oracle.Section {
 		if marker != "" {
 			marker = oracle.MarkerPrefix + marker
@@ -60,6 +62,7 @@ func TestJudge(t *testing.T) {
 		return oracle.Section{Marker: marker, Lines: lines}
 	}
 	const restart1 = "container restarted (restartCount 1): previous instance exited with code 1 (Error)"
+	const removedMarker = "gap: the directory x was removed outside kubelogd; lines written to the earlier file before this marker are not in this one"
 	const rot = "gap: the replayed log does not contain the last line written (its log was probably rotated); lines logged after x and before y may be missing"
 	for _, tc := range []struct {
 		name string
@@ -93,6 +96,27 @@ func TestJudge(t *testing.T) {
 			[]oracle.Section{sec("", "a"), sec("gap: pod UID u was deleted before its log was read to the end"), sec("pod n/p recreated with UID v (previous UID u)", "c")}, ""},
 		{"recreate marker missing", []*segment{seg("u", 0, "a"), seg("v", 0, "c")}, []oracle.Section{sec("", "a", "c")}, "no recreate marker"},
 		{"not yet collected", []*segment{seg("u", 0, "a", "b")}, []oracle.Section{sec("", "a")}, "missing"},
+		// A removed pod directory takes the lines and markers before it, and the lines
+		// written to the removed file before kubelogd noticed.
+		{"removed", []*segment{seg("u", 0, "a"), removed(seg("u", 1, "b", "c")), seg("u", 1, "d", "e")},
+			[]oracle.Section{sec(removedMarker, "e")}, ""},
+		{"removed, lost without its marker", []*segment{removed(seg("u", 0, "a", "b")), seg("u", 0, "c")},
+			[]oracle.Section{sec("", "c")}, "missing"},
+		{"removal marker, nothing removed", []*segment{seg("u", 0, "a", "b")}, []oracle.Section{sec("", "a"), sec(removedMarker, "b")}, "no file was removed"},
+		{"removal marker after a line kept", []*segment{removed(seg("u", 0, "a", "b")), seg("u", 0, "c")},
+			[]oracle.Section{sec("", "a", "b"), sec(removedMarker, "c")}, "no file was removed"},
+		{"removed, wrong marker still wrong", []*segment{seg("u", 0, "a"), removed(seg("u", 1, "b")), seg("u", 1, "c")},
+			[]oracle.Section{sec(removedMarker), sec(restart1), sec("", "c")}, ""},
+		// Rotated away before kubelogd wrote a line of the instance: nothing can tell.
+		{"rotated at an instance's start", []*segment{seg("u", 0, "a"), rotated(seg("u", 1, "b", "c"), true), seg("u", 1, "d")},
+			[]oracle.Section{sec("", "a"), sec(restart1, "d")}, ""},
+		{"rotated after a line of the instance", []*segment{seg("u", 0, "a"), rotated(seg("u", 1, "b", "c"), true), seg("u", 1, "d")},
+			[]oracle.Section{sec("", "a"), sec(restart1, "b", "d")}, "missing"},
+		// Killed before it noticed: a fresh start, silently.
+		{"silent", []*segment{seg("u", 0, "a"), removed(seg("u", 1, "b")), silent(seg("u", 1, "c")), seg("u", 1, "d")},
+			[]oracle.Section{sec("", "d")}, ""},
+		{"silent, lost after", []*segment{removed(seg("u", 0, "a")), silent(seg("u", 0, "b")), seg("u", 0, "c", "d")},
+			[]oracle.Section{sec("", "d")}, "missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := judge(tc.segs, tc.got)

@@ -137,9 +137,7 @@ type kindSpec struct {
 // soakPending lists the kinds the generator does not draw yet because kubelogd does not
 // handle them yet, with why and the issue item that fixes them. Enabling one is deleting
 // its line here.
-var soakPending = map[kind]string{
-	kDiskFull: "lead's list: a full output volume (needs a tmpfs, so root); enable once the disk-full handling is settled",
-}
+var soakPending = map[kind]string{}
 
 // The vocabulary.
 const (
@@ -177,7 +175,7 @@ const (
 	kHoldEnd      kind = "hold-end"
 	kAPILogFail   kind = "api-log-fail"
 	kAPILogAbort  kind = "api-log-abort"
-	// Pending kinds (see soakPending).
+	// What operators and nodes do.
 	kClockBack  kind = "clock-back"
 	kInotify    kind = "inotify-exhausted"
 	kRemoveDir  kind = "remove-pod-dir"

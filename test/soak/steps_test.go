@@ -21,6 +21,7 @@ import (
 	"github.com/kubelogd/kubelogd/internal/failpoint"
 	"github.com/kubelogd/kubelogd/internal/fakekubelet"
 	"github.com/kubelogd/kubelogd/internal/faultproxy"
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 const fsnotifyError = "failed to create fsnotify watcher: too many open files"
@@ -231,6 +232,11 @@ func (w *world) doPod(p *podModel, s step) (string, error) {
 			key := w.currentKey(c)
 			ins := w.k.Instances(p.ns, p.name, c.name)
 			c.removed[key] = append(c.removed[key], len(ins[len(ins)-1].Lines))
+			c.unnoticed = true
+			c.preRemoval = nil
+			if cur, err := sink.ReadCursorFile(w.cursorPath(c)); err == nil {
+				c.preRemoval = &cur
+			}
 		}
 		return "", os.RemoveAll(filepath.Join(w.dir, p.ns, p.name))
 	}
@@ -317,9 +323,14 @@ func (w *world) doGlobal(i int, s step) (string, error) {
 	case kCopyOutput:
 		// Between two runs the output directory moves to a copy (new inodes).
 		w.stopKubelogd(true)
-		dst := filepath.Join(w.t.TempDir(), "copy")
+		// The earlier directory is removed, for the volume's sake: nothing reads it again.
+		w.copies++
+		dst := filepath.Join(w.vol.root, fmt.Sprintf("out-%d", w.copies))
 		if out, err := exec.Command("cp", "-a", w.dir, dst).CombinedOutput(); err != nil {
 			return "", fmt.Errorf("copying the output directory: %v: %s", err, out)
+		}
+		if err := os.RemoveAll(w.dir); err != nil {
+			return "", err
 		}
 		w.dir = dst
 		w.startKubelogd()
@@ -359,6 +370,7 @@ func (w *world) failpoint(s step) (string, error) {
 	select {
 	case <-d.done:
 		w.d = nil // it killed itself, as armed
+		w.afterStop(true)
 	case <-time.After(10 * time.Second):
 		w.stopKubelogd(false)
 	}
@@ -370,24 +382,10 @@ func (w *world) failpoint(s step) (string, error) {
 	return "failpoint not reached in 10s: killed", nil
 }
 
-// diskFull (pending) fills the output file system with a ballast file for D, then frees
-// it. It needs the output directory on a small file system; elsewhere it only notes that.
+// diskFull fills kubelogd's volume for s.D (see volume.fill).
 func (w *world) diskFull(s step) (string, error) {
-	ballast := filepath.Join(w.dir, ".soak-ballast")
-	f, err := os.Create(ballast)
-	if err != nil {
-		return "", err
+	if !w.vol.tmpfs {
+		return "skipped: the output directory is not on a tmpfs of its own (" + w.vol.why + ")", nil
 	}
-	buf := make([]byte, 1<<20)
-	written := 0
-	for written < 512<<20 {
-		n, err := f.Write(buf)
-		written += n
-		if err != nil {
-			break
-		}
-	}
-	_ = f.Close()
-	time.Sleep(s.D)
-	return fmt.Sprintf("%d MiB of ballast", written>>20), os.Remove(ballast)
+	return w.vol.fill(w.dir, s.D)
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +45,9 @@ type world struct {
 	k          *fakekubelet.Kubelet
 	px         *faultproxy.HTTPProxy
 	kubeconfig string
-	dir        string // kubelogd's output directory
+	vol        *volume
+	dir        string // kubelogd's output directory, on vol
+	copies     int    // copy-output steps run, to name the next copy
 	d          *daemon
 	runs       []*daemon // every kubelogd run, for its log
 	pods       []*podModel
@@ -79,7 +82,15 @@ type contModel struct {
 	rotations map[instKey][]rotation
 	multi     map[instKey]bool
 	removed   map[instKey][]int
-	steps     []int // the steps that targeted it
+	// A removal of the pod's directory is unnoticed until kubelogd stops after it (the
+	// next cursor save notices it; see judge): if kubelogd was killed and the cursor is
+	// gone, the removal was silent, and the next run starts afresh (fresh) at a position
+	// recorded in silent, like removed.
+	// killedUnnoticed: so since the last kill; fresh: and no cursor saved since.
+	unnoticed, killedUnnoticed, fresh, freshRemoval bool
+	silent                                          map[instKey][]int
+	preRemoval                                      *sink.Cursor // the cursor a removal took, if any
+	steps                                           []int        // the steps that targeted it
 }
 
 type instKey struct {
@@ -97,7 +108,11 @@ func (c *contModel) String() string { return c.pod.ns + "/" + c.pod.name + "/" +
 // newWorld starts everything but kubelogd and the writers.
 func newWorld(t *testing.T, sc schedule) *world {
 	cl, k := testcluster.New(t)
-	w := &world{t: t, sc: sc, c: cl, k: k, dir: t.TempDir(), stopWriters: make(chan struct{})}
+	vol := newVolume(t)
+	w := &world{t: t, sc: sc, c: cl, k: k, vol: vol, dir: filepath.Join(vol.root, "out"), stopWriters: make(chan struct{})}
+	if !vol.tmpfs {
+		t.Logf("soak seed %d: disk-full steps are skipped: %s", sc.Seed, vol.why)
+	}
 	w.startProxy()
 	for i := range soakPods {
 		p := &podModel{ns: podNS(i), name: podName(i), containers: soakContainers}
@@ -114,7 +129,7 @@ func newWorld(t *testing.T, sc schedule) *world {
 
 func newCont(p *podModel, name string, spec writerSpec, seed uint64, i int) *contModel {
 	return &contModel{pod: p, name: name, spec: spec, rng: rand.New(rand.NewPCG(seed, uint64(i))),
-		rotations: map[instKey][]rotation{}, multi: map[instKey]bool{}, removed: map[instKey][]int{}}
+		rotations: map[instKey][]rotation{}, multi: map[instKey]bool{}, removed: map[instKey][]int{}, silent: map[instKey][]int{}}
 }
 
 // startProxy puts the HTTP fault proxy in front of the API server for kubelogd: it
@@ -243,6 +258,107 @@ func (w *world) startKubelogd(environ ...string) {
 	}
 	w.d = d
 	w.runs = append(w.runs, d)
+	for _, c := range w.conts {
+		if c.killedUnnoticed {
+			c.killedUnnoticed = false
+			w.markSilent(c, c.freshRemoval)
+		}
+	}
+}
+
+// afterStop judges, once a kubelogd run has ended, what the next run will know of each
+// container: one without a cursor file now starts afresh, as on first sight, and lines
+// gone from the kubelet by then (instances before the previous one, rotated files) are
+// lost with no marker (see judge, silentPos). That is so for a removal kubelogd had not
+// noticed when it was killed, and for a container it never saved a cursor of (a run
+// stopped right after its start: seed 15879737, soak-0/p-00/aux, "no restart marker for
+// restartCount 1 at the start", after restart-n while kubelogd was down). A SIGTERM
+// after a removal is no such case: the last cursor save at Close must notice it and
+// leave a cursor that reports it (see judge).
+func (w *world) afterStop(killed bool) {
+	w.noteBareCursors()
+	for _, c := range w.conts {
+		removal := c.unnoticed
+		c.unnoticed = false
+		if removal && !killed {
+			continue
+		}
+		cur, err := sink.ReadCursorFile(w.cursorPath(c))
+		switch {
+		case err != nil && removal && !killed:
+			// Must not be: see above.
+		case err != nil && (removal || !c.pod.job):
+			c.killedUnnoticed, c.fresh, c.freshRemoval = true, true, removal
+		case err == nil && removal && (c.preRemoval == nil || cur.ContainerID != c.preRemoval.ContainerID || cur.Lines < c.preRemoval.Lines):
+			// The cursor is not the one the removal took: the run had not opened the
+			// container's files yet when they were removed (seed 458295471, step 106,
+			// 0.4 s after a run started), so it started afresh, knowing nothing to mark.
+			c.killedUnnoticed, c.fresh, c.freshRemoval = true, true, true
+		}
+	}
+}
+
+// noteBareCursors logs the containers whose newest saved cursor covers bytes but has no
+// content identity (tailLen): this kubelogd records one for every cursor that covers
+// bytes, and in a copied directory a cursor without one makes the next run keep the whole
+// file with a file_unverified marker and write its lines again. (A cursor covering no
+// bytes, offset 0, saved right after kubelogd rotated its file, has none and needs none;
+// it was taken for an earlier kubelogd's cursor in a copy: seed 458295471, the fast
+// writer's duplicates, and seed 14 once, sixteen containers.)
+func (w *world) noteBareCursors() {
+	for _, c := range w.conts {
+		raw, err := os.ReadFile(w.cursorPath(c))
+		if err != nil {
+			continue
+		}
+		var newest string
+		var seq uint64
+		for _, slot := range strings.Split(strings.ReplaceAll(string(raw), "\x00", ""), "kubelogd cursor ") {
+			var n, q uint64
+			if _, err := fmt.Sscanf(slot, "%d seq %x", &n, &q); err != nil || q < seq {
+				continue
+			}
+			if i := strings.Index(slot, "{"); i >= 0 {
+				newest, seq = strings.TrimSpace(slot[i:]), q
+			}
+		}
+		if newest != "" && !strings.Contains(newest, `"tailLen"`) && !strings.Contains(newest, `"offset":0,`) {
+			w.t.Logf("run %d left %s a cursor without content identity: %s", len(w.runs)-1, c, newest)
+		}
+	}
+}
+
+// markSilent records where a container's fresh start begins. On first sight kubelogd
+// reads the previous instance (previous=true) and the current one, each from the start
+// of the kubelet's current file: what is older is lost silently (and what the kubelet
+// rotated away at an instance's start: see judge). After a silent removal the mark is the
+// current instance's line count now (rotate moves it while fresh): the lines kubelogd
+// wrote of the previous instance and of the current one went with the removed files,
+// and which of them it reads again depends on rotations before the removal.
+func (w *world) markSilent(c *contModel, removal bool) {
+	ins := w.k.Instances(c.pod.ns, c.pod.name, c.name)
+	if len(ins) == 0 {
+		return
+	}
+	uid := c.pod.uids[len(c.pod.uids)-1]
+	cur := ins[len(ins)-1]
+	switch {
+	case removal:
+		key := instKey{uid, cur.RestartCount}
+		c.silent[key] = append(c.silent[key], len(cur.Lines))
+	case len(ins) >= 2:
+		key := instKey{uid, ins[len(ins)-2].RestartCount}
+		c.silent[key] = append(c.silent[key], 0)
+		c.fresh = false
+	default:
+		key := instKey{uid, cur.RestartCount}
+		c.silent[key] = append(c.silent[key], 0)
+		c.fresh = false
+	}
+}
+
+func (w *world) cursorPath(c *contModel) string {
+	return filepath.Join(w.dir, c.pod.ns, c.pod.name, "."+c.name+".cursor")
 }
 
 // kubelogdUp tells whether a kubelogd run is alive.
@@ -253,17 +369,66 @@ func (w *world) stopKubelogd(graceful bool) {
 	if w.d == nil {
 		return
 	}
+	killed := !graceful || w.d.exited()
 	if w.d.exited() {
 		w.violations = append(w.violations, fmt.Sprintf("kubelogd (pid %d) had exited by itself: %v\n%s",
 			w.d.cmd.Process.Pid, w.d.cmd.ProcessState, lastLines(w.d.out.String(), 20)))
 	} else if graceful {
-		if err := w.d.term(30 * time.Second); err != nil {
+		if err := w.term(w.d); err != nil {
 			w.violations = append(w.violations, err.Error())
 		}
 	} else {
 		w.d.kill()
 	}
 	w.d = nil
+	w.afterStop(killed)
+}
+
+// term is daemon.term with 30 s of grace, except that a kubelogd still running then gets
+// SIGQUIT first, so that its log ends with every goroutine's stack: what it waits for.
+func (w *world) term(d *daemon) error {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.done:
+		case <-time.After(5 * time.Second):
+			d.kill()
+		}
+		return fmt.Errorf("kubelogd (pid %d) did not exit within 30s of SIGTERM; its goroutines at SIGQUIT:\n%s",
+			d.cmd.Process.Pid, goroutinesOf(d.out.String()))
+	}
+	if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+		// SIGTERM came before kubelogd's main installed its handler (seed 458295471: a run
+		// with no output at all, "exited with -1"): the Go runtime and the package
+		// initialisers of client-go and the API types run first (slowly, with -race), and
+		// until signal.Notify the signal's default action ends the process. Nothing was
+		// opened or collected yet, so nothing is lost; no program can catch a signal before
+		// its main runs.
+		return nil
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("kubelogd (pid %d) exited with %d after SIGTERM:\n%s", d.cmd.Process.Pid, code, lastLines(d.out.String(), 20))
+	}
+	return nil
+}
+
+// goroutinesOf returns the goroutine dump at the end of a Go program's output, without
+// the runtime's own goroutines and the idle ones of net/http and client-go.
+func goroutinesOf(out string) string {
+	i := strings.Index(out, "SIGQUIT: quit")
+	if i < 0 {
+		return lastLines(out, 40)
+	}
+	var keep []string
+	for _, g := range strings.Split(out[i:], "\n\n") {
+		if strings.Contains(g, "github.com/kubelogd/kubelogd/") {
+			keep = append(keep, g)
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }
 
 // collectedAll tells whether kubelogd saved a cursor covering every line the current
@@ -294,6 +459,16 @@ func (w *world) rotate(c *contModel, lossy bool) error {
 	}
 	key := instKey{c.pod.uids[len(c.pod.uids)-1], cur.RestartCount}
 	c.rotations[key] = append(c.rotations[key], rotation{at: len(cur.Lines), lossy: lossy})
+	if c.fresh {
+		// A fresh start (after a silent removal) that has not saved a cursor yet reads the
+		// kubelet's current file from its start, and knows nothing of what was before it:
+		// the lines rotated away now are lost silently too.
+		if _, err := os.Stat(w.cursorPath(c)); err == nil {
+			c.fresh = false
+		} else {
+			c.silent[key] = append(c.silent[key], len(cur.Lines))
+		}
+	}
 	return nil
 }
 
@@ -317,7 +492,7 @@ func (w *world) segments(c *contModel) []*segment {
 			for i, l := range in.Lines {
 				texts[i] = l.Text
 			}
-			cuts := cutKinds(c.rotations[key], c.removed[key])
+			cuts := cutKinds(c.rotations[key], c.removed[key], c.silent[key])
 			points := make([]int, len(cuts))
 			for i, ct := range cuts {
 				points[i] = ct.at
@@ -325,7 +500,7 @@ func (w *world) segments(c *contModel) []*segment {
 			for i, p := range splitAt(texts, points) {
 				s := &segment{uid: uid, rc: in.RestartCount, exitCode: in.ExitCode, reason: in.Reason, lines: p}
 				if i < len(cuts) {
-					s.rotated, s.lossy, s.removed = cuts[i].rotated, cuts[i].lossy, cuts[i].removed
+					s.rotated, s.lossy, s.removed, s.silent = cuts[i].rotated, cuts[i].lossy, cuts[i].removed, cuts[i].silent
 				}
 				out = append(out, s)
 			}
@@ -336,13 +511,16 @@ func (w *world) segments(c *contModel) []*segment {
 }
 
 type cut struct {
-	at                      int
-	rotated, lossy, removed bool
+	at                              int
+	rotated, lossy, removed, silent bool
 }
 
 // cutKinds orders the rotations and removals of an instance as splitAt orders them.
-func cutKinds(rots []rotation, removed []int) []cut {
+func cutKinds(rots []rotation, removed, silent []int) []cut {
 	var out []cut
+	for _, at := range silent {
+		out = append(out, cut{at: at, silent: true})
+	}
 	for _, r := range rots {
 		out = append(out, cut{at: r.at, rotated: true, lossy: r.lossy})
 	}
