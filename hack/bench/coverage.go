@@ -278,7 +278,6 @@ type coverTracker struct {
 	want int
 
 	mu      sync.Mutex
-	root    string
 	count   map[string]int
 	covered map[string]map[string]time.Time // namespace → pod → when
 	expect  map[string]int                  // namespace → pods

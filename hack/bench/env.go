@@ -15,14 +15,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
 )
 
 // env is one control plane with several fake kubelets, each in a kubelet host process
 // (see host.go). Pods are spread over the kubelets because each fake kubelet serializes
 // its status writes.
 type env struct {
-	c     *testcluster.Cluster
+	c     *cluster.Cluster
 	hosts []*hostProc
 }
 
@@ -31,7 +31,7 @@ const container = "c"
 
 // startEnv starts a control plane and nodes kubelet hosts; self is the bench binary.
 func startEnv(ctx context.Context, self string, nodes int, logger *slog.Logger) (*env, error) {
-	c, err := testcluster.Start(ctx, testcluster.Options{Logger: logger})
+	c, err := cluster.Start(ctx, cluster.Options{Logger: logger})
 	if err != nil {
 		return nil, err
 	}

@@ -256,7 +256,7 @@ func (l *latencies) values() []float64 {
 // (timestamps=true) copied with io.Copy to <dir>/<namespace>/<pod>/c.log, until killed.
 func runCopyFollow(args []string) error {
 	if len(args) < 4 {
-		return errors.New("usage: copy-follow <kubeconfig> <namespace> <dir> <pod>...")
+		return errors.New("usage: copy-follow <kubeconfig> <namespace> <dir> <pod>…")
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", args[0])
 	if err != nil {

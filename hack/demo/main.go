@@ -19,8 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 func main() {
@@ -39,7 +39,7 @@ func main() {
 
 func run(ctx context.Context, bin, outDir, metricsAddr string, logger *slog.Logger) error {
 	fmt.Println("demo: starting etcd, kube-apiserver and a fake kubelet on loopback…")
-	c, err := testcluster.Start(ctx, testcluster.Options{Logger: logger})
+	c, err := cluster.Start(ctx, cluster.Options{Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ Ctrl-C stops kubelogd, then the control plane.
 
 // driver plays the workload: what the pods log, when they restart and finish.
 type driver struct {
-	c   *testcluster.Cluster
+	c   *cluster.Cluster
 	k   *fakekubelet.Kubelet
 	job int
 }

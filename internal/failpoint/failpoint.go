@@ -18,8 +18,9 @@
 //
 // The release binary (no tag) gets stubs instead: Hit and Kill do nothing and Reached is
 // false, all three inline to nothing at the call sites, KUBELOGD_FAILPOINTS is never read
-// and no failpoint name is left in the binary (TestReleaseBinary checks). Only the names and
-// the environment variables below are in both builds, for the tests that arm them.
+// and no failpoint name is left in the binary (TestReleaseDeps and TestReleaseBinary
+// check). Only the names and the environment variables below are in both builds, for the
+// tests that arm them.
 package failpoint
 
 // The failpoints kubelogd defines. Each names a moment between two steps whose order crash

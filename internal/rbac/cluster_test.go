@@ -14,13 +14,13 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/kubelogd/kubelogd/internal/rbac"
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
 )
 
 // TestAgainstAPIServer runs the check with token-only ServiceAccount clients against a
 // real kube-apiserver with RBAC, bound to the rules of deploy/ as they are shipped.
 func TestAgainstAPIServer(t *testing.T) {
-	c, _ := testcluster.New(t)
+	c, _ := cluster.New(t)
 	ctx := t.Context()
 	admin := c.Client
 	for _, ns := range []string{"kubelogd", "team-a", "team-b"} {

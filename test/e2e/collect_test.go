@@ -13,7 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 type ref struct{ ns, pod, container string }
@@ -122,14 +122,14 @@ func TestPodLifecycle(t *testing.T) {
 
 	// Delete: the stream ends and kubelogd no longer holds the file open.
 	path := logPath(dir, "apps", "late", "app")
-	if !holdsOpen(t, d.cmd.Process.Pid, path) {
+	if !holdsOpen(t, d.Cmd.Process.Pid, path) {
 		t.Fatalf("kubelogd does not hold %s open while the pod runs", path)
 	}
 	if err := e.c.Client.CoreV1().Pods("apps").Delete(ctx, "late", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "file closed after pod deletion", func() (bool, string) {
-		return !holdsOpen(t, d.cmd.Process.Pid, path), "still open"
+		return !holdsOpen(t, d.Cmd.Process.Pid, path), "still open"
 	})
 	e.waitCollected(dir, "apps", "late", "app")
 }
@@ -241,11 +241,11 @@ func TestSecondInstanceRefused(t *testing.T) {
 	d.waitReady()
 	d2 := startKubelogd(t, e.c.Kubeconfig, dir)
 	select {
-	case <-d2.done:
+	case <-d2.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatal("second kubelogd still running")
 	}
-	if code := d2.cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(d2.out.String(), "in use by another kubelogd") {
-		t.Fatalf("second kubelogd: exit %d, output %q", code, d2.out.String())
+	if code := d2.Cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(d2.Output(), "in use by another kubelogd") {
+		t.Fatalf("second kubelogd: exit %d, output %q", code, d2.Output())
 	}
 }

@@ -23,7 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
+	"github.com/kubelogd/kubelogd/internal/testing/kubelogdproc"
 )
 
 // podRun is kubelogd started the way the kubelet would start the pod template: the
@@ -119,26 +120,19 @@ func runAsPod(t *testing.T, dep *appsv1.Deployment, kubeconfig string) *podRun {
 	for _, e := range c.Env {
 		environ = append(environ, e.Name+"="+env[e.Name])
 	}
-	d := &daemon{t: t, out: &syncBuffer{}, done: make(chan struct{}), Metrics: fmt.Sprintf("http://127.0.0.1:%d", local), Dir: dir}
-	d.cmd = exec.Command(bin, args...)
-	d.cmd.Dir = "/"
-	d.cmd.Env = environ
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{
-		Pdeathsig:  syscall.SIGKILL,
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = "/"
+	cmd.Env = environ
+	// kubelogdproc.Start adds the parent-death signal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{fsGroup}},
 	}
 	t.Logf("running as %d:%d (groups %d): kubelogd %s", uid, gid, fsGroup, strings.Join(args, " "))
-	if err := d.cmd.Start(); err != nil {
+	p, err := kubelogdproc.Start(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.kill()
-		if t.Failed() {
-			t.Logf("kubelogd output:\n%s", tail(d.out.String(), 200))
-		}
-	})
+	d := watched(t, &daemon{Proc: p, t: t, Metrics: fmt.Sprintf("http://127.0.0.1:%d", local), Dir: dir})
 	return &podRun{daemon: d, container: c, env: env, listen: int32(listen), port: local}
 }
 
@@ -210,8 +204,8 @@ func (r *podRun) waitProbe(what string, p *corev1.Probe, timeout time.Duration) 
 	r.t.Helper()
 	eventually(r.t, timeout, what, func() (bool, string) {
 		select {
-		case <-r.done:
-			r.t.Fatalf("kubelogd exited (code %d) before %s succeeded:\n%s", r.cmd.ProcessState.ExitCode(), what, r.out.String())
+		case <-r.Done():
+			r.t.Fatalf("kubelogd exited (code %d) before %s succeeded:\n%s", r.Cmd.ProcessState.ExitCode(), what, r.Output())
 		default:
 		}
 		return r.probe(p)
@@ -222,10 +216,10 @@ func (r *podRun) waitProbe(what string, p *corev1.Probe, timeout time.Duration) 
 func (r *podRun) waitExit(timeout time.Duration) int {
 	r.t.Helper()
 	select {
-	case <-r.done:
-		return r.cmd.ProcessState.ExitCode()
+	case <-r.Done():
+		return r.Cmd.ProcessState.ExitCode()
 	case <-time.After(timeout):
-		r.t.Fatalf("kubelogd still running after %s:\n%s", timeout, tail(r.out.String(), 50))
+		r.t.Fatalf("kubelogd still running after %s:\n%s", timeout, tail(r.Output(), 50))
 		return -1
 	}
 }
@@ -317,14 +311,14 @@ func copyFileMode(src, dst string, mode os.FileMode) error {
 
 // serviceAccountKubeconfig mints a token for a ServiceAccount with the TokenRequest API
 // and writes a kubeconfig that holds only that token.
-func serviceAccountKubeconfig(t *testing.T, c *testcluster.Cluster, ns, name string) (string, *rest.Config) {
+func serviceAccountKubeconfig(t *testing.T, c *cluster.Cluster, ns, name string) (string, *rest.Config) {
 	t.Helper()
 	cfg, err := c.ServiceAccountConfig(context.Background(), ns, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), ns+"-"+name+".kubeconfig")
-	fatalIf(t, testcluster.WriteKubeconfig(cfg, path))
+	fatalIf(t, cluster.WriteKubeconfig(cfg, path))
 	return path, cfg
 }
 

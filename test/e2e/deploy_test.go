@@ -75,7 +75,7 @@ func TestDeployBase(t *testing.T) {
 	r.waitProbe("readiness probe", c.ReadinessProbe, 60*time.Second)
 
 	// It really runs as the pod's user, without capabilities.
-	pid := r.cmd.Process.Pid
+	pid := r.Cmd.Process.Pid
 	uid, gid, fsGroup := securityIDs(t, dep.Spec.Template.Spec, c)
 	if got, want := procStatus(t, pid, "Uid"), strings.Repeat(fmt.Sprint(uid)+" ", 4); got+" " != want {
 		t.Errorf("kubelogd runs with UIDs %s, want %d", got, uid)
@@ -173,8 +173,8 @@ func TestDeployNamespaced(t *testing.T) {
 	}
 
 	r := runAsPod(t, dep, kc)
-	if !slices.Contains(r.cmd.Args, "--namespace="+ns) {
-		t.Fatalf("kubelogd args %q: want --namespace=%s from the downward API", r.cmd.Args, ns)
+	if !slices.Contains(r.Cmd.Args, "--namespace="+ns) {
+		t.Fatalf("kubelogd args %q: want --namespace=%s from the downward API", r.Cmd.Args, ns)
 	}
 	r.waitProbe("readiness probe", dep.Spec.Template.Spec.Containers[0].ReadinessProbe, 60*time.Second)
 	for _, ref := range append(slices.Clone(mine), others...) {
@@ -192,8 +192,8 @@ func TestDeployNamespaced(t *testing.T) {
 	}
 	r.stop()
 	// No error storm: a namespaced kubelogd never touches what it may not see.
-	if levels := logLevels(t, r.out.String()); levels["WARN"]+levels["ERROR"] > 0 {
-		t.Errorf("kubelogd logged %d warnings and %d errors:\n%s", levels["WARN"], levels["ERROR"], r.out.String())
+	if levels := logLevels(t, r.Output()); levels["WARN"]+levels["ERROR"] > 0 {
+		t.Errorf("kubelogd logged %d warnings and %d errors:\n%s", levels["WARN"], levels["ERROR"], r.Output())
 	} else {
 		t.Logf("log levels: %v", levels)
 	}

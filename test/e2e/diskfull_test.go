@@ -38,7 +38,7 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 	})
 	// Paused, not spinning: the kubelogd log names the path once, not per retry.
 	time.Sleep(3 * time.Second)
-	if n := strings.Count(d.out.String(), "collection paused"); n != 1 {
+	if n := strings.Count(d.Output(), "collection paused"); n != 1 {
 		t.Errorf("%d 'collection paused' messages, want 1", n)
 	}
 	if out, err := exec.Command("mount", "-o", "remount,size=64m", dir).CombinedOutput(); err != nil {

@@ -18,10 +18,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/faultproxy"
-	"github.com/kubelogd/kubelogd/internal/oracle"
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/faultproxy"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // proxyKubeconfig writes an admin kubeconfig whose server is host (a proxy in front of the
@@ -31,7 +31,7 @@ func (e *env) proxyKubeconfig(host string) string {
 	cfg := rest.CopyConfig(e.c.Config)
 	cfg.Host = host
 	path := filepath.Join(e.t.TempDir(), "proxy.kubeconfig")
-	if err := testcluster.WriteKubeconfig(cfg, path); err != nil {
+	if err := cluster.WriteKubeconfig(cfg, path); err != nil {
 		e.t.Fatal(err)
 	}
 	return path
@@ -92,11 +92,6 @@ func (e *env) kubelogdWith(kubeconfig, dir string, args ...string) *daemon {
 // status is a Kubernetes Status body, as the apiserver answers errors.
 func status(code int, reason, message string) string {
 	return fmt.Sprintf(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":%q,"code":%d}`, message, reason, code)
-}
-
-// plainList matches a LIST of pods (a GET of the collection that is no watch at all).
-func plainList(r *http.Request) bool {
-	return faultproxy.List(r) && !faultproxy.Watch(r)
 }
 
 // allExact waits until every container's file holds exactly what it emitted, with no marker,
@@ -415,12 +410,12 @@ func TestFaultWatchGone410(t *testing.T) {
 	})
 	time.Sleep(3 * time.Second)
 	goneLog := logPath(dir, "f", "gone", "app")
-	if !holdsOpen(t, d.cmd.Process.Pid, goneLog) {
+	if !holdsOpen(t, d.Cmd.Process.Pid, goneLog) {
 		t.Fatal("kubelogd closed the deleted pod's file while its informer was blind: the test did not test the tombstone")
 	}
 	unblind(t, p)
 	eventually(t, 60*time.Second, "the deleted pod's file closed (its deletion came as a tombstone)", func() (bool, string) {
-		return !holdsOpen(t, d.cmd.Process.Pid, goneLog), "still open"
+		return !holdsOpen(t, d.Cmd.Process.Pid, goneLog), "still open"
 	})
 	e.emit("f", "new", "app", 10)
 	stop()
@@ -507,7 +502,7 @@ func TestFaultDeletedWhileWatchLags(t *testing.T) {
 	p.Release()
 	logFile := logPath(dir, "f", "lag", "app")
 	eventually(t, 60*time.Second, "the deleted pod's file closed", func() (bool, string) {
-		return !holdsOpen(t, d.cmd.Process.Pid, logFile), "still open"
+		return !holdsOpen(t, d.Cmd.Process.Pid, logFile), "still open"
 	})
 	e.exact(dir, "f", "lag", "app")
 }

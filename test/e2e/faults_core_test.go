@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 // TestCutMidLineResumesExactly: the kubelet connection is cut in the middle of a line while

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // load appends lines of about lineBytes bytes to every container, batch lines every
@@ -74,16 +74,16 @@ func TestFaultCrashAtFailpoint(t *testing.T) {
 			}, e.c.Kubeconfig, dir, args...)
 			e.keepOutput(d)
 			select {
-			case <-d.done:
+			case <-d.Done():
 			case <-time.After(30 * time.Second):
 				t.Fatalf("failpoint %s never hit: kubelogd still runs after 30s of load (nothing calls failpoint.Hit(%q) on this path)", tc.name, tc.name)
 			}
 			logged, _ := os.ReadFile(fplog)
 			if strings.TrimSpace(string(logged)) != tc.name {
-				t.Fatalf("kubelogd exited (%v) without reaching failpoint %s (failpoint log %q):\n%s", d.cmd.ProcessState, tc.name, logged, tail(d.out.String(), 30))
+				t.Fatalf("kubelogd exited (%v) without reaching failpoint %s (failpoint log %q):\n%s", d.Cmd.ProcessState, tc.name, logged, tail(d.Output(), 30))
 			}
-			if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("kubelogd ended with %v at failpoint %s, want SIGKILL", d.cmd.ProcessState, tc.name)
+			if ws, ok := d.Cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+				t.Fatalf("kubelogd ended with %v at failpoint %s, want SIGKILL", d.Cmd.ProcessState, tc.name)
 			}
 			d2 := e.kubelogd(dir, args...)
 			d2.waitReady()
@@ -135,10 +135,10 @@ func TestFaultRandomKills(t *testing.T) {
 		d := e.kubelogd(dir, args...)
 		life := 200*time.Millisecond + time.Duration(rng.IntN(2500))*time.Millisecond
 		time.Sleep(life)
-		if d.exited() {
-			t.Fatalf("kubelogd exited by itself:\n%s", tail(d.out.String(), 30))
+		if d.Exited() {
+			t.Fatalf("kubelogd exited by itself:\n%s", tail(d.Output(), 30))
 		}
-		d.kill()
+		d.Kill()
 		lived = append(lived, life.Round(10*time.Millisecond))
 	}
 	t.Logf("killed after %v", lived)
@@ -191,16 +191,16 @@ func TestFaultSIGTERMDrainManyStreams(t *testing.T) {
 	})
 	time.Sleep(time.Second)
 	sent := time.Now()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := d.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatalf("kubelogd still running 10s after SIGTERM with %d streams", len(refs))
 	}
 	t.Logf("exited %s after SIGTERM with %d streams", time.Since(sent).Round(time.Millisecond), len(refs))
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := d.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	for _, r := range refs {

@@ -63,7 +63,7 @@ func TestInotifyExhaustedNodeIsPolled(t *testing.T) {
 	if v := d.metric("kubelogd_targets", "state=polling"); v != float64(len(containers)) {
 		t.Errorf("kubelogd_targets{state=polling} = %v, want %d", v, len(containers))
 	}
-	if n := strings.Count(d.out.String(), "node is out of inotify instances"); n != 1 {
+	if n := strings.Count(d.Output(), "node is out of inotify instances"); n != 1 {
 		t.Errorf("%d WARN lines about the node, want exactly 1", n)
 	}
 	// Lines keep arriving while polled.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // TestFaultSkewedStdoutStderr (scenario 8): stdout and stderr interleave with timestamps out

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // TestOpsRestoredCopy (issue 14, case 1): three containers collected, kubelogd stopped,

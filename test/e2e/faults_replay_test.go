@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 // Replays of resumed streams meet cuts and pauses at exact points (fakekubelet.ScriptNext),

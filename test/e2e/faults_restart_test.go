@@ -12,8 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 	"github.com/kubelogd/kubelogd/sink"
 )
 

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // linesAt makes n lines stamped from ts on, 1 ms apart.

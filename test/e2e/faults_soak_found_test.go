@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 // TestSoakFoundSkippedLineRestMidStream (seed 458295471, 10 min, soak-0/p-03/app): a line

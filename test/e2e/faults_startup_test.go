@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubelogd/kubelogd/internal/faultproxy"
+	"github.com/kubelogd/kubelogd/internal/testing/faultproxy"
 )
 
 // startupListFailure is the Status the proxy answers the pod lists with during the outage:
@@ -40,7 +40,7 @@ func TestStartupListOutage(t *testing.T) {
 		polls++
 		startupCheckAliveNotReady(t, d)
 		refused := startupRefusedLists(p)
-		warns := strings.Count(d.out.String(), "waiting for the first list of pods")
+		warns := strings.Count(d.Output(), "waiting for the first list of pods")
 		return refused >= 4 && warns >= 3, fmt.Sprintf("%d lists refused, %d warnings", refused, warns)
 	})
 	if polls < 2 {
@@ -80,12 +80,12 @@ func TestStartupListForbiddenExits(t *testing.T) {
 	p.Fail(faultproxy.List, -1, http.StatusForbidden, status(403, "Forbidden", msg))
 	d := e.kubelogdWith(kubeconfig, t.TempDir(), "--sync-warn-interval", "2s")
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(60 * time.Second):
-		t.Fatalf("kubelogd still running 60s after its pod list was refused with 403:\n%s", tail(d.out.String(), 30))
+		t.Fatalf("kubelogd still running 60s after its pod list was refused with 403:\n%s", tail(d.Output(), 30))
 	}
-	out := d.out.String()
-	if code := d.cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(out, "cannot list/watch pods in all namespaces") || !strings.Contains(out, msg) {
+	out := d.Output()
+	if code := d.Cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(out, "cannot list/watch pods in all namespaces") || !strings.Contains(out, msg) {
 		t.Fatalf("kubelogd exited %d; want 2 and a line naming list pods and the apiserver's message:\n%s", code, tail(out, 30))
 	}
 	t.Logf("kubelogd exited 2: %s", tail(strings.TrimSpace(out), 1))
@@ -95,8 +95,8 @@ func TestStartupListForbiddenExits(t *testing.T) {
 // /readyz 503 naming the wait for the pod list and the injected list error.
 func startupCheckAliveNotReady(t *testing.T, d *daemon) {
 	t.Helper()
-	if d.exited() {
-		t.Fatalf("kubelogd exited (code %d) while the pod list failed:\n%s", d.cmd.ProcessState.ExitCode(), tail(d.out.String(), 30))
+	if d.Exited() {
+		t.Fatalf("kubelogd exited (code %d) while the pod list failed:\n%s", d.Cmd.ProcessState.ExitCode(), tail(d.Output(), 30))
 	}
 	code, body := startupGet(t, d.Metrics+"/healthz")
 	if code != http.StatusOK {
@@ -115,7 +115,7 @@ func startupCheckAliveNotReady(t *testing.T, d *daemon) {
 // startupListErrorLogged reports whether kubelogd has logged a refused pod list; it keeps
 // the error for /readyz before it logs it.
 func startupListErrorLogged(d *daemon) bool {
-	return strings.Contains(d.out.String(), "pod watch failed")
+	return strings.Contains(d.Output(), "pod watch failed")
 }
 
 // startupGet returns the status and body of a GET; the metrics server is up from the start,

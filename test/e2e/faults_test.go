@@ -19,7 +19,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,8 +29,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/kubelogdproc"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // parallelEnv is newEnv for a test that runs in parallel with others.
@@ -43,25 +43,17 @@ func parallelEnv(t *testing.T) *env {
 // startKubelogdEnv is startKubelogd with extra environment variables (failpoints).
 func startKubelogdEnv(t *testing.T, environ []string, kubeconfig, dir string, args ...string) *daemon {
 	t.Helper()
-	port := freePort(t)
-	all := append([]string{"--kubeconfig", kubeconfig, "--output-dir", dir,
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug", "--flush-interval", "200ms"}, args...)
-	d := &daemon{t: t, out: &syncBuffer{}, done: make(chan struct{}), Metrics: fmt.Sprintf("http://127.0.0.1:%d", port), Dir: dir}
-	d.cmd = exec.Command(kubelogdBin, all...)
-	d.cmd.Env = append(os.Environ(), environ...)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
+	p, metrics, err := kubelogdproc.StartDaemon(kubelogdBin, kubelogdproc.Options{
+		Kubeconfig: kubeconfig,
+		OutputDir:  dir,
+		Env:        environ,
+		// Only the e2e tests set --flush-interval, ahead of the test's own arguments.
+		Args: append([]string{"--flush-interval", "200ms"}, args...),
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.kill()
-		if t.Failed() {
-			t.Logf("kubelogd output:\n%s", tail(d.out.String(), 200))
-		}
-	})
-	return d
+	return watched(t, &daemon{Proc: p, t: t, Metrics: metrics, Dir: dir})
 }
 
 // kubelogd starts kubelogd for a fault test (see startKubelogd). With KUBELOGD_E2E_LOGDIR
@@ -85,25 +77,15 @@ func (e *env) keepOutput(d *daemon) {
 		}
 		name := strings.ReplaceAll(e.t.Name(), "/", "_")
 		_ = os.MkdirAll(logDir, 0o755)
-		_ = os.WriteFile(filepath.Join(logDir, fmt.Sprintf("%s.kubelogd.%d.log", name, d.cmd.Process.Pid)), []byte(d.out.String()), 0o644)
+		_ = os.WriteFile(filepath.Join(logDir, fmt.Sprintf("%s.kubelogd.%d.log", name, d.Cmd.Process.Pid)), []byte(d.Output()), 0o644)
 		var b strings.Builder
 		for _, r := range e.k.Requests("", "", "") {
 			fmt.Fprintf(&b, "%s %s/%s/%s status=%d %s\n", r.Time.Format("15:04:05.000"), r.Namespace, r.Pod, r.Container, r.Status, r.Query.Encode())
 		}
 		_ = os.WriteFile(filepath.Join(logDir, name+".requests.log"), []byte(b.String()), 0o644)
-		_ = os.CopyFS(filepath.Join(logDir, name+".files", fmt.Sprint(d.cmd.Process.Pid)), os.DirFS(d.Dir))
+		_ = os.CopyFS(filepath.Join(logDir, name+".files", fmt.Sprint(d.Cmd.Process.Pid)), os.DirFS(d.Dir))
 		_ = os.CopyFS(filepath.Join(logDir, name+".kubelet"), os.DirFS(e.k.Dir()))
 	})
-}
-
-// exited reports whether the process has ended.
-func (d *daemon) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // metric reads one kubelogd metric, summed over the samples whose labels include the

@@ -7,23 +7,20 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/oracle"
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/kubelogdproc"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // kubelogdBin is the binary under test, built once by TestMain.
@@ -31,58 +28,45 @@ var kubelogdBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "kubelogd-e2e-bin-")
+		// The build has -tags failpoint: the crash tests arm internal/failpoint, which the
+		// release build leaves out.
+		bin, cleanup, err := kubelogdproc.Build("kubelogd-e2e-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		kubelogdBin = filepath.Join(dir, "kubelogd")
-		// -tags failpoint: the crash tests arm internal/failpoint, which the release build leaves out.
-		build := exec.Command("go", "build", "-race", "-tags", "failpoint", "-o", kubelogdBin, "github.com/kubelogd/kubelogd/cmd/kubelogd")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building kubelogd:", err)
-			return 1
-		}
+		defer cleanup()
+		kubelogdBin = bin
 		return m.Run()
 	}())
 }
 
 // daemon is a running kubelogd process.
 type daemon struct {
+	*kubelogdproc.Proc
 	t       *testing.T
-	cmd     *exec.Cmd
-	out     *syncBuffer
-	done    chan struct{}
 	Metrics string // base URL of the metrics server
 	Dir     string
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// watched registers what every e2e kubelogd gets when its test ends: SIGKILL if it
+// still runs, and the last 200 lines of its output in the log of a failed test.
+func watched(t *testing.T, d *daemon) *daemon {
+	t.Cleanup(func() {
+		d.Kill()
+		if t.Failed() {
+			t.Logf("kubelogd output:\n%s", tail(d.Output(), 200))
+		}
+	})
+	return d
 }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := kubelogdproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // startKubelogd runs kubelogd against the cluster with kubeconfig, writing into dir. It is
@@ -100,22 +84,13 @@ func tail(s string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
-func (d *daemon) kill() {
-	select {
-	case <-d.done:
-	default:
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-}
-
 // waitReady waits until /readyz answers 200.
 func (d *daemon) waitReady() {
 	d.t.Helper()
 	eventually(d.t, 60*time.Second, "kubelogd /readyz", func() (bool, string) {
 		select {
-		case <-d.done:
-			d.t.Fatalf("kubelogd exited early:\n%s", d.out.String())
+		case <-d.Done():
+			d.t.Fatalf("kubelogd exited early:\n%s", d.Output())
 		default:
 		}
 		resp, err := http.Get(d.Metrics + "/readyz")
@@ -131,14 +106,11 @@ func (d *daemon) waitReady() {
 // stop sends SIGTERM and waits for a clean exit.
 func (d *daemon) stop() {
 	d.t.Helper()
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
+	if !d.Term(30 * time.Second) {
 		d.t.Fatalf("kubelogd did not exit within 30s of SIGTERM")
 	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		d.t.Fatalf("kubelogd exited with %d after SIGTERM:\n%s", code, tail(d.out.String(), 50))
+	if code := d.Cmd.ProcessState.ExitCode(); code != 0 {
+		d.t.Fatalf("kubelogd exited with %d after SIGTERM:\n%s", code, tail(d.Output(), 50))
 	}
 }
 
@@ -162,12 +134,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 // env is one control plane with its fake kubelet.
 type env struct {
 	t *testing.T
-	c *testcluster.Cluster
+	c *cluster.Cluster
 	k *fakekubelet.Kubelet
 }
 
 func newEnv(t *testing.T) *env {
-	c, k := testcluster.New(t)
+	c, k := cluster.New(t)
 	return &env{t: t, c: c, k: k}
 }
 

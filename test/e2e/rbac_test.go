@@ -81,7 +81,7 @@ func TestClusterRoleEveryPermissionNeeded(t *testing.T) {
 				// kubelogd itself, as the pod.
 				r := runAsPod(t, dep, kc)
 				code := r.waitExit(60 * time.Second)
-				out := r.out.String()
+				out := r.Output()
 				for _, w := range want {
 					if code != 2 || !strings.Contains(out, w) {
 						t.Fatalf("kubelogd exited %d; want 2 and the line %q in its output:\n%s", code, w, tail(out, 30))

@@ -9,7 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
 )
 
 const testRole = "kubelogd-e2e"
@@ -41,7 +41,7 @@ func (e *env) serviceAccountKubeconfig(t *testing.T, name string, withLog bool) 
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "sa.kubeconfig")
-	if err := testcluster.WriteKubeconfig(cfg, path); err != nil {
+	if err := cluster.WriteKubeconfig(cfg, path); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -8,7 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubelogd/kubelogd/internal/oracle"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 )
 
 // TestScheduleReplayable: a seed and a duration decide the whole schedule, and pending

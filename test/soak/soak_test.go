@@ -76,9 +76,9 @@ func runSoak(t *testing.T, seed uint64, duration time.Duration) {
 			w.violations = append(w.violations, fmt.Sprintf("the schedule ran for %s, three times its length: steps %d and later not run", time.Since(started).Round(time.Second), i))
 			break
 		}
-		if w.d != nil && w.d.exited() {
+		if w.d != nil && w.d.Exited() {
 			w.violations = append(w.violations, fmt.Sprintf("before step %d kubelogd (pid %d) had exited by itself: %v\n%s",
-				i, w.d.cmd.Process.Pid, w.d.cmd.ProcessState, lastLines(w.d.out.String(), 20)))
+				i, w.d.Cmd.Process.Pid, w.d.Cmd.ProcessState, lastLines(w.d.Output(), 20)))
 			w.d = nil
 			w.afterStop(true)
 			w.startKubelogd()
@@ -136,8 +136,8 @@ func (w *world) converge() map[*contModel]verdict {
 		time.Sleep(2 * time.Second)
 		allOK()
 	}
-	if w.d != nil && w.d.exited() {
-		w.violations = append(w.violations, fmt.Sprintf("kubelogd (pid %d) exited by itself during the final check: %v", w.d.cmd.Process.Pid, w.d.cmd.ProcessState))
+	if w.d != nil && w.d.Exited() {
+		w.violations = append(w.violations, fmt.Sprintf("kubelogd (pid %d) exited by itself during the final check: %v", w.d.Cmd.Process.Pid, w.d.Cmd.ProcessState))
 	}
 	w.stopKubelogd(true)
 	return verdicts

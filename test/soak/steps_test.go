@@ -19,8 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/faultproxy"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/faultproxy"
 	"github.com/kubelogd/kubelogd/sink"
 )
 
@@ -368,7 +368,7 @@ func (w *world) failpoint(s step) (string, error) {
 	w.startKubelogd(fmt.Sprintf("%s=%s=%d", failpoint.EnvFailpoints, s.Name, s.N), failpoint.EnvLog+"="+fplog)
 	d := w.d
 	select {
-	case <-d.done:
+	case <-d.Done():
 		w.d = nil // it killed itself, as armed
 		w.afterStop(true)
 	case <-time.After(10 * time.Second):

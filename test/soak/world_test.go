@@ -25,10 +25,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
-	"github.com/kubelogd/kubelogd/internal/faultproxy"
-	"github.com/kubelogd/kubelogd/internal/oracle"
-	"github.com/kubelogd/kubelogd/internal/testcluster"
+	"github.com/kubelogd/kubelogd/internal/testing/cluster"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/faultproxy"
+	"github.com/kubelogd/kubelogd/internal/testing/oracle"
 	"github.com/kubelogd/kubelogd/sink"
 )
 
@@ -41,7 +41,7 @@ var kubelogdArgs = []string{"--flush-interval", "200ms", "--stall-timeout", stal
 type world struct {
 	t          *testing.T
 	sc         schedule
-	c          *testcluster.Cluster
+	c          *cluster.Cluster
 	k          *fakekubelet.Kubelet
 	px         *faultproxy.HTTPProxy
 	kubeconfig string
@@ -107,7 +107,7 @@ func (c *contModel) String() string { return c.pod.ns + "/" + c.pod.name + "/" +
 
 // newWorld starts everything but kubelogd and the writers.
 func newWorld(t *testing.T, sc schedule) *world {
-	cl, k := testcluster.New(t)
+	cl, k := cluster.New(t)
 	vol := newVolume(t)
 	w := &world{t: t, sc: sc, c: cl, k: k, vol: vol, dir: filepath.Join(vol.root, "out"), stopWriters: make(chan struct{})}
 	if !vol.tmpfs {
@@ -160,7 +160,7 @@ func (w *world) startProxy() {
 	cfg := rest.CopyConfig(w.c.Config)
 	cfg.Host = w.px.URL()
 	w.kubeconfig = filepath.Join(w.t.TempDir(), "proxy.kubeconfig")
-	if err := testcluster.WriteKubeconfig(cfg, w.kubeconfig); err != nil {
+	if err := cluster.WriteKubeconfig(cfg, w.kubeconfig); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -362,45 +362,42 @@ func (w *world) cursorPath(c *contModel) string {
 }
 
 // kubelogdUp tells whether a kubelogd run is alive.
-func (w *world) kubelogdUp() bool { return w.d != nil && !w.d.exited() }
+func (w *world) kubelogdUp() bool { return w.d != nil && !w.d.Exited() }
 
 // stopKubelogd ends the current run: SIGTERM (a clean exit is required) or SIGKILL.
 func (w *world) stopKubelogd(graceful bool) {
 	if w.d == nil {
 		return
 	}
-	killed := !graceful || w.d.exited()
-	if w.d.exited() {
+	killed := !graceful || w.d.Exited()
+	if w.d.Exited() {
 		w.violations = append(w.violations, fmt.Sprintf("kubelogd (pid %d) had exited by itself: %v\n%s",
-			w.d.cmd.Process.Pid, w.d.cmd.ProcessState, lastLines(w.d.out.String(), 20)))
+			w.d.Cmd.Process.Pid, w.d.Cmd.ProcessState, lastLines(w.d.Output(), 20)))
 	} else if graceful {
 		if err := w.term(w.d); err != nil {
 			w.violations = append(w.violations, err.Error())
 		}
 	} else {
-		w.d.kill()
+		w.d.Kill()
 	}
 	w.d = nil
 	w.afterStop(killed)
 }
 
-// term is daemon.term with 30 s of grace, except that a kubelogd still running then gets
+// term sends SIGTERM and waits 30 s for a clean exit. A kubelogd still running then gets
 // SIGQUIT first, so that its log ends with every goroutine's stack: what it waits for.
 func (w *world) term(d *daemon) error {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+	if !d.Term(30 * time.Second) {
+		_ = d.Cmd.Process.Signal(syscall.SIGQUIT)
 		select {
-		case <-d.done:
+		case <-d.Done():
 		case <-time.After(5 * time.Second):
-			d.kill()
+			d.Kill()
 		}
 		return fmt.Errorf("kubelogd (pid %d) did not exit within 30s of SIGTERM; its goroutines at SIGQUIT:\n%s",
-			d.cmd.Process.Pid, goroutinesOf(d.out.String()))
+			d.Cmd.Process.Pid, goroutinesOf(d.Output()))
 	}
-	if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+	if ws, ok := d.Cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
 		// SIGTERM came before kubelogd's main installed its handler (seed 458295471: a run
 		// with no output at all, "exited with -1"): the Go runtime and the package
 		// initialisers of client-go and the API types run first (slowly, with -race), and
@@ -409,8 +406,8 @@ func (w *world) term(d *daemon) error {
 		// its main runs.
 		return nil
 	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		return fmt.Errorf("kubelogd (pid %d) exited with %d after SIGTERM:\n%s", d.cmd.Process.Pid, code, lastLines(d.out.String(), 20))
+	if code := d.Cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("kubelogd (pid %d) exited with %d after SIGTERM:\n%s", d.Cmd.Process.Pid, code, lastLines(d.Output(), 20))
 	}
 	return nil
 }
@@ -554,7 +551,7 @@ func (w *world) judgeAll() map[*contModel]verdict {
 func (w *world) logLinesOf(c *contModel, n int) string {
 	var keep []string
 	for i, d := range w.runs {
-		for _, l := range strings.Split(d.out.String(), "\n") {
+		for _, l := range strings.Split(d.Output(), "\n") {
 			if strings.Contains(l, "pod="+c.pod.name) && strings.Contains(l, "namespace="+c.pod.ns) &&
 				(strings.Contains(l, "container="+c.name) || !strings.Contains(l, "container=")) {
 				keep = append(keep, fmt.Sprintf("[run %d] %s", i, l))
@@ -574,7 +571,7 @@ func (w *world) keepFiles() {
 	base := filepath.Join(logDir, fmt.Sprintf("soak-%d", w.sc.Seed))
 	_ = os.MkdirAll(base, 0o755)
 	for i, d := range w.runs {
-		_ = os.WriteFile(filepath.Join(base, fmt.Sprintf("kubelogd.%02d.log", i)), []byte(d.out.String()), 0o644)
+		_ = os.WriteFile(filepath.Join(base, fmt.Sprintf("kubelogd.%02d.log", i)), []byte(d.Output()), 0o644)
 	}
 	var b strings.Builder
 	for _, r := range w.k.Requests("", "", "") {

@@ -1,4 +1,4 @@
-package testcluster
+package cluster
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 // StartKubelet starts a fake kubelet with a serving certificate from the cluster CA and

@@ -1,4 +1,4 @@
-package testcluster
+package cluster
 
 import (
 	"bufio"
@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 // These tests read logs with client-go through the real kube-apiserver, which proxies to

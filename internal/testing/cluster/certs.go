@@ -1,4 +1,4 @@
-package testcluster
+package cluster
 
 import (
 	"crypto"
@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -56,8 +55,6 @@ func newAuthority() (*authority, error) {
 type keyPair struct {
 	certPEM, keyPEM []byte
 }
-
-func (kp keyPair) tls() (tls.Certificate, error) { return tls.X509KeyPair(kp.certPEM, kp.keyPEM) }
 
 // issue signs a leaf certificate. A serving cert gets 127.0.0.1 and localhost as names; a
 // client cert carries user and groups as CN and O, which is how the apiserver reads them.

@@ -1,4 +1,4 @@
-package testcluster
+package cluster
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/kubelogd/kubelogd/internal/fakekubelet"
+	"github.com/kubelogd/kubelogd/internal/testing/fakekubelet"
 )
 
 // Options configures Start.
