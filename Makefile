@@ -10,7 +10,7 @@ ETCD_TOOLS := hack/tools/etcd/go.mod hack/tools/etcd/go.sum hack/tools/etcd/main
 GOTEST_FLAGS ?=
 FUZZTIME ?= 30s
 
-.PHONY: all build testbin test test-short soak demo bench clean kubectl help
+.PHONY: all build testbin test test-short lint soak demo bench clean kubectl help
 
 all: build
 
@@ -31,6 +31,9 @@ $(BIN)/etcd: $(ETCD_TOOLS)
 $(BIN)/promtool: hack/tools/prometheus/go.mod hack/tools/prometheus/go.sum
 	cd hack/tools/prometheus && $(GO) build -tags remove_all_sd -ldflags='-s -w' -o $@ github.com/prometheus/prometheus/cmd/promtool
 
+$(BIN)/staticcheck: hack/tools/lint/go.mod hack/tools/lint/go.sum
+	cd hack/tools/lint && $(GO) build -o $@ honnef.co/go/tools/cmd/staticcheck
+
 # kubectl is optional (make demo prints how to use it; make bench compares with it).
 ## kubectl: bin/kubectl (optional: make bench compares with it).
 kubectl: $(BIN)/kubectl
@@ -40,20 +43,25 @@ $(BIN)/kubectl: $(KUBE_TOOLS)
 ## testbin: build etcd, kube-apiserver, kubectl and promtool into bin/ (skipped when bin/ is current).
 testbin: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl $(BIN)/promtool
 
-## test: every test, against the real control plane.
-test: testbin
+## test: every test, against the real control plane (make lint included).
+test: testbin lint
 	@# The fake kubelet serves every follow stream of the simulated node from this one machine,
 	@# with one inotify instance each (as a real kubelet does): 128, a common default, is too
 	@# few for the parallel e2e tests. Raised when permitted (root, as in CI); see README.
 	-@[ "$$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)" -ge 8192 ] || sysctl -qw fs.inotify.max_user_instances=8192 2>/dev/null || echo "note: cannot raise fs.inotify.max_user_instances; e2e tests may fail with 'too many open files'"
 	@# -tags failpoint: the tests' build, with internal/failpoint's crash points (the e2e and
 	@# soak harnesses build their kubelogd binary with it too). The release build, without the
-	@# tag, is vetted as well, and internal/failpoint's test of its stubs runs in it.
-	$(GO) vet ./...
-	$(GO) vet -tags failpoint ./...
+	@# tag, is linted as well (make lint), and internal/failpoint's test of its stubs runs in it.
 	$(GO) test -race -count=1 -parallel 4 -timeout 25m -tags failpoint $(GOTEST_FLAGS) ./...
 	$(GO) test -race -count=1 $(GOTEST_FLAGS) ./internal/failpoint/
 	$(GO) test -run '^$$' -fuzz '^FuzzJSONRoundTrip$$' -fuzztime $(FUZZTIME) ./sink/
+
+## lint: go vet and staticcheck (pinned in hack/tools/lint), in both builds.
+lint: $(BIN)/staticcheck
+	$(GO) vet ./...
+	$(GO) vet -tags failpoint ./...
+	$(BIN)/staticcheck -tags failpoint ./...
+	$(BIN)/staticcheck ./internal/failpoint/ ./cmd/...
 
 ## test-short: unit tests only (no control plane).
 test-short:

@@ -24,7 +24,7 @@ func richPod() *corev1.Pod {
 				"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 4000),
 			},
 			OwnerReferences: []metav1.OwnerReference{{Kind: "StatefulSet", Name: "web", Controller: &yes}},
-			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl", FieldsV1: &metav1.FieldsV1{Raw: []byte(strings.Repeat("{}", 500))}}},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl", FieldsV1: metav1.NewFieldsV1(strings.Repeat("{}", 500))}},
 		},
 		Spec: corev1.PodSpec{
 			NodeName:            "node-a",

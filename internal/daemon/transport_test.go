@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the test server speaks HTTP/2 through x/net/http2, as the transport under test does (see transport.go).
+
 package daemon
 
 import (
