@@ -109,7 +109,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if err := checkReachable(ctx, client, rc.Host); err != nil {
+	if err := retryServerErrors(ctx, logger, "reaching the API server", func(ctx context.Context) error {
+		return checkReachable(ctx, client, rc.Host)
+	}); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped (SIGTERM) while starting: nothing was collected yet
 		}
@@ -117,7 +119,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	// Fail at start, naming what is missing, rather than collect less in silence: a
 	// reflector without list permission would retry forever.
-	if err := rbac.CheckSelf(ctx, client, cfg.Informer.Namespaces); err != nil {
+	if err := retryServerErrors(ctx, logger, "checking kubelogd's permissions", func(ctx context.Context) error {
+		return rbac.CheckSelf(ctx, client, cfg.Informer.Namespaces)
+	}); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -226,6 +230,43 @@ func (g *group) wait(ctx context.Context, stopping func()) error {
 	lasts.Wait()
 	close(errs)
 	return <-errs
+}
+
+// retryServerErrors runs a start-up check until it passes, fails for a reason a retry
+// cannot fix, or ctx ends. The API server's own errors — a 5xx, a 429, a server-side
+// timeout: an API server restarting or in a brownout — are retried with backoff (1 s,
+// doubling up to 30 s), each with a WARN: exiting then would crash-loop kubelogd exactly
+// when the cluster is struggling (the first pod list is waited out the same way).
+// Anything else (no connection, TLS, credentials, a permission missing) is
+// configuration, reported at once.
+func retryServerErrors(ctx context.Context, logger *slog.Logger, what string, check func(context.Context) error) error {
+	delay := time.Second
+	for {
+		err := check(ctx)
+		if err == nil || !serverError(err) || ctx.Err() != nil {
+			return err
+		}
+		logger.Warn("the API server failed a start-up check; retrying", "check", what, "retryIn", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// serverError reports whether err is the API server's answer that it could not serve
+// the request now, rather than a refusal of it.
+func serverError(err error) bool {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return false
+	}
+	code := st.Status().Code
+	return code >= 500 || code == http.StatusTooManyRequests || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err)
 }
 
 // checkReachable asks the API server for its version, so an unreachable or misconfigured

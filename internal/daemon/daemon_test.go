@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubelogd/kubelogd/collector"
 )
@@ -91,5 +95,33 @@ func TestGroupStopsServersLast(t *testing.T) {
 	failing.run("collector", func(ctx context.Context) error { <-ctx.Done(); return nil })
 	if err := failing.wait(context.Background(), func() {}); err == nil || err.Error() != "informer: boom" {
 		t.Fatalf("wait = %v, want informer: boom", err)
+	}
+}
+
+// TestServerError: which start-up check failures are waited out (the API server's own
+// errors) and which end kubelogd at once (configuration).
+func TestServerError(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"500", apierrors.NewInternalError(errors.New("etcd unavailable")), true},
+		{"500 wrapped", fmt.Errorf("checking: %w", apierrors.NewInternalError(errors.New("x"))), true},
+		{"503", apierrors.NewServiceUnavailable("starting"), true},
+		{"429", apierrors.NewTooManyRequests("slow down", 1), true},
+		{"504 server timeout", apierrors.NewServerTimeout(gr, "list", 1), true},
+		{"500 with no status body", apierrors.NewGenericServerResponse(500, "get", gr, "", "", 0, false), true},
+		{"403", apierrors.NewForbidden(gr, "", errors.New("no")), false},
+		{"401", apierrors.NewUnauthorized("who are you"), false},
+		{"404", apierrors.NewNotFound(gr, "x"), false},
+		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := serverError(tc.err); got != tc.want {
+				t.Errorf("serverError(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
 	}
 }

@@ -165,3 +165,34 @@ func startupLogFiles(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// TestStartupServerErrors (found by the soak, seed 495333016): the API server answers
+// kubelogd's start-up checks — the /version probe and the permission reviews — with 500
+// and 503 (restarting, or in a brownout). kubelogd used to exit 2 ("cannot reach the
+// Kubernetes API server"), a crash loop exactly when the cluster struggles. It must wait
+// them out, warn, and then collect as usual.
+func TestStartupServerErrors(t *testing.T) {
+	e := parallelEnv(t)
+	p, kubeconfig := e.httpProxy()
+	e.pod("startup-5xx", "web", nil, "app")
+	e.start("startup-5xx", "web", "app")
+	e.emit("startup-5xx", "web", "app", 20)
+
+	version := func(r *http.Request) bool { return r.URL.Path == "/version" }
+	reviews := func(r *http.Request) bool {
+		return r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/apis/authorization.k8s.io/")
+	}
+	p.Fail(version, 2, http.StatusInternalServerError, "")
+	p.Fail(reviews, 2, http.StatusServiceUnavailable, status(503, "ServiceUnavailable", "the server is currently unable to handle the request (injected by the test)"))
+	dir := t.TempDir()
+	d := e.kubelogdWith(kubeconfig, dir)
+	d.waitReady()
+	if n := strings.Count(d.Output(), "the API server failed a start-up check; retrying"); n < 3 {
+		t.Errorf("%d warnings of retried start-up checks, want at least 3 (2 probes, 1+ reviews):\n%s", n, tail(d.Output(), 20))
+	}
+	e.emit("startup-5xx", "web", "app", 10)
+	if markers := e.waitCollected(dir, "startup-5xx", "web", "app"); len(markers) != 0 {
+		t.Errorf("markers after start-up server errors: %q", markers)
+	}
+	d.stop()
+}
