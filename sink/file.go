@@ -118,6 +118,9 @@ type File struct {
 	// the marker, which the next save covers).
 	outsidePending string
 	outsideTaken   bool
+	// outsideMarked is a change the File marked in the file itself, until the owner takes
+	// it (TakeOutsideMarked) to count and log it.
+	outsideMarked string
 
 	cursor    Cursor
 	savedFP   cursorPrint // what the persisted cursor said, to skip saving an unchanged one

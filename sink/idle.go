@@ -61,15 +61,15 @@ func (f *File) openLogger(check bool) error {
 // is checked against on recovery, would describe a file that is not being written.
 // Here a file that cannot be opened is an error naming it (the records stay buffered),
 // and a file changed behind kubelogd's back — removed with its directory or alone,
-// replaced, truncated — is created again or adopted, continued at its end, and reported
-// (see TakeOutsideChange).
+// replaced, truncated — is created again or adopted, continued at its end, and the change
+// marked there (see markOutside).
 func (f *File) checkCurrent() error {
-	fd, err := openCurrent(f.p, os.O_WRONLY|os.O_APPEND)
+	fd, err := openCurrent(f.p, os.O_RDWR|os.O_APPEND)
 	if err != nil {
 		return err
 	}
+	defer fd.Close()
 	st, err := fd.Stat()
-	_ = fd.Close()
 	if err != nil {
 		return err
 	}
@@ -80,13 +80,20 @@ func (f *File) checkCurrent() error {
 			if inode != f.inode && size == 0 {
 				what = fmt.Sprintf("%s was removed outside kubelogd while kubelogd had it closed", f.p.current)
 			}
-			f.noteOutside(what)
+			marked := f.markOutside(fd, what)
+			if marked {
+				if st, err = fd.Stat(); err != nil {
+					return err
+				}
+				size = st.Size()
+			}
+			f.noteOutside(what, marked)
 		}
 		if inode != f.inode {
 			f.dirUnsynced = true // perhaps created just now, directory and all
 		}
 		f.size, f.inode = size, inode
-		f.loadTail()
+		f.tail.load(fd, f.size)
 	}
 	return nil
 }

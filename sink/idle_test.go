@@ -197,8 +197,9 @@ func TestCurrentDeletedWhileIdle(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := allLines(t, dir, testKey); !slices.Equal(got, []string{"after deletion"}) {
-		t.Errorf("file holds %q", got)
+	// The File marks the removal itself, before the line written to the new file.
+	if got := allLines(t, dir, testKey); len(got) != 2 || !strings.HasPrefix(got[0], markerPrefix+"gap: ") || !strings.Contains(got[0], "outside kubelogd") || got[1] != "after deletion" {
+		t.Errorf("file holds %q, want the marker of the removal, then the line after it", got)
 	}
 	f = mustOpen(t, m, testKey)
 	if r := f.Recovered(); r.TruncatedBytes != 0 || r.ShortBy != 0 {

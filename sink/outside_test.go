@@ -301,17 +301,15 @@ func TestRemovedWhileWriting(t *testing.T) {
 			tc.remove(t, f.p)
 			write(10) // noticed at the save in this Flush at the latest
 			after := next
-			what := f.TakeOutsideChange()
+			what := f.TakeOutsideMarked()
 			if what == "" || !strings.Contains(what, "outside kubelogd") {
-				t.Errorf("TakeOutsideChange() = %q after the removal, want what happened", what)
+				t.Errorf("TakeOutsideMarked() = %q after the removal, want what happened", what)
 			}
-			if again := f.TakeOutsideChange(); again != "" {
-				t.Errorf("TakeOutsideChange() = %q the second time, want it reported once", again)
+			if again := f.TakeOutsideMarked(); again != "" {
+				t.Errorf("TakeOutsideMarked() = %q the second time, want it reported once", again)
 			}
-			// The collector's marker, first in the new file (but for lines a write to a
-			// closed file put there before the check).
-			if err := f.Write(Record{Time: rec(next, "").Time, Line: []byte("gap: " + what), Marker: true}); err != nil {
-				t.Fatal(err)
+			if unmarked := f.TakeOutsideChange(); unmarked != "" {
+				t.Errorf("TakeOutsideChange() = %q, want nothing left for the collector to mark", unmarked)
 			}
 			for range 4 { // across synced saves too
 				write(10)
@@ -319,6 +317,14 @@ func TestRemovedWhileWriting(t *testing.T) {
 			lines := readFileLines(t, f.p.current)
 			if len(lines) == 0 || lines[len(lines)-1] != fmt.Sprintf("line %d", next-1) {
 				t.Fatalf("current file after the removal holds %d lines, ending %q; want every line after the first save since", len(lines), lastOf(lines))
+			}
+			// The File's marker stands first in the new file, before every line written
+			// there, whatever write or save noticed the change.
+			if want := markerPrefix + "gap: " + OutsideDetail(what); !strings.HasSuffix(lines[0], want) {
+				t.Errorf("first line of the new file is %q, want the marker %q", lines[0], want)
+			}
+			if n := countPrefix(lines, markerPrefix); n != 1 {
+				t.Errorf("%d markers in the new file, want 1", n)
 			}
 			checkSuffix(t, lines, next, after)
 			if pc := readCursorFile(t, f); pc.Lines != int64(next) {
@@ -340,6 +346,16 @@ func TestRemovedWhileWriting(t *testing.T) {
 			}
 		})
 	}
+}
+
+func countPrefix(lines []string, prefix string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func mustRemoveAll(t *testing.T, path string) {
