@@ -36,7 +36,7 @@ func TestCheckInstance(t *testing.T) {
 		pod    *corev1.Pod // nil: no such pod
 		held   []heldLine
 		want   error
-		wantID string // the container instance the stream's state names afterwards
+		wantID string // the container instance the target's state names afterwards
 	}{
 		{name: "same instance running", pod: apiPod("u1", running("c1")), held: heldAt(finished), want: nil, wantID: "c1"},
 		{name: "restarted", pod: apiPod("u1", restarted), held: heldAt(finished.Add(time.Minute)), want: errInstanceReplaced, wantID: "c2"},
@@ -56,7 +56,7 @@ func TestCheckInstance(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = m.Close() })
 			c := New(Config{}, client.CoreV1(), m, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-			s := newStream(c, informer.Pod{UID: "u1", Namespace: "default", Name: "web-0",
+			s := newTarget(c, informer.Pod{UID: "u1", Namespace: "default", Name: "web-0",
 				Containers: []informer.Container{{Name: "app", ContainerID: "c1", Running: true}}}, "app")
 			s.ctx = context.Background()
 			if err := s.openFile(); err != nil {

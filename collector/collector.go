@@ -66,7 +66,7 @@ func (c *Config) defaults() {
 	}
 }
 
-// Collector runs one stream per collected container. It implements informer.Handler.
+// Collector runs one target per collected container. It implements informer.Handler.
 type Collector struct {
 	cfg    Config
 	pods   corev1client.PodsGetter
@@ -85,7 +85,7 @@ type Collector struct {
 	// forbidden is the last 403 a log stream got, for /readyz.
 	forbidden atomic.Pointer[forbiddenAt]
 
-	// live holds every running stream (*stream by streamKey) for scrapes, which run on
+	// live holds every running target (*target by targetKey) for scrapes, which run on
 	// other goroutines; Run is the only writer.
 	live sync.Map
 }
@@ -107,13 +107,13 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 	return c
 }
 
-// oldestWaiting is how long the stream that has waited longest for a log stream has been
+// oldestWaiting is how long the target that has waited longest for a log stream has been
 // waiting, in seconds.
 func (c *Collector) oldestWaiting() float64 {
 	now := c.cfg.Now().UnixNano()
 	var oldest int64
 	c.live.Range(func(_, v any) bool {
-		if since := v.(*stream).waitingSince.Load(); since > 0 && now-since > oldest {
+		if since := v.(*target).waitingSince.Load(); since > 0 && now-since > oldest {
 			oldest = now - since
 		}
 		return true
@@ -147,16 +147,16 @@ func (c *Collector) takePending() map[types.UID]informer.Pod {
 	return p
 }
 
-type streamKey struct {
+type targetKey struct {
 	uid       types.UID
 	container string
 }
 
-// Run reconciles until ctx is cancelled, then stops every stream and waits for each to
+// Run reconciles until ctx is cancelled, then stops every target and waits for each to
 // flush and close its file before returning.
 func (c *Collector) Run(ctx context.Context) error {
-	streams := map[streamKey]*stream{}
-	finished := make(chan streamKey)
+	targets := map[targetKey]*target{}
+	finished := make(chan targetKey)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -164,12 +164,12 @@ func (c *Collector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case key := <-finished:
-			delete(streams, key)
+			delete(targets, key)
 			c.live.Delete(key)
 			c.metrics.desired.Dec()
 		case <-c.wake:
 			for _, p := range c.takePending() {
-				c.reconcile(ctx, p, streams, finished, &wg)
+				c.reconcile(ctx, p, targets, finished, &wg)
 			}
 		}
 	}
@@ -184,14 +184,14 @@ func hasStarted(p informer.Pod) bool {
 	return false
 }
 
-// reconcile starts a stream for every started container of p that has none, and passes
-// the new state to the streams that exist. Streams end by themselves once the pod is
+// reconcile starts a target for every started container of p that has none, and passes
+// the new state to the targets that exist. Targets end by themselves once the pod is
 // deleted or excluded and their logs are read.
-func (c *Collector) reconcile(ctx context.Context, p informer.Pod, streams map[streamKey]*stream, finished chan<- streamKey, wg *sync.WaitGroup) {
+func (c *Collector) reconcile(ctx context.Context, p informer.Pod, targets map[targetKey]*target, finished chan<- targetKey, wg *sync.WaitGroup) {
 	known := false
-	for name, s := range streams {
-		if name.uid == p.UID {
-			s.update(p)
+	for key, tg := range targets {
+		if key.uid == p.UID {
+			tg.update(p)
 			known = true
 		}
 	}
@@ -202,18 +202,18 @@ func (c *Collector) reconcile(ctx context.Context, p informer.Pod, streams map[s
 		c.cfg.OnPod(p)
 	}
 	for _, ct := range p.Containers {
-		key := streamKey{p.UID, ct.Name}
-		if _, ok := streams[key]; ok || !ct.Started() {
+		key := targetKey{p.UID, ct.Name}
+		if _, ok := targets[key]; ok || !ct.Started() {
 			continue
 		}
-		s := newStream(c, p, ct.Name)
-		streams[key] = s
-		c.live.Store(key, s)
+		tg := newTarget(c, p, ct.Name)
+		targets[key] = tg
+		c.live.Store(key, tg)
 		c.metrics.desired.Inc()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.run(ctx)
+			tg.run(ctx)
 			select {
 			case finished <- key:
 			case <-ctx.Done():

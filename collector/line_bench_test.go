@@ -126,7 +126,7 @@ func BenchmarkSkipper(b *testing.B) {
 		}
 		k := &skipper{remaining: int64(len(lines)), lastTime: last.ts, lastHash: sink.HashLine(last.text)}
 		for _, l := range lines {
-			k.offer(l.ts, l.raw, l.text)
+			offerLine(k, l.ts, l.raw, l.text)
 		}
 		if !k.done || k.skipped != int64(len(lines)) {
 			b.Fatalf("skipped %d of %d", k.skipped, len(lines))
@@ -152,7 +152,7 @@ func (t bodyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // benchStream is a stream whose log requests are answered with body through client-go's
 // real request path, writing to a sink.File in dir.
-func benchStream(b *testing.B, format sink.Format, body []byte) *stream {
+func benchTarget(b *testing.B, format sink.Format, body []byte) *target {
 	m, err := sink.NewManager(sink.Config{Dir: b.TempDir(), Format: format, MaxBackups: 1})
 	if err != nil {
 		b.Fatal(err)
@@ -166,7 +166,7 @@ func benchStream(b *testing.B, format sink.Format, body []byte) *stream {
 	c := New(Config{}, client.CoreV1(), m, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	p := informer.Pod{UID: "uid-1", Namespace: "default", Name: "web-0",
 		Containers: []informer.Container{{Name: "app", ContainerID: "containerd://0123456789ab", Running: true}}}
-	s := newStream(c, p, "app")
+	s := newTarget(c, p, "app")
 	if err := s.openFile(); err != nil {
 		b.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func BenchmarkReadLoop(b *testing.B) {
 	for _, format := range []sink.Format{sink.FormatTimestamped, sink.FormatJSON, sink.FormatRaw} {
 		b.Run(format.String(), func(b *testing.B) {
 			body := benchBody(benchLinesPerOp)
-			s := benchStream(b, format, body)
+			s := benchTarget(b, format, body)
 			ctx := context.Background()
 			b.SetBytes(int64(len(body)))
 			m0, n := mallocs(), 0
@@ -207,7 +207,7 @@ func BenchmarkReadLoop(b *testing.B) {
 // skipper holds and verifies them, nothing is written. One op replays benchLinesPerOp lines.
 func BenchmarkReadLoopReplay(b *testing.B) {
 	body := benchBody(benchLinesPerOp)
-	s := benchStream(b, sink.FormatTimestamped, body)
+	s := benchTarget(b, sink.FormatTimestamped, body)
 	ctx := context.Background()
 	if _, err := s.readOnce(ctx, readToEnd, false); err != nil {
 		b.Fatal(err)

@@ -50,13 +50,13 @@ func (l *longLine) reset() {
 // sinced is set for a stream read from a sinceTime, where a line may be the
 // untimestamped rest of one begun before it (tailOfSkippedLine); replay while a skipper
 // holds the stream's lines. It returns whether lines were written.
-func (s *stream) chunk(ctx context.Context, l *longLine, c []byte, sinced, replay bool) (bool, error) {
+func (t *target) chunk(ctx context.Context, l *longLine, c []byte, sinced, replay bool) (bool, error) {
 	if !l.active {
 		l.active = true
 		ts, raw, text, ok := parseLine(c)
 		switch {
 		case !ok && sinced:
-			// The untimestamped rest of a line begun before sinceTime (see readOnce).
+			// The untimestamped rest of a line begun before sinceTime (see request.sinced).
 			l.discard = true
 			return false, nil
 		case !ok:
@@ -66,20 +66,20 @@ func (s *stream) chunk(ctx context.Context, l *longLine, c []byte, sinced, repla
 		if replay {
 			l.hold = true
 			l.buf = append(l.buf[:0], c[:len(c)-len(text)]...)
-		} else if p := s.file.Cursor().Partial; p != nil {
+		} else if p := t.out.Cursor().Partial; p != nil {
 			if ts.Equal(p.Time) {
 				l.verify, l.vhash = p.Bytes, sink.HashStart
 			} else {
-				s.partialGone(p, "")
+				t.partialGone(p, "")
 			}
 		}
 		c = text
 	}
-	return s.feed(ctx, l, c)
+	return t.feed(ctx, l, c)
 }
 
 // feed adds text of the line.
-func (s *stream) feed(ctx context.Context, l *longLine, text []byte) (bool, error) {
+func (t *target) feed(ctx context.Context, l *longLine, text []byte) (bool, error) {
 	if l.discard {
 		return false, nil
 	}
@@ -99,19 +99,19 @@ func (s *stream) feed(ctx context.Context, l *longLine, text []byte) (bool, erro
 		l.verify -= n
 		text = text[n:]
 		if l.verify == 0 {
-			p := s.file.Cursor().Partial
+			p := t.out.Cursor().Partial
 			if l.vhash == p.Hash {
 				l.own = true
 			} else {
-				s.partialGone(p, fmt.Sprintf("; the first %d bytes of the next line, stamped the same, differ from them and are not written", p.Bytes))
+				t.partialGone(p, fmt.Sprintf("; the first %d bytes of the next line, stamped the same, differ from them and are not written", p.Bytes))
 			}
 		}
 	}
 	l.buf = append(l.buf, text...)
-	if l.verify > 0 || len(l.buf) < s.file.PartBytes()+readBufferSize {
+	if l.verify > 0 || len(l.buf) < t.out.PartBytes()+readBufferSize {
 		return false, nil
 	}
-	n, err := s.acceptPart(ctx, sink.Record{Time: l.ts, RawTime: l.raw, Line: l.buf})
+	n, err := t.acceptPart(ctx, sink.Record{Time: l.ts, RawTime: l.raw, Line: l.buf})
 	if err != nil {
 		return false, err
 	}
@@ -123,23 +123,23 @@ func (s *stream) feed(ctx context.Context, l *longLine, text []byte) (bool, erro
 // partialGone ends the cursor's partial line, whose rest is not in the log the kubelet
 // serves now (it rotated the line away, or the instance is not the one written from),
 // with a gap marker.
-func (s *stream) partialGone(p *sink.PartialLine, more string) {
-	s.gap(gapRotated, fmt.Sprintf("the rest of a line stamped %s, of which %d bytes were written, is no longer in the kubelet's log%s",
+func (t *target) partialGone(p *sink.PartialLine, more string) {
+	t.gap(gapRotated, fmt.Sprintf("the rest of a line stamped %s, of which %d bytes were written, is no longer in the kubelet's log%s",
 		p.Time.UTC().Format(timeLayout), p.Bytes, more))
 }
 
 // acceptPart is accept for sink.File.WritePart.
-func (s *stream) acceptPart(ctx context.Context, rec sink.Record) (int, error) {
+func (t *target) acceptPart(ctx context.Context, rec sink.Record) (int, error) {
 	for {
-		n, err := s.file.WritePart(rec)
+		n, err := t.out.WritePart(rec)
 		if err == nil {
 			return n, nil
 		}
-		s.flush(ctx)
+		t.flush(ctx)
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		if !s.sleep(ctx) {
+		if !t.sleep(ctx) {
 			return 0, ctx.Err()
 		}
 	}
@@ -148,12 +148,12 @@ func (s *stream) acceptPart(ctx context.Context, rec sink.Record) (int, error) {
 // endLong takes the last chunk of a long line, complete if it ended with a newline (which
 // last no longer holds). A held line it returns, to go the way of any line (raw line,
 // timestamp and all); a streamed line it writes here, and returns nil.
-func (s *stream) endLong(ctx context.Context, l *longLine, last []byte, complete bool, mode readMode) (line []byte, progress bool, err error) {
+func (t *target) endLong(ctx context.Context, l *longLine, last []byte, complete bool, mode readMode) (line []byte, progress bool, err error) {
 	defer l.reset()
 	if l.discard {
 		return nil, false, nil
 	}
-	if _, err := s.feed(ctx, l, last); err != nil {
+	if _, err := t.feed(ctx, l, last); err != nil {
 		return nil, false, err
 	}
 	if l.hold {
@@ -161,8 +161,8 @@ func (s *stream) endLong(ctx context.Context, l *longLine, last []byte, complete
 	}
 	if l.verify > 0 {
 		// The line is shorter than what was written of the partial line.
-		p := s.file.Cursor().Partial
-		s.partialGone(p, fmt.Sprintf("; the next line, stamped the same, is shorter than that and is not written (%d bytes)", p.Bytes-l.verify))
+		p := t.out.Cursor().Partial
+		t.partialGone(p, fmt.Sprintf("; the next line, stamped the same, is shorter than that and is not written (%d bytes)", p.Bytes-l.verify))
 		return nil, false, nil
 	}
 	if !complete {
@@ -171,18 +171,18 @@ func (s *stream) endLong(ctx context.Context, l *longLine, last []byte, complete
 			return nil, false, errTornLine
 		case mode == readPoll:
 			return nil, false, nil // still being written: the next poll reads it
-		case !s.confirmHash(l.ts, l.hash):
+		case !t.confirmHash(l.ts, l.hash):
 			return nil, false, errTornLine
 		}
 	}
 	if !l.own {
-		return nil, true, s.write(ctx, l.ts, l.raw, l.buf)
+		return nil, true, t.write(ctx, l.ts, l.raw, l.buf)
 	}
 	// The rest of the line the cursor holds as partial.
-	n := int(s.file.Cursor().Partial.Bytes) + len(l.buf)
-	if err := s.accept(ctx, sink.Record{Time: l.ts, RawTime: l.raw, Line: l.buf}); err != nil {
+	n := int(t.out.Cursor().Partial.Bytes) + len(l.buf)
+	if err := t.accept(ctx, sink.Record{Time: l.ts, RawTime: l.raw, Line: l.buf}); err != nil {
 		return nil, false, err
 	}
-	s.sm.line(n, l.ts, s.c.cfg.Now())
+	t.sm.line(n, l.ts, t.c.cfg.Now())
 	return nil, true, nil
 }

@@ -54,7 +54,7 @@ func (h *hookReader) Read(p []byte) (int, error) {
 
 // lineStream is a stream writing to a real sink.File in dir, with parts of at most
 // maxLine bytes, whose requests are answered with the readers sent to the channel.
-func lineStream(t *testing.T, dir string, maxLine int) (*stream, chan io.Reader) {
+func lineTarget(t *testing.T, dir string, maxLine int) (*target, chan io.Reader) {
 	m, err := sink.NewManager(sink.Config{Dir: dir, Format: sink.FormatRaw, MaxLineBytes: maxLine, MaxBackups: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func lineStream(t *testing.T, dir string, maxLine int) (*stream, chan io.Reader)
 	c := New(Config{}, client.CoreV1(), m, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	p := informer.Pod{UID: "uid-1", Namespace: "default", Name: "web-0",
 		Containers: []informer.Container{{Name: "app", ContainerID: "containerd://0123456789ab", Running: true}}}
-	s := newStream(c, p, "app")
+	s := newTarget(c, p, "app")
 	s.ctx = context.Background()
 	if err := s.openFile(); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func lineStream(t *testing.T, dir string, maxLine int) (*stream, chan io.Reader)
 }
 
 // collected is what the raw file holds, split parts joined again.
-func collected(t *testing.T, s *stream) []string {
+func collected(t *testing.T, s *target) []string {
 	t.Helper()
 	s.flush(context.Background())
 	b, err := os.ReadFile(filepath.Join(s.file.Path()))
@@ -112,7 +112,7 @@ func stamp(i int) string {
 // the resumed stream replays it from its start, and only its rest is written: every line
 // once, the long one whole.
 func TestLongLineWrittenInParts(t *testing.T) {
-	s, bodies := lineStream(t, t.TempDir(), 64<<10)
+	s, bodies := lineTarget(t, t.TempDir(), 64<<10)
 	long := strings.Repeat("0123456789abcdef", 5<<20/16)
 	lines := []string{stamp(0) + " before", stamp(1) + " " + long, stamp(2) + " after"}
 	full := strings.Join(lines, "\n") + "\n"
@@ -151,7 +151,7 @@ func TestLongLineWrittenInParts(t *testing.T) {
 // TestLongLineRestGone: the resumed stream no longer has the partial line (the kubelet
 // rotated it away): a gap marker ends it, and the lines that follow are written.
 func TestLongLineRestGone(t *testing.T) {
-	s, bodies := lineStream(t, t.TempDir(), 64<<10)
+	s, bodies := lineTarget(t, t.TempDir(), 64<<10)
 	long := strings.Repeat("x", 1<<20)
 	full := stamp(0) + " before\n" + stamp(1) + " " + long + "\n"
 	bodies <- strings.NewReader(full[:len(full)/2])

@@ -147,27 +147,27 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 	return m
 }
 
-// streamMetrics is one stream's view: children resolved once, so the per-line path costs
+// targetMetrics is one target's view: children resolved once, so the per-line path costs
 // two atomic adds and a histogram observation.
-type streamMetrics struct {
+type targetMetrics struct {
 	m     *metrics
 	lines prometheus.Counter
 	bytes prometheus.Counter
 	state string
 }
 
-func (m *metrics) forStream(namespace string) *streamMetrics {
-	return &streamMetrics{m: m, lines: m.lines.WithLabelValues(namespace), bytes: m.bytes.WithLabelValues(namespace)}
+func (m *metrics) forTarget(namespace string) *targetMetrics {
+	return &targetMetrics{m: m, lines: m.lines.WithLabelValues(namespace), bytes: m.bytes.WithLabelValues(namespace)}
 }
 
-func (sm *streamMetrics) line(n int, ts, now time.Time) {
+func (sm *targetMetrics) line(n int, ts, now time.Time) {
 	sm.lines.Inc()
 	sm.bytes.Add(float64(n))
 	sm.m.lag.Observe(now.Sub(ts).Seconds())
 }
 
-// setState moves the stream between target states; "" removes it from every state.
-func (sm *streamMetrics) setState(state string) {
+// setState moves the target between states; "" removes it from every state.
+func (sm *targetMetrics) setState(state string) {
 	if state == sm.state {
 		return
 	}

@@ -9,31 +9,31 @@ import (
 
 // readRunning reads a running instance: it follows it when its node can follow, and polls
 // it when the node cannot (see nodes).
-func (s *stream) readRunning(ctx context.Context, p informer.Pod, ct *informer.Container) {
-	if s.quiet != nil {
+func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.Container) {
+	if t.inst.quiet != nil {
 		// A follow's replay went quiet before it was verified: the kubelet may have sent
 		// all it has (it rotated the last line written away, and the container is quiet),
 		// or it paused. A poll reads to the end of what it has, however slow it is: the
 		// same lines again settle the replay, more of them verify it.
-		s.readInstance(ctx, p, ct, readPoll, false)
+		t.readInstance(ctx, p, ct, readPoll, false)
 		return
 	}
-	ok, trial := s.c.nodes.mayFollow(p.Node)
+	ok, trial := t.c.nodes.mayFollow(p.Node)
 	if !ok {
-		s.poll(ctx, p, ct)
+		t.poll(ctx, p, ct)
 		return
 	}
 	if !trial {
-		s.pollEvery = 0
-		s.readInstance(ctx, p, ct, readFollow, false)
+		t.pollEvery = 0
+		t.readInstance(ctx, p, ct, readFollow, false)
 		return
 	}
 	// The first follow on a node that was out of inotify instances: if it stays open, the
 	// node has recovered and its other containers may follow again.
-	t := time.AfterFunc(nodeTrialOK, func() { s.c.nodes.trialEnded(p.Node, true) })
-	s.readInstance(ctx, p, ct, readFollow, false)
-	if t.Stop() {
-		s.c.nodes.trialEnded(p.Node, false)
+	probation := time.AfterFunc(nodeTrialOK, func() { t.c.nodes.trialEnded(p.Node, true) })
+	t.readInstance(ctx, p, ct, readFollow, false)
+	if probation.Stop() {
+		t.c.nodes.trialEnded(p.Node, false)
 	}
 }
 
@@ -41,39 +41,39 @@ func (s *stream) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 // before the next read: nodePollInterval after lines came, twice as long after each poll
 // that found none, up to PollMaxInterval. A change of the container's instance or state
 // ends the wait.
-func (s *stream) poll(ctx context.Context, p informer.Pod, ct *informer.Container) {
-	before := s.file.Cursor().Lines
-	s.readInstance(ctx, p, ct, readPoll, false)
+func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Container) {
+	before := t.file.Cursor().Lines
+	t.readInstance(ctx, p, ct, readPoll, false)
 	if ctx.Err() != nil {
 		return
 	}
 	switch {
-	case s.file.Cursor().Lines != before || s.pollEvery == 0:
-		s.pollEvery = nodePollInterval
+	case t.file.Cursor().Lines != before || t.pollEvery == 0:
+		t.pollEvery = nodePollInterval
 	default:
-		s.pollEvery = min(2*s.pollEvery, max(s.c.cfg.PollMaxInterval, nodePollInterval))
+		t.pollEvery = min(2*t.pollEvery, max(t.c.cfg.PollMaxInterval, nodePollInterval))
 	}
-	s.setState(statePolling)
-	s.waitPoll(ctx, ct, s.pollEvery)
+	t.setState(statePolling)
+	t.waitPoll(ctx, ct, t.pollEvery)
 }
 
 // waitPoll waits d, or less if the pod is deleted or the container's instance changes or
 // stops running; other changes of the pod do not cut it short, so that a container is
 // never polled more often than its interval says.
-func (s *stream) waitPoll(ctx context.Context, ct *informer.Container, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
+func (t *target) waitPoll(ctx context.Context, ct *informer.Container, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
 			return
-		case <-s.wake:
-			p := s.snapshot()
-			now := p.Container(s.container)
+		case <-t.wake:
+			p := t.snapshot()
+			now := p.Container(t.container)
 			if p.Deleted || p.Excluded || now == nil || now.ContainerID != ct.ContainerID || !now.Running {
-				s.changed = true // for the loop, which acts on the change
+				t.changed = true // for the loop, which acts on the change
 				return
 			}
 		}

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,7 +10,7 @@ import (
 	"github.com/kubelogd/kubelogd/sink"
 )
 
-// replay feeds lines to a skipper the way readOnce does and returns the texts it releases
+// replay feeds lines to a skipper the way the read loop does and returns the texts it releases
 // and the marker, if any.
 func replay(k *skipper, lines []string, ts func(i int) time.Time, endFollow *bool) (released []string, marker string, ok bool) {
 	ok = true
@@ -18,7 +19,7 @@ func replay(k *skipper, lines []string, ts func(i int) time.Time, endFollow *boo
 			released = append(released, l)
 			continue
 		}
-		held, m := k.offer(ts(i), nil, []byte(l))
+		held, m := offerLine(k, ts(i), nil, []byte(l))
 		if m != "" {
 			marker = m
 		}
@@ -38,6 +39,11 @@ func replay(k *skipper, lines []string, ts func(i int) time.Time, endFollow *boo
 		}
 	}
 	return released, marker, ok
+}
+
+// offerLine offers a line to k as the read loop does (consumer.take).
+func offerLine(k *skipper, ts time.Time, raw, text []byte) ([]heldLine, string) {
+	return k.offer(heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: sink.HashLine(text)})
 }
 
 func TestSkipper(t *testing.T) {

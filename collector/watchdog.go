@@ -3,7 +3,6 @@ package collector
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -14,17 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubelogd/kubelogd/sink"
-)
-
-var (
-	// errStalled: the kubelet has lines the open stream did not deliver (a dead node or
-	// kubelet gives a stalled stream, not an error).
-	errStalled = errors.New("stream stalled")
-	// errLifetime: the stream reached its maximum lifetime and is reopened.
-	errLifetime = errors.New("stream reached its maximum lifetime")
-	// errClockStep: the kubelet holds lines after the last one written that are stamped
-	// before the stream's sinceTime, which hides them (the node's clock stepped back).
-	errClockStep = errors.New("the kubelet holds lines stamped before the resume point (node clock stepped back?)")
 )
 
 // instanceGrace is how long a stream may stay open after the pod status showed that its
@@ -74,7 +62,7 @@ type watchdog struct {
 
 	ctx              context.Context
 	cancel           context.CancelCauseFunc
-	s                *stream
+	t                *target
 	follow, previous bool
 	slow, fast       time.Duration // check intervals while idle, and while something is pending
 
@@ -89,15 +77,15 @@ type watchdog struct {
 }
 
 // startWatchdog arms the guard; stop must be called when the stream ends.
-func (s *stream) startWatchdog(ctx context.Context, cancel context.CancelCauseFunc, follow, previous bool) *watchdog {
-	cfg := &s.c.cfg
-	w := &watchdog{ctx: ctx, cancel: cancel, s: s, follow: follow, previous: previous, interval: cfg.StallTimeout}
+func (t *target) startWatchdog(ctx context.Context, cancel context.CancelCauseFunc, follow, previous bool) *watchdog {
+	cfg := &t.c.cfg
+	w := &watchdog{ctx: ctx, cancel: cancel, t: t, follow: follow, previous: previous, interval: cfg.StallTimeout}
 	// Tick slowly while the stream is merely idle (thousands of idle streams must cost
 	// next to nothing) and fast while a replay or an instance change is pending.
 	w.slow = max(cfg.StallTimeout/4, 10*time.Millisecond)
 	w.fast = min(w.slow, replayIdle/4)
 	w.lastRead.Store(cfg.Now().UnixNano())
-	s.publish(w)
+	t.publish(w)
 	if follow && cfg.MaxStreamLifetime > 0 {
 		// Jitter spreads the reopen of streams that started together.
 		d := cfg.MaxStreamLifetime - time.Duration(rand.Int64N(int64(cfg.MaxStreamLifetime/10)+1))
@@ -154,7 +142,7 @@ func (w *watchdog) inspect() bool {
 	if w.ctx.Err() != nil {
 		return false
 	}
-	s, cfg := w.s, &w.s.c.cfg
+	t, cfg := w.t, &w.t.c.cfg
 	now := cfg.Now()
 	if at := w.instanceGone.Load(); at != 0 && now.Sub(time.Unix(0, at)) >= instanceGrace {
 		// The pod status says this instance was replaced or ended, yet its stream is
@@ -182,17 +170,17 @@ func (w *watchdog) inspect() bool {
 		w.cancel(errStalled)
 		return false
 	}
-	stalled, err := s.probe(w.ctx, w.point.Load(), w.previous)
+	stalled, err := t.probe(w.ctx, w.point.Load(), w.previous)
 	if err == nil && !stalled {
 		var hidden bool
-		if hidden, err = s.probeTail(w.ctx, w.point.Load(), w.previous); hidden {
+		if hidden, err = t.probeTail(w.ctx, w.point.Load(), w.previous); hidden {
 			w.cancel(errClockStep)
 			return false
 		}
 	}
 	if err != nil && w.ctx.Err() == nil {
 		// The kubelet does not answer a fresh request either: reconnect (and back off).
-		s.logger.Info("stall probe failed", "err", err)
+		t.logger.Info("stall probe failed", "err", err)
 		w.cancel(errStalled)
 		return false
 	}
@@ -206,15 +194,15 @@ func (w *watchdog) inspect() bool {
 }
 
 // publish records where a probe should start, after lines were written.
-func (s *stream) publish(w *watchdog) {
+func (t *target) publish(w *watchdog) {
 	if w == nil {
 		return
 	}
-	cur := s.file.Cursor()
+	cur := t.out.Cursor()
 	p := &resumePoint{last: pendingLine{ts: cur.LastTime, hash: cur.LastHash}}
 	if since, skip, ok := cur.Resume(); ok {
-		t := metav1.NewTime(since)
-		p.since, p.skip, p.started = &t, skip, true
+		st := metav1.NewTime(since)
+		p.since, p.skip, p.started = &st, skip, true
 		if cur.ByContent() {
 			p.byContent, p.since = true, nil
 			if !cur.NotBefore.IsZero() {
@@ -223,22 +211,22 @@ func (s *stream) publish(w *watchdog) {
 			}
 		}
 	} else if !cur.NotBefore.IsZero() {
-		t := metav1.NewTime(cur.NotBefore)
-		p.since = &t
+		nb := metav1.NewTime(cur.NotBefore)
+		p.since = &nb
 	}
 	w.point.Store(p)
 }
 
 // probe reads the instance's log without follow from the resume point and reports whether
 // it holds more lines than were written from there.
-func (s *stream) probe(ctx context.Context, p *resumePoint, previous bool) (bool, error) {
+func (t *target) probe(ctx context.Context, p *resumePoint, previous bool) (bool, error) {
 	if p == nil || p.byContent {
 		return false, nil // see probeTail
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.ProbeTimeout)
 	defer cancel()
-	opts := &corev1.PodLogOptions{Container: s.container, Previous: previous, Timestamps: true, SinceTime: p.since}
-	body, err := s.c.pods.Pods(s.ns).GetLogs(s.pod, opts).Stream(ctx)
+	opts := &corev1.PodLogOptions{Container: t.container, Previous: previous, Timestamps: true, SinceTime: p.since}
+	body, err := t.c.pods.Pods(t.ns).GetLogs(t.pod, opts).Stream(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -270,15 +258,15 @@ func (s *stream) probe(ctx context.Context, p *resumePoint, previous bool) (bool
 // its future hides every line logged since from a stream resumed at a second, and from
 // probe too. For a stream resumed by content, any newest line other than the last one
 // written means lines the stream did not deliver.
-func (s *stream) probeTail(ctx context.Context, p *resumePoint, previous bool) (bool, error) {
+func (t *target) probeTail(ctx context.Context, p *resumePoint, previous bool) (bool, error) {
 	if p == nil || !p.started {
 		return false, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.ProbeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.ProbeTimeout)
 	defer cancel()
 	one := int64(1)
-	opts := &corev1.PodLogOptions{Container: s.container, Previous: previous, Timestamps: true, TailLines: &one}
-	body, err := s.c.pods.Pods(s.ns).GetLogs(s.pod, opts).Stream(ctx)
+	opts := &corev1.PodLogOptions{Container: t.container, Previous: previous, Timestamps: true, TailLines: &one}
+	body, err := t.c.pods.Pods(t.ns).GetLogs(t.pod, opts).Stream(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -316,9 +304,20 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // startReplay tells the guard that replayed lines are held unverified; it checks soon.
+// Like publish and endReplay, it does nothing on a nil guard (a body read without one).
 func (w *watchdog) startReplay() {
+	if w == nil {
+		return
+	}
 	w.replaying.Store(true)
 	w.hurry()
+}
+
+// endReplay tells the guard that no replayed line is held unverified any more.
+func (w *watchdog) endReplay() {
+	if w != nil {
+		w.replaying.Store(false)
+	}
 }
 
 // instanceEnded tells the guard that the pod status no longer shows the stream's instance

@@ -1,0 +1,114 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubelogd/kubelogd/informer"
+)
+
+// instance is what a target keeps about reading the cursor's container instance, from one
+// request to the next. beginAt starts each instance with the zero value.
+type instance struct {
+	// everRead is set once a request for the instance was answered with a body; a pod
+	// deleted before that had its log never read.
+	everRead bool
+	// answered is set when the last request got a body.
+	answered bool
+	// ended is why the last request for the instance that was answered with a body
+	// ended: whether its log was read to the end.
+	ended string
+	// retry is why the last request for the instance ended, answered or not; the next
+	// request for it is counted as a reconnect with that reason.
+	retry string
+	// fragment remembers an unterminated last line seen at the end of a non-follow read;
+	// it is written only when a second read ends with it too (see consumer.take).
+	fragment *pendingLine
+	// quiet is what the last unverified replay held when the kubelet sent no more: a poll
+	// that finds the same settles the replay (see readRunning).
+	quiet *replaySig
+}
+
+// refreshPod replaces the target's pod state with the pod as the API server has it now.
+// It fails if the pod cannot be fetched or is another pod of the same name (the informer
+// will tell about that one).
+func (t *target) refreshPod(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.ProbeTimeout)
+	defer cancel()
+	pod, err := t.c.pods.Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
+	if err != nil {
+		t.logger.Debug("cannot refresh pod status", "err", err)
+		return err
+	}
+	if pod.UID != t.snapshot().UID {
+		return fmt.Errorf("%w (%s)", errOtherPod, pod.UID)
+	}
+	t.update(informer.FromPod(pod))
+	return nil
+}
+
+// checkInstance is asked before a replay that does not contain the last line written is
+// settled with a gap marker. A request without previous=true is served from the
+// container's current instance of the pod of that name: if the container restarted, or
+// the pod was recreated, and the informer has not said so yet (a blind or lagging watch),
+// the replay is another instance's log, not a rotated one. The pod as the API server has
+// it now decides; held are the lines the replay would release. It returns nil when the
+// replay is the cursor's instance, errInstanceReplaced when the fetched status names a
+// newer instance, and errShortReplay when it cannot tell (the fetch failed, the pod of
+// that name is another one or gone, or the status still names the cursor's instance
+// although it has exited before the held lines were logged): the lines are not settled
+// and the stream is read again after a backoff.
+func (t *target) checkInstance(held []heldLine) error {
+	// Not the request's context: the watchdog may be cancelling the request right now.
+	if err := t.refreshPod(t.ctx); err != nil {
+		t.logger.Info("cannot check the pod before settling a replay; retrying", "err", err)
+		return errShortReplay
+	}
+	latest := t.snapshot()
+	ct := latest.Container(t.container)
+	cur := t.out.Cursor()
+	switch {
+	case ct == nil || !ct.Started():
+		return errShortReplay
+	case ct.ContainerID != cur.ContainerID:
+		return errInstanceReplaced
+	case ct.Terminated != nil && len(held) > 0 && !ct.Terminated.FinishedAt.IsZero() &&
+		held[0].ts.After(ct.Terminated.FinishedAt.Add(time.Second)):
+		// The kubelet already serves a newer instance that its status report to the API
+		// server does not show yet.
+		return errShortReplay
+	}
+	return nil
+}
+
+// checkReplayed asks the API server, before a replay without the last line written is
+// settled with a gap marker, whether the instance the kubelet served is the cursor's.
+func (t *target) checkReplayed(held []heldLine, previous bool) error {
+	if previous {
+		return t.checkPrevious()
+	}
+	return t.checkInstance(held)
+}
+
+// checkPrevious is checkInstance for a previous=true read, which the kubelet serves from
+// the last instance that terminated: if the container restarted again and the informer
+// has not said so yet, that is a newer instance than the cursor's, and the cursor's is no
+// longer served at all (the loop writes a previous_gone gap for it, not a rotated one). It
+// returns nil when the status names the cursor's instance as the last terminated,
+// errInstanceReplaced when it names another, and errShortReplay when the pod cannot be
+// fetched.
+func (t *target) checkPrevious() error {
+	if err := t.refreshPod(t.ctx); err != nil {
+		t.logger.Info("cannot check the pod before settling a replay; retrying", "err", err)
+		return errShortReplay
+	}
+	latest := t.snapshot()
+	ct := latest.Container(t.container)
+	if ct == nil || ct.LastTerminated == nil || ct.LastTerminated.ContainerID != t.out.Cursor().ContainerID {
+		return errInstanceReplaced
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubelogd/kubelogd/informer"
+)
+
+// readMode is what a request for an instance's log is for.
+type readMode int
+
+const (
+	// readFollow follows the running instance.
+	readFollow readMode = iota
+	// readToEnd reads what is left of an instance that has ended: where the body ends,
+	// the instance's log ends.
+	readToEnd
+	// readPoll reads what the kubelet has of a running instance now, without follow (its
+	// node cannot follow, or the container is quiet): the body's end says nothing about the
+	// instance, a last line without newline is still being written, and a replay that
+	// falls short is not final.
+	readPoll
+)
+
+// readInstance makes one request for the cursor's instance and writes what it returns,
+// then backs off as the outcome warrants. It reports whether the request was answered, so
+// the caller can judge the instance's state afresh.
+func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.Container, mode readMode, previous bool) bool {
+	progress, err := t.readOnce(ctx, mode, previous)
+	if progress {
+		t.progress()
+	}
+	if ctx.Err() == nil {
+		t.inst.retry = reasonFor(err)
+		if t.inst.answered && mode != readPoll {
+			// Only a request answered with a body says how the instance's log ended; a
+			// refused one (a 404 for a pod deleted meanwhile) says nothing about it, nor
+			// does a poll.
+			t.inst.ended = t.inst.retry
+		}
+	}
+	cur := t.file.Cursor()
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case err == nil && mode == readToEnd:
+		// A read without follow returns everything up to the end of the instance's log.
+		cur.Done = true
+		t.flush(ctx)
+		return true
+	case err == nil && mode == readPoll:
+		// Not a reconnect: the next request, poll or follow, is no retry of this one.
+		t.inst.retry = ""
+		t.inst.quiet = nil
+		t.flush(ctx)
+		return true
+	case errors.Is(err, errBodyError) && isInotifyExhausted(err.Error()):
+		// Lines up to the error were written. The node cannot follow: its containers are
+		// polled until it can (see nodes), rather than reconnected in a loop.
+		t.sm.m.kubeletErrors.WithLabelValues(kubeletErrInotify).Inc()
+		t.c.nodes.exhausted(p.Node)
+		t.flush(ctx)
+		return true
+	case err == nil:
+		// The kubelet ended a follow stream: the container stopped, the stream was cut (a
+		// dying kubelet looks the same), or the log rotated. The pod status decides, so
+		// loop; back off only if nothing came, so a stream that keeps ending is no hot loop.
+		if !progress {
+			t.sleep(ctx)
+		}
+		return true
+	case errors.Is(err, errNoPrevious):
+		t.gap(gapPrevious, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
+		cur.Done = true
+		return true
+	case errors.Is(err, errLifetime):
+		t.logger.Debug("reopening stream at its maximum lifetime")
+		return true
+	case errors.Is(err, errInstanceReplaced):
+		// refreshPod has put the new instance into the target's state: the loop reads the
+		// old one's remainder with previous=true, then the new one from its start.
+		t.logger.Info("container restarted before the pod watch said so; reading the previous instance first")
+		return true
+	case errors.Is(err, errShortReplay):
+		// Not verified yet: read again after the backoff. Where the instance was in
+		// doubt, the read loop has fetched the pod already (settle).
+		t.logger.Debug("replay not verified; reading again", "err", err)
+	case errors.Is(err, errStalled):
+		t.logger.Warn("log stream stalled: the kubelet has lines it did not deliver; reconnecting")
+	case errors.Is(err, errClockStep):
+		// Resume by content from now on (sink.Cursor.ByContent), at once.
+		t.logger.Warn("the kubelet holds lines stamped before the resume point, hidden from the stream (the node's clock stepped back?); resuming by content")
+		cur.Unordered = true
+		return true
+	case errors.Is(err, errBodyError):
+		t.sm.m.kubeletErrors.WithLabelValues(kubeletErrOther).Inc()
+		t.logger.Info("log stream failed, will retry", "err", err)
+	case apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "waiting to start"):
+		t.logger.Debug("container waiting to start", "err", err)
+	case apierrors.IsForbidden(err):
+		t.logger.Error("permission denied reading container log (needs get on pods/log)", "err", err)
+		t.c.forbidden.Store(&forbiddenAt{msg: err.Error(), at: t.c.cfg.Now()})
+	default:
+		t.logger.Info("log stream failed, will retry", "err", err)
+	}
+	t.sleep(ctx)
+	return false
+}
+
+// request is one log request for the cursor's instance: its options, and what the read
+// loop must know about where it resumes.
+type request struct {
+	mode     readMode
+	previous bool
+	opts     *corev1.PodLogOptions
+	// since and skip are where the cursor resumes (sink.Cursor.Resume): the request
+	// replays skip lines from since, the last of them the last line written. resuming is
+	// false while nothing of the instance was written.
+	since    time.Time
+	skip     int64
+	resuming bool
+	// byContent: the replay is skipped by content, not by count (sink.Cursor.ByContent).
+	byContent bool
+}
+
+func (q request) follow() bool { return q.mode == readFollow }
+
+// sinced reports whether the request reads from a sinceTime. Such a stream may begin with
+// the rest of a line whose first CRI record is stamped before it: ReadLogs skips that
+// record but writes the next ones of the line without a timestamp (see
+// tailOfSkippedLine). Not only at its start: timestamps are not monotonic (stdout and
+// stderr, a partial line's records stamped as read), so such a rest may follow lines
+// stamped at or after sinceTime; the kubelet then writes it in the middle of the body,
+// and failing the stream on it would fail every resume from the same second, for good.
+func (q request) sinced() bool { return q.opts.SinceTime != nil }
+
+// newRequest builds the request for the cursor's instance. When the cursor has written
+// lines of this instance already, the request resumes a margin before them, and the lines
+// it replays are skipped by position and checked against the last line written.
+func (t *target) newRequest(mode readMode, previous bool) request {
+	cur := t.out.Cursor()
+	q := request{mode: mode, previous: previous,
+		opts: &corev1.PodLogOptions{Container: t.container, Follow: mode == readFollow, Previous: previous, Timestamps: true}}
+	q.since, q.skip, q.resuming = cur.Resume()
+	q.byContent = q.resuming && cur.ByContent()
+	switch {
+	case q.byContent && !cur.NotBefore.IsZero():
+		st := metav1.NewTime(cur.NotBefore)
+		q.opts.SinceTime = &st
+	case q.byContent:
+		// The whole current file: no second is safe to resume from (see Cursor.ByContent).
+	case q.resuming:
+		st := metav1.NewTime(q.since)
+		q.opts.SinceTime = &st
+	case !cur.NotBefore.IsZero():
+		st := metav1.NewTime(cur.NotBefore)
+		q.opts.SinceTime = &st
+	case t.c.cfg.Since > 0:
+		// Nothing of this instance was written yet: --since bounds how far back to go.
+		// sinceTime is whole seconds on the wire, so the bound is whole seconds here too,
+		// and the cursor keeps it so that a resume never reaches further back.
+		cur.NotBefore = t.c.cfg.Now().Add(-t.c.cfg.Since).Truncate(time.Second)
+		st := metav1.NewTime(cur.NotBefore)
+		q.opts.SinceTime = &st
+	}
+	return q
+}
+
+// readOnce opens one log request and writes its lines until it ends (see consume). It
+// owns the request: its context, which the watchdog cancels with a cause, and its body.
+func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (progress bool, err error) {
+	req := t.newRequest(mode, previous)
+	if mode == readPoll {
+		t.sm.m.polls.Inc()
+	} else if t.inst.retry != "" && (req.follow() || t.inst.retry != reasonEOF) {
+		// The same instance again: a reconnect, unless a follow that ended with its
+		// container is now only being checked to its end.
+		t.sm.m.reconnects.WithLabelValues(t.inst.retry).Inc()
+	}
+	t.inst.retry = ""
+	t.inst.answered = false
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	body, err := t.c.pods.Pods(t.ns).GetLogs(t.pod, req.opts).Stream(ctx)
+	if err != nil {
+		if previous && apierrors.IsBadRequest(err) && strings.Contains(err.Error(), "previous terminated container") {
+			return false, errNoPrevious
+		}
+		return false, fmt.Errorf("opening log stream: %w", err)
+	}
+	defer body.Close()
+	t.inst.everRead = true
+	t.inst.answered = true
+	if mode == readPoll {
+		t.setState(statePolling)
+	} else {
+		t.setState(stateStreaming)
+		t.sm.m.opened.Inc()
+	}
+	t.sm.m.streamsOpen.Inc()
+	defer t.sm.m.streamsOpen.Dec()
+	wd := t.startWatchdog(ctx, cancel, req.follow(), previous)
+	defer wd.stop()
+	if req.follow() && !previous {
+		id := t.out.Cursor().ContainerID
+		t.reading.Store(&openRead{containerID: id, wd: wd})
+		defer t.reading.Store(nil)
+		// The state may have changed between the decision to follow and now.
+		p := t.snapshot()
+		if ct := p.Container(t.container); ct == nil || ct.ContainerID != id || !ct.Running {
+			wd.instanceEnded(t.c.cfg.Now())
+		}
+	}
+	defer func() {
+		// A stream the watchdog cancelled ends in a read error; report why instead.
+		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime) || errors.Is(cause, errShortReplay) || errors.Is(cause, errClockStep)) {
+			err = cause
+		}
+	}()
+	return t.consume(ctx, &countingReader{r: body, w: wd, now: t.c.cfg.Now}, req, wd)
+}
