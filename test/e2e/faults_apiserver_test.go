@@ -244,8 +244,14 @@ func TestFaultAPIConnectionBroken(t *testing.T) {
 			s()
 		}
 	}()
-	for range 5 {
+	// Each cut waits for kubelogd's next connection: after a few cuts its reconnect
+	// backoff (jittered, doubling) can exceed any fixed pause, and a cut with nothing
+	// open tests nothing (it made this test fail at random on a loaded machine).
+	for i := range 5 {
 		time.Sleep(700 * time.Millisecond)
+		eventually(t, 60*time.Second, fmt.Sprintf("a connection to cut (cut %d)", i+1), func() (bool, string) {
+			return p.Open() > 0, fmt.Sprintf("%d open", p.Open())
+		})
 		t.Logf("cut %d connections", p.Cut())
 	}
 	p.Slow(20 * time.Millisecond)
