@@ -183,27 +183,25 @@ func (w *world) report(verdicts map[*contModel]verdict, replay string) {
 		return
 	}
 	w.keepFiles()
-	for _, v := range w.violations {
-		t.Errorf("soak seed %d: %s", seed, v)
+	// The summary comes last: CI shows the head and the tail of a long output, and the
+	// tail is where the reader looks first.
+	summary := append([]string(nil), w.violations...)
+	if len(failing) > 0 {
+		sort.Slice(failing, func(i, j int) bool { return verdicts[failing[i]].emitted < verdicts[failing[j]].emitted })
+		c := failing[0]
+		var steps []string
+		for _, i := range c.steps {
+			steps = append(steps, fmt.Sprintf("  step %3d: %s", i, w.sc.Steps[i]))
+		}
+		t.Errorf("soak seed %d: smallest failing container %s:\n%s\nmarkers: %q\nsteps that targeted it (global steps apply too):\n%s\nkubelogd's log about it (last 60 lines):\n%s",
+			seed, c, verdicts[c], verdicts[c].markers, strings.Join(steps, "\n"), w.logLinesOf(c, 60))
+		for _, c := range failing {
+			v := verdicts[c]
+			summary = append(summary, fmt.Sprintf("%s (%d lines emitted): %s", c, v.emitted, v.problems[0]))
+		}
 	}
-	if len(failing) == 0 {
-		t.Errorf("soak seed %d failed; replay with: %s", seed, replay)
-		return
-	}
-	sort.Slice(failing, func(i, j int) bool { return verdicts[failing[i]].emitted < verdicts[failing[j]].emitted })
-	for _, c := range failing {
-		v := verdicts[c]
-		t.Errorf("soak seed %d: %s (%d lines emitted): %s", seed, c, v.emitted, v.problems[0])
-	}
-	c := failing[0]
-	var steps []string
-	for _, i := range c.steps {
-		steps = append(steps, fmt.Sprintf("  step %3d: %s", i, w.sc.Steps[i]))
-	}
-	t.Errorf("soak seed %d FAILED: %d of %d containers; replay with: %s\n"+
-		"smallest failing container %s:\n%s\nmarkers: %q\nsteps that targeted it (global steps apply too):\n%s\nkubelogd's log about it (last 60 lines):\n%s",
-		seed, len(failing), len(w.conts), replay, c, verdicts[c], verdicts[c].markers,
-		strings.Join(steps, "\n"), w.logLinesOf(c, 60))
+	t.Errorf("soak seed %d FAILED: %d of %d containers, %d other violations; replay with: %s\n  %s",
+		seed, len(failing), len(w.conts), len(w.violations), replay, strings.Join(summary, "\n  "))
 }
 
 func sortedPending() []kind {
