@@ -165,20 +165,22 @@ func (c *consumer) take(ctx context.Context, line []byte, cut int64, hash uint64
 	if !ok {
 		return unparsed(line, complete)
 	}
-	if !complete {
+	if c.replay != nil || !complete {
+		if cut == 0 {
+			hash = sink.HashLine(text)
+		}
+	}
+	if !complete && !c.replay.isLast(ts, hash) {
 		// The stream ended mid-line. Following, the line is read again on resume. At
 		// the end of a finished instance it may be a last line without newline:
-		// write it once a second read ends with the same line.
-		if c.req.follow() || !c.t.confirmFragment(ts, text) {
+		// write it once a second read ends with the same line. (The line written last,
+		// replayed, is that line whether or not a newline follows: the replay skips it.)
+		if c.req.follow() || !c.t.confirmHash(ts, hash) {
 			return errTornLine
 		}
 	}
 	if c.replay != nil {
-		h := heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: hash, cut: cut}
-		if cut == 0 {
-			h.hash = sink.HashLine(text)
-		}
-		return c.offer(ctx, h)
+		return c.offer(ctx, heldLine{ts: ts, raw: bytes.Clone(raw), text: bytes.Clone(text), hash: hash, cut: cut})
 	}
 	if err := c.t.write(ctx, ts, raw, text); err != nil {
 		return err
@@ -206,13 +208,9 @@ func (c *consumer) end(ctx context.Context, rerr error) error {
 	return nil
 }
 
-// confirmFragment reports whether an unterminated last line was seen at the end of the
-// previous read too, so it is the instance's real last line rather than a torn one.
-func (t *target) confirmFragment(ts time.Time, text []byte) bool {
-	return t.confirmHash(ts, sink.HashLine(text))
-}
-
-// confirmHash is confirmFragment for a line known by its hash.
+// confirmHash reports whether an unterminated last line, known by its timestamp and hash,
+// was seen at the end of the previous read too, so it is the instance's real last line
+// rather than a torn one.
 func (t *target) confirmHash(ts time.Time, h uint64) bool {
 	if f := t.inst.fragment; f != nil && f.ts.Equal(ts) && f.hash == h {
 		t.inst.fragment = nil

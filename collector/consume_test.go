@@ -301,10 +301,30 @@ func TestConsume(t *testing.T) {
 					t.Error("a follow that merely ended short left a quiet replay for a poll to settle")
 				}
 			}},
-		{name: "read to the end: short replay without the last line written is a rotation",
+		{name: "read to the end: a short replay without the last line written, read twice, is a rotation",
 			written: []string{"a", "b", "c"},
-			reads:   []bodyRead{{mode: readToEnd, body: strings.NewReader(at0("x", "y")), reason: reasonEOF}},
-			want:    []string{gapPrefix, "x", "y"}, gaps: map[string]float64{gapRotated: 1}},
+			reads: []bodyRead{
+				{mode: readToEnd, body: strings.NewReader(at0("x", "y")), want: errShortReplay, reason: reasonShortReplay},
+				{mode: readToEnd, body: strings.NewReader(at0("x", "y")), reason: reasonEOF},
+			},
+			want: []string{gapPrefix, "x", "y"}, gaps: map[string]float64{gapRotated: 1}},
+		// The API server ends its response cleanly when the kubelet's breaks: a body
+		// without follow that ends short may have been cut (soak seed 495333016).
+		{name: "read to the end: a replay cut cleanly is read again, nothing written twice",
+			written: []string{"a", "b", "c"},
+			reads: []bodyRead{
+				{mode: readToEnd, previous: true, body: strings.NewReader(at0("a", "b")), want: errShortReplay, reason: reasonShortReplay},
+				{mode: readToEnd, previous: true, body: strings.NewReader(at0("a", "b", "c", "d")), reason: reasonEOF},
+			},
+			pod:  runningPod("c2", 1, "c1"),
+			want: []string{"d"}, skipped: 3},
+		{name: "read to the end: two different short replays settle nothing",
+			written: []string{"a", "b", "c"},
+			reads: []bodyRead{
+				{mode: readToEnd, body: strings.NewReader(at0("a")), want: errShortReplay, reason: reasonShortReplay},
+				{mode: readToEnd, body: strings.NewReader(at0("a", "b")), want: errShortReplay, reason: reasonShortReplay},
+			},
+			want: nil},
 		{name: "read to the end: short replay with the last line written",
 			written: []string{"a", "b", "c"},
 			reads:   []bodyRead{{mode: readToEnd, body: strings.NewReader(at0("b", "c")), reason: reasonEOF}},

@@ -30,6 +30,38 @@ type instance struct {
 	// quiet is what the last unverified replay held when the kubelet sent no more: a poll
 	// that finds the same settles the replay (see readRunning).
 	quiet *replaySig
+	// end is where the cursor stood when the last read ended cleanly, if the read after it
+	// has not ended otherwise: a read to the end that ends there again confirms the end of
+	// the instance's log (see endsAgain).
+	end *endPos
+}
+
+// endPos is where a read left the cursor: how many lines, the last of them this one, and
+// how much of a line written in parts.
+type endPos struct {
+	lines     int64
+	last      pendingLine
+	partBytes int64
+}
+
+// endsAgain is told how the read that just ended, ended (clean: its body ended without
+// error) and reports whether it ended cleanly where the read before it did. The API server
+// ends its response cleanly when the kubelet's breaks (it ignores the error of its copy),
+// so one clean end of a read without follow does not prove the instance's log ends there;
+// two that agree do, with no line written in between.
+func (t *target) endsAgain(clean bool) bool {
+	prev := t.inst.end
+	t.inst.end = nil
+	if !clean {
+		return false
+	}
+	cur := t.out.Cursor()
+	pos := endPos{lines: cur.Lines, last: pendingLine{ts: cur.LastTime, hash: cur.LastHash}}
+	if cur.Partial != nil {
+		pos.partBytes = cur.Partial.Bytes
+	}
+	t.inst.end = &pos
+	return prev != nil && *prev == pos
 }
 
 // refreshPod replaces the target's pod state with the pod as the API server has it now.

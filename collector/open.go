@@ -48,12 +48,17 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		}
 	}
 	cur := t.file.Cursor()
+	again := t.endsAgain(err == nil && ctx.Err() == nil)
 	switch {
 	case ctx.Err() != nil:
 		return false
 	case err == nil && mode == readToEnd:
-		// A read without follow returns everything up to the end of the instance's log.
-		cur.Done = true
+		// A read without follow returns everything up to the end of the instance's log,
+		// unless the body was cut: the instance is done once a second read ends where
+		// the one before it did (endsAgain). The loop reads again at once.
+		if again {
+			cur.Done = true
+		}
 		t.flush(ctx)
 		return true
 	case err == nil && mode == readPoll:

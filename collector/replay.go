@@ -47,19 +47,20 @@ func (c *consumer) offer(ctx context.Context, h heldLine) error {
 // watchdog ended the body because the replay went quiet.
 func (c *consumer) settle(ctx context.Context, replayCut bool) error {
 	t, k, cur := c.t, c.replay, c.cur
-	// A follow's replay that ends short of the last line written proves nothing: the
-	// stream may have been cut, or the kubelet paused (busy, or slow to find sinceTime).
-	// It is read again; only what the lines themselves prove settles it (see skipper). A
-	// read to the end of an ended instance has seen all the kubelet has; so has a poll
-	// that found what the replay before it found.
-	final := c.req.mode == readToEnd || c.req.mode == readPoll && t.inst.quiet.same(k, cur)
-	held, marker, ok := k.end(!final)
+	// A replay that ends short of the last line written proves nothing by its end: a
+	// follow may have been cut, or the kubelet paused (busy, or slow to find sinceTime);
+	// and a body without follow that ends cleanly may have been cut too, since the API
+	// server ends its response cleanly when the kubelet's breaks (it ignores the error of
+	// its copy). It is read again; only what the lines themselves prove settles it (see
+	// skipper), or a read without follow that finds what the replay before it found.
+	final := c.req.mode != readFollow && t.inst.quiet.same(k, cur)
+	held, marker, ok := k.end(final)
 	if !ok {
 		t.inst.quiet = nil
-		if replayCut || c.req.mode == readPoll {
+		if replayCut || c.req.mode != readFollow {
 			// The kubelet served these and then nothing: all it has, unless it was
-			// merely slow. A poll, which waits for the kubelet however slow it is,
-			// settles it if it finds the same (see readRunning).
+			// merely slow or cut. A read without follow, which waits for the kubelet
+			// however slow it is, settles it if it finds the same (see readRunning).
 			t.inst.quiet = sigOf(k, cur)
 		}
 		// The kubelet serves the container's current instance: if it restarted and the
@@ -224,9 +225,11 @@ func (k *skipper) offer(h heldLine) (release []heldLine, marker string) {
 	return k.resync(true)
 }
 
-// end is called when the stream ends before the replay was verified. Following, a short
-// replay may just be a cut: ok is false and the caller retries. Without follow it is final.
-func (k *skipper) end(follow bool) (release []heldLine, marker string, ok bool) {
+// end is called when the stream ends before the replay was verified. If the last line
+// written is among the held lines, what follows it is new. If not, and the end is not
+// final, the replay may just have been cut: ok is false and the caller retries. A final
+// end (the same replay read twice without follow) releases every held line after a marker.
+func (k *skipper) end(final bool) (release []heldLine, marker string, ok bool) {
 	if i := k.find(); i >= 0 {
 		rel := k.held[i+1:]
 		k.found = make([]time.Time, i+1)
@@ -236,11 +239,17 @@ func (k *skipper) end(follow bool) (release []heldLine, marker string, ok bool) 
 		k.held, k.done, k.skipped = nil, true, int64(i+1)
 		return rel, "", true
 	}
-	if follow {
+	if !final {
 		return nil, "", false
 	}
 	rel, m := k.resync(false)
 	return rel, m, true
+}
+
+// isLast reports whether a line, known by its timestamp and hash, is the line written
+// last, while the replay is looking for it (k may be nil: no replay).
+func (k *skipper) isLast(ts time.Time, hash uint64) bool {
+	return k != nil && !k.done && ts.Equal(k.lastTime) && hash == k.lastHash
 }
 
 // find returns the index of the last held line that is the line written last, or -1.

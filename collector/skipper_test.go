@@ -12,7 +12,7 @@ import (
 
 // replay feeds lines to a skipper the way the read loop does and returns the texts it releases
 // and the marker, if any.
-func replay(k *skipper, lines []string, ts func(i int) time.Time, endFollow *bool) (released []string, marker string, ok bool) {
+func replay(k *skipper, lines []string, ts func(i int) time.Time, endFinal *bool) (released []string, marker string, ok bool) {
 	ok = true
 	for i, l := range lines {
 		if k.done {
@@ -27,9 +27,9 @@ func replay(k *skipper, lines []string, ts func(i int) time.Time, endFollow *boo
 			released = append(released, string(h.text))
 		}
 	}
-	if !k.done && endFollow != nil {
+	if !k.done && endFinal != nil {
 		var held []heldLine
-		held, m, o := k.end(*endFollow)
+		held, m, o := k.end(*endFinal)
 		ok = o
 		if m != "" {
 			marker = m
@@ -63,15 +63,15 @@ func TestSkipper(t *testing.T) {
 		{name: "exact replay, repeated identical lines", skip: 3, lastText: "x",
 			replayed: []string{"x", "x", "x", "x", "y"}, want: []string{"x", "y"}, wantOK: true},
 		{name: "count too high but last line present", skip: 4, lastText: "b",
-			replayed: []string{"a", "b", "c"}, end: &f, want: []string{"c"}, wantOK: true},
+			replayed: []string{"a", "b", "c"}, end: &tr, want: []string{"c"}, wantOK: true},
 		{name: "count off, last line found among held", skip: 3, lastText: "a",
 			replayed: []string{"a", "b", "c", "d"}, want: []string{"b", "c", "d"}, wantOK: true},
 		{name: "rotated away: every replayed line is new, with a marker", skip: 2, lastText: "old",
 			replayed: []string{"n1", "n2", "n3"}, want: []string{"n1", "n2", "n3"}, wantMarker: true, wantOK: true},
 		{name: "cut during replay while following: retry, release nothing", skip: 5, lastText: "z",
-			replayed: []string{"a", "b"}, end: &tr, want: nil, wantOK: false},
+			replayed: []string{"a", "b"}, end: &f, want: nil, wantOK: false},
 		{name: "short final replay without the last line", skip: 5, lastText: "z",
-			replayed: []string{"a", "b"}, end: &f, want: []string{"a", "b"}, wantMarker: true, wantOK: true},
+			replayed: []string{"a", "b"}, end: &tr, want: []string{"a", "b"}, wantMarker: true, wantOK: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,8 +108,8 @@ func TestParseLine(t *testing.T) {
 	}
 }
 
-// TestSkipperSettlesOnlyOnProof: a follow's replay is settled by what its lines prove, never
-// by how it ended. A cut or paused replay is read again, however often; a replayed line
+// TestSkipperSettlesOnlyOnProof: a replay is settled by what its lines prove, never by how
+// its body ended. A cut or paused replay is read again, however often; a replayed line
 // stamped beyond every written line proves the last line written is gone.
 func TestSkipperSettlesOnlyOnProof(t *testing.T) {
 	t0 := time.Unix(1000, 0)
@@ -117,24 +117,24 @@ func TestSkipperSettlesOnlyOnProof(t *testing.T) {
 	cur.Observe(t0, []byte("z"))
 	newK := func(skip int64) *skipper { return newSkipper(cur, skip) }
 	at := func(d time.Duration) func(int) time.Time { return func(int) time.Time { return t0.Add(d) } }
-	tr := true
+	notFinal := false
 	for attempt := range 3 {
 		k := newK(5)
-		_, marker, ok := replay(k, []string{"a", "b"}, at(0), &tr)
+		_, marker, ok := replay(k, []string{"a", "b"}, at(0), &notFinal)
 		if ok || marker != "" {
 			t.Fatalf("attempt %d: a cut replay was settled (ok %v, marker %q)", attempt, ok, marker)
 		}
 	}
 	// Within the margin of the newest written second: may still precede the last line.
 	k := newK(5)
-	if got, marker, ok := replay(k, []string{"a", "b"}, at(2*time.Second), &tr); ok || marker != "" || got != nil {
+	if got, marker, ok := replay(k, []string{"a", "b"}, at(2*time.Second), &notFinal); ok || marker != "" || got != nil {
 		t.Fatalf("lines within the margin settled the replay: %q %q %v", got, marker, ok)
 	}
 	// Beyond it: the kubelet's file has gone past where the last line written would be.
 	k = newK(5)
 	lines := []string{"a", "b", "c"}
 	ts := func(i int) time.Time { return t0.Add(time.Duration(i) * 2 * time.Second) }
-	got, marker, ok := replay(k, lines, ts, &tr)
+	got, marker, ok := replay(k, lines, ts, &notFinal)
 	if !ok || !strings.Contains(marker, "rotated") || fmt.Sprint(got) != fmt.Sprint(lines) {
 		t.Fatalf("beyond the margin: released %q marker %q ok %v; want all lines with a rotated marker", got, marker, ok)
 	}
@@ -145,7 +145,7 @@ func TestSkipperSettlesOnlyOnProof(t *testing.T) {
 			return t0
 		}
 		return t0.Add(10 * time.Second)
-	}, &tr)
+	}, &notFinal)
 	if !ok || marker != "" || fmt.Sprint(got) != "[n1]" {
 		t.Fatalf("last line found: released %q marker %q ok %v; want [n1] without marker", got, marker, ok)
 	}
@@ -156,7 +156,7 @@ func TestSkipperSettlesOnlyOnProof(t *testing.T) {
 // an earlier part of the log) do not end it before it starts.
 func TestGapMarkerSpanNeverInverted(t *testing.T) {
 	last := time.Date(2026, 12, 3, 16, 53, 13, 364033282, time.UTC)
-	f := false
+	final := true
 	for _, tc := range []struct {
 		name    string
 		offsets []time.Duration // of the held lines, from the last line written
@@ -173,7 +173,7 @@ func TestGapMarkerSpanNeverInverted(t *testing.T) {
 			for i := range tc.offsets {
 				lines = append(lines, fmt.Sprint("held ", i))
 			}
-			_, marker, ok := replay(k, lines, func(i int) time.Time { return last.Add(tc.offsets[i]) }, &f)
+			_, marker, ok := replay(k, lines, func(i int) time.Time { return last.Add(tc.offsets[i]) }, &final)
 			if !ok || marker == "" {
 				t.Fatalf("final short replay: marker %q ok %v", marker, ok)
 			}

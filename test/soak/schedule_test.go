@@ -195,7 +195,8 @@ var kinds = map[kind]kindSpec{
 	kCut:    {scope: scopeContainer, weight: 6, nominal: 200 * time.Millisecond},
 	kCutMid: {scope: scopeContainer, weight: 6, nominal: 200 * time.Millisecond},
 	// A cut at an exact point of the next stream's replay (its first lines re-send what
-	// was written): the current stream is ended to make the next one come.
+	// was written), and of the next read without follow: the current stream is ended to
+	// make the next one come.
 	kScriptCut: {scope: scopeContainer, weight: 6, nominal: 300 * time.Millisecond, make: func(g *genState, s *step) {
 		s.N, s.Flag = 1+g.rng.IntN(12), g.rng.IntN(2) == 0
 	}},

@@ -56,7 +56,11 @@ func (w *world) doContainer(c *contModel, s step) (string, error) {
 	case kCut, kCutMid:
 		return fmt.Sprintf("%d streams", k.CutStreams(ns, pod, name, s.Kind == kCutMid)), nil
 	case kScriptCut:
+		// The next follow stream, and the next read without follow (a poll, a previous or
+		// finished instance: the API server ends such a body cleanly when the kubelet's
+		// breaks), are cut at the same line.
 		k.ScriptNext(ns, pod, name, fakekubelet.Script{CutAfter: s.N, MidLine: s.Flag})
+		k.ScriptNext(ns, pod, name, fakekubelet.Script{CutAfter: s.N, MidLine: s.Flag, WithoutFollow: true})
 		k.CutStreams(ns, pod, name, false)
 	case kScriptPause:
 		k.ScriptNext(ns, pod, name, fakekubelet.Script{PauseAfter: s.N, Pause: s.D})

@@ -25,6 +25,10 @@ type Script struct {
 	// CutAfterBytes, when positive, cuts the stream once it has sent that many bytes of its
 	// body, wherever that is: inside a line, or inside one part of a split line.
 	CutAfterBytes int
+	// WithoutFollow applies the script to the next read without follow (a previous
+	// instance, a finished one, a poll) instead of the next follow stream. A cut of such a
+	// body ends it cleanly, as the API server ends its response when the kubelet's breaks.
+	WithoutFollow bool
 }
 
 // scripted is a Script waiting for its stream.
@@ -33,9 +37,9 @@ type scripted struct {
 	Script
 }
 
-// ScriptNext applies sc to the next follow stream opened for the selected containers;
-// calls queue up, one script per stream in the order given. Non-follow reads (probes,
-// previous instances) are not scripted. ResetFaults drops scripts not yet taken.
+// ScriptNext applies sc to the next follow stream opened for the selected containers, or
+// with sc.WithoutFollow to the next read without follow; calls queue up, one script per
+// stream in the order given. ResetFaults drops scripts not yet taken.
 func (k *Kubelet) ScriptNext(namespace, pod, container string, sc Script) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -60,11 +64,8 @@ func (k *Kubelet) PendingScripts(namespace, pod, container string) int {
 // takeScript removes and returns the first script that applies to a new stream. Called
 // with Kubelet.mu held.
 func (f *faults) takeScript(ns, pod, container string, follow bool) *Script {
-	if !follow {
-		return nil
-	}
 	for i, s := range f.scripts {
-		if s.matches(ns, pod, container) {
+		if s.matches(ns, pod, container) && s.WithoutFollow != follow {
 			f.scripts = append(f.scripts[:i], f.scripts[i+1:]...)
 			return &s.Script
 		}
