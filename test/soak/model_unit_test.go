@@ -55,6 +55,7 @@ func TestJudge(t *testing.T) {
 	multi := func(s *segment) *segment { s.multi = true; return s }
 	removed := func(s *segment) *segment { s.removed = true; return s }
 	silent := func(s *segment) *segment { s.silent = true; return s }
+	code := func(s *segment, c int32) *segment { s.exitCode = c; return s }
 	sec := func(marker string, lines ...string) oracle.Section {
 		if marker != "" {
 			marker = oracle.MarkerPrefix + marker
@@ -107,6 +108,11 @@ func TestJudge(t *testing.T) {
 			[]oracle.Section{sec("", "a", "b"), sec(removedMarker, "c")}, "no file was removed"},
 		{"removed, wrong marker still wrong", []*segment{seg("u", 0, "a"), removed(seg("u", 1, "b")), seg("u", 1, "c")},
 			[]oracle.Section{sec(removedMarker), sec(restart1), sec("", "c")}, ""},
+		// The restart marker names no UID: after a removal it may be either pod's.
+		{"removed, restart marker of the second pod", []*segment{seg("u", 0, "a"), seg("u", 1, "b"), removed(code(seg("v", 0, "c"), 2)), seg("v", 1, "d")},
+			[]oracle.Section{sec(removedMarker), sec("container restarted (restartCount 1): previous instance exited with code 2", "d")}, ""},
+		{"removed, restart marker of neither pod", []*segment{seg("u", 0, "a"), seg("u", 1, "b"), removed(code(seg("v", 0, "c"), 2)), seg("v", 1, "d")},
+			[]oracle.Section{sec(removedMarker), sec("container restarted (restartCount 1): previous instance exited with code 3", "d")}, "exited with code"},
 		// Rotated away before kubelogd wrote a line of the instance: nothing can tell.
 		{"rotated at an instance's start", []*segment{seg("u", 0, "a"), rotated(seg("u", 1, "b", "c"), true), seg("u", 1, "d")},
 			[]oracle.Section{sec("", "a"), sec(restart1, "d")}, ""},
