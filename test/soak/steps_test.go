@@ -269,12 +269,16 @@ func (w *world) recreate(p *podModel) (string, error) {
 	if err := pods.Delete(ctx, p.name, metav1.DeleteOptions{}); err != nil {
 		return "", err
 	}
-	gone, detail := eventually(30*time.Second, 50*time.Millisecond, func() (bool, string) {
+	// The fake kubelet completes the deletion once it has stopped the containers; on 2
+	// loaded cores (a 30-minute soak beside other jobs) that took over 30 s once, and a
+	// step that gives up leaves the model and the cluster apart.
+	const within = 2 * time.Minute
+	gone, detail := eventually(within, 50*time.Millisecond, func() (bool, string) {
 		_, err := pods.Get(ctx, p.name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
 	if !gone {
-		return "", fmt.Errorf("pod %s/%s not gone 30s after its deletion: %s", p.ns, p.name, detail)
+		return "", fmt.Errorf("pod %s/%s not gone %s after its deletion: %s", p.ns, p.name, within, detail)
 	}
 	if err := w.createPod(p, corev1.RestartPolicyAlways); err != nil {
 		return "", err
