@@ -177,6 +177,13 @@ func (d *Discovery) onUpdate(oldObj, newObj any) {
 	if ok1 && ok2 && o.ResourceVersion == n.ResourceVersion {
 		return // a relist replays unchanged objects
 	}
+	if ok1 && ok2 && o.UID != n.UID {
+		// The cache is keyed by namespace/name: a relist (after a 410, or a watch that
+		// was down) that finds the pod deleted and created again with the same name (a
+		// StatefulSet pod) delivers it as an update of the old one. The old pod is gone:
+		// its targets must stop reading by that name, which now serves the new pod's log.
+		d.onPod(oldObj, true)
+	}
 	d.onPod(newObj, false)
 }
 

@@ -1,6 +1,7 @@
 package informer
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -154,6 +155,28 @@ func TestDiscoveryDeliversChanges(t *testing.T) {
 	}
 	want := []string{"a/p1", "b/p3", "a/p1 deleted"}
 	waitFor(t, func() bool { return slices.Equal(rec.names(), want) })
+}
+
+// TestUpdateToAnotherUID: a relist that finds a pod recreated with the same name
+// delivers it as an update of the old object (the cache is keyed by name). The old pod is
+// reported deleted before the new one, so that its targets stop (soak seed 982157956: the
+// old pod's target read the new pod's log by name and wrote it under the old UID).
+func TestUpdateToAnotherUID(t *testing.T) {
+	rec := &recorder{}
+	d := &Discovery{handler: rec, logger: slog.New(slog.DiscardHandler)}
+	old, recreated := pod("a", "web-0"), pod("a", "web-0")
+	old.UID, old.ResourceVersion = "u1", "10"
+	recreated.UID, recreated.ResourceVersion = "u2", "12"
+	d.onUpdate(old, recreated)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var got []string
+	for _, p := range rec.pods {
+		got = append(got, fmt.Sprintf("%s deleted=%v", p.UID, p.Deleted))
+	}
+	if want := []string{"u1 deleted=true", "u2 deleted=false"}; !slices.Equal(got, want) {
+		t.Errorf("handler told %q, want %q", got, want)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
