@@ -82,3 +82,42 @@ func apiPod(uid string, st corev1.ContainerStatus) *corev1.Pod {
 		Status:     corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{st}},
 	}
 }
+
+// TestFirstReadAfterRestartChecksThePod: a read by pod name serves whatever pod of that
+// name exists. The first read of an instance begun after a restart has no replay to check
+// what it serves, so the pod is fetched first: another UID (the pod was recreated while
+// the watch was blind) or another instance writes nothing (soak seed 982157956: a
+// recreated pod's lines written under the old UID). The fake client answers every log
+// request with "fake logs", which consume takes for a kubelet error text: reaching it
+// shows the check let the read through.
+func TestFirstReadAfterRestartChecksThePod(t *testing.T) {
+	running := func(id string, restarts int32) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "app", ContainerID: id, RestartCount: restarts, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}
+	}
+	for _, tc := range []struct {
+		name  string
+		pod   *corev1.Pod
+		check bool  // the instance began after a restart
+		want  error // of readOnce
+	}{
+		{name: "the cursor's pod and instance", pod: apiPod("u1", running("c1", 1)), check: true, want: errBodyError},
+		{name: "recreated with another UID", pod: apiPod("u2", running("x1", 0)), check: true, want: errOtherPod},
+		{name: "restarted again", pod: apiPod("u1", running("c2", 2)), check: true, want: errInstanceReplaced},
+		{name: "first sight: not checked", pod: apiPod("u2", running("x1", 0)), check: false, want: errBodyError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, out := testTarget(t, tc.pod)
+			tg.inst.checkServed = tc.check
+			_, err := tg.readOnce(t.Context(), readFollow, false)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("readOnce = %v, want %v", err, tc.want)
+			}
+			if len(out.written) != 0 {
+				t.Errorf("wrote %q", out.written)
+			}
+			if tg.inst.checkServed != (tc.check && tc.want != errBodyError) {
+				t.Errorf("checkServed = %v after the read", tg.inst.checkServed)
+			}
+		})
+	}
+}

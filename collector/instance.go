@@ -30,6 +30,13 @@ type instance struct {
 	// quiet is what the last unverified replay held when the kubelet sent no more: a poll
 	// that finds the same settles the replay (see readRunning).
 	quiet *replaySig
+	// checkServed: the instance began after a restart seen while the target ran. A read
+	// by pod name serves whatever pod and instance of that name the API server and the
+	// kubelet hold at that moment: if the pod was deleted and created again (a StatefulSet
+	// pod) or restarted again, and the watch has not said so, a first read of this instance,
+	// which has no replay to check against what was written, would write another's lines
+	// here. So before such a read writes anything, the pod is fetched (see checkServed).
+	checkServed bool
 	// end is where the cursor stood when the last read ended cleanly, if the read after it
 	// has not ended otherwise: a read to the end that ends there again confirms the end of
 	// the instance's log (see endsAgain).
@@ -112,6 +119,28 @@ func (t *target) checkInstance(held []heldLine) error {
 		// The kubelet already serves a newer instance that its status report to the API
 		// server does not show yet.
 		return errShortReplay
+	}
+	return nil
+}
+
+// checkServed is asked, once the API server answered a first read of an instance that
+// began after a restart (instance.checkServed), whether the pod and instance it served are
+// the cursor's. A pod fetched after the request was answered that still has the target's
+// UID had it when the request was served too (a UID never comes back), and its status
+// names the instance the kubelet serves. It returns nil when they are the cursor's,
+// errInstanceReplaced when the container restarted again (the target's state now says
+// so), and errOtherPod or the fetch's error otherwise: the read is not consumed, and is
+// made again after a backoff (the watch will tell of a deletion meanwhile).
+func (t *target) checkServed(previous bool) error {
+	if err := t.refreshPod(t.ctx); err != nil {
+		return err
+	}
+	if previous {
+		return t.checkPrevious()
+	}
+	latest := t.snapshot()
+	if ct := latest.Container(t.container); ct != nil && ct.ContainerID != t.out.Cursor().ContainerID {
+		return errInstanceReplaced
 	}
 	return nil
 }

@@ -202,6 +202,12 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 		return false, fmt.Errorf("opening log stream: %w", err)
 	}
 	defer body.Close()
+	if t.inst.checkServed && !req.resuming {
+		if err := t.checkServed(previous); err != nil {
+			return false, fmt.Errorf("checking the pod before a first read of its new instance: %w", err)
+		}
+		t.inst.checkServed = false
+	}
 	t.inst.everRead = true
 	t.inst.answered = true
 	if mode == readPoll {

@@ -165,6 +165,7 @@ func (t *target) run(ctx context.Context) {
 			}
 			t.restartMarkers(ct, cur.RestartCount)
 			t.beginInstance(string(p.UID), ct)
+			t.inst.checkServed = true
 
 		case cur.Done || !ct.Started():
 			if p.Deleted {
@@ -238,7 +239,12 @@ func (t *target) finishReplacedInstance(ctx context.Context, p informer.Pod, ct 
 		}
 		return cur.Done
 	}
-	t.gap(gapPrevious, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
+	if p.Deleted {
+		// Logs are readable only while the pod object exists.
+		t.gap(gapPodDeleted, fmt.Sprintf("pod UID %s was deleted before the rest of the log of instance %s (restartCount %d) was read", cur.PodUID, shortID(cur.ContainerID), cur.RestartCount))
+	} else {
+		t.gap(gapPrevious, fmt.Sprintf("the rest of the log of instance %s (restartCount %d) is no longer available", shortID(cur.ContainerID), cur.RestartCount))
+	}
 	cur.Done = true
 	return true
 }
