@@ -77,13 +77,19 @@ demo: testbin $(BIN)/kubelogd
 	$(GO) build -o $(BIN)/kubelogd-demo ./hack/demo
 	$(BIN)/kubelogd-demo --kubelogd $(BIN)/kubelogd --output-dir $(CURDIR)/demo-logs
 
+# stern is the peer of make bench (issue #17), pinned in hack/tools/stern at v1.34.0, the
+# first release with --qps. Its module requires go 1.26.2: the Go 1.26 that builds
+# everything else builds it too, with no other toolchain.
+$(BIN)/stern: hack/tools/stern/go.mod hack/tools/stern/go.sum
+	cd hack/tools/stern && $(GO) build -ldflags='-s -w' -o $@ github.com/stern/stern
+
 ## bench: speed, memory and latency on the local control plane, as ratios to the peers.
-## Beside the transport limit and kubectl logs (once `make kubectl` has built it): one
-## table, and bin/bench.json. It needs only etcd and kube-apiserver of testbin, so a fresh
-## clone builds no more.
-bench: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubelogd
+## Beside the transport limit, stern and kubectl logs (once `make kubectl` has built it):
+## one table, and bin/bench.json. It builds only etcd and kube-apiserver of testbin, and
+## stern, so a fresh clone needs nothing else.
+bench: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubelogd $(BIN)/stern
 	$(GO) build -o $(BIN)/kubelogd-bench ./hack/bench
-	$(BIN)/kubelogd-bench --kubelogd $(BIN)/kubelogd --kubectl $(BIN)/kubectl --repo $(CURDIR) --json $(BIN)/bench.json
+	$(BIN)/kubelogd-bench --kubelogd $(BIN)/kubelogd --stern $(BIN)/stern --kubectl $(BIN)/kubectl --repo $(CURDIR) --json $(BIN)/bench.json
 
 ## bench-go: the in-process line-path benchmarks of collector and sink alone.
 bench-go:

@@ -40,6 +40,12 @@ type coverageResult struct {
 	// TransportCPUSeconds is the bench process's CPU time meanwhile: the client side of
 	// the transport alone (nothing else runs in it then; the kubelets are other processes).
 	TransportCPUSeconds float64 `json:"transport_cpu_seconds"`
+	// Stern is the peer on the same pods, after the transport alone and before kubelogd
+	// (see stern.go); the ratios are kubelogd's ExistingSeconds and Memory.RSSKiBPerStream
+	// over stern's.
+	Stern         *sternCoverage `json:"stern,omitempty"`
+	RatioStern    float64        `json:"existing_ratio_vs_stern,omitempty"`
+	RSSRatioStern float64        `json:"rss_per_stream_ratio_vs_stern,omitempty"`
 	// StartedSeconds and SyncedSeconds are when kubelogd logged "kubelogd started" and
 	// "pod informers synced", after its exec (0 if it did not).
 	StartedSeconds float64 `json:"started_seconds"`
@@ -120,6 +126,14 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 		res.TransportCPUSeconds = (cpu1 - cpu0).Seconds()
 	}
 	cfg.progress("coverage %d: the transport alone (client-go, QPS 500, burst 500) read every line %.2fs after its start (%d streams retried)", n, res.TransportSeconds, res.TransportRetries)
+	if cfg.stern != "" {
+		if res.Stern, err = runSternCoverage(ctx, cfg, e, nsExisting, n, coverageLines, coverageLineSize); err != nil {
+			return nil, fmt.Errorf("stern: %w", err)
+		}
+		m := res.Stern.Memory
+		cfg.progress("coverage %d: stern with %d idle streams: RSS %.1f MiB (%.1f KiB/stream), %d threads, %d fds",
+			n, m.Streams, float64(m.RSSBytes)/(1<<20), m.RSSKiBPerStream, m.Threads, m.FDs)
+	}
 
 	dir := filepath.Join(cfg.workDir, fmt.Sprintf("coverage-%d", n))
 	if !cfg.keep {
@@ -144,7 +158,7 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	}
 	defer d.stop()
 	stopTrace := traceMetrics(ctx, cfg, d, tr, nsExisting)
-	err = tr.wait(ctx, d, nsExisting, 5*time.Minute)
+	err = tr.wait(ctx, d.alive, nsExisting, 5*time.Minute)
 	stopTrace()
 	if err != nil {
 		return nil, err
@@ -167,6 +181,10 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	cfg.progress("coverage %d: %d idle streams: RSS %.1f MiB (%.1f KiB/stream: heap in use %.1f, free heap kept %.1f, stacks %.1f; Go runtime's total %.1f), %.0f goroutines, %d fds",
 		n, n, float64(res.Memory.RSSBytes)/(1<<20), res.Memory.RSSKiBPerStream, res.Memory.HeapKiBPerStream, res.Memory.HeapRetainedKiBPerStream,
 		res.Memory.StackKiBPerStream, res.Memory.SysKiBPerStream, res.Memory.Goroutines, res.Memory.FDs)
+	if st := res.Stern; st != nil {
+		res.RatioStern = res.ExistingSeconds / st.Seconds
+		res.RSSRatioStern = res.Memory.RSSKiBPerStream / st.Memory.RSSKiBPerStream
+	}
 
 	start = time.Now()
 	stopTrace = traceMetrics(ctx, cfg, d, tr, nsCreated)
@@ -182,7 +200,7 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 		}
 	}
 	res.CreatingSeconds = lastReady.Sub(start).Seconds()
-	err = tr.wait(ctx, d, nsCreated, 5*time.Minute)
+	err = tr.wait(ctx, d.alive, nsCreated, 5*time.Minute)
 	stopTrace()
 	if err != nil {
 		return nil, err
@@ -328,8 +346,9 @@ func (t *coverTracker) onLine(path string, line []byte, at time.Time) {
 	}
 }
 
-// wait blocks until every pod of ns is covered, kubelogd exits or timeout passes.
-func (t *coverTracker) wait(ctx context.Context, d *kubelogdProc, ns string, timeout time.Duration) error {
+// wait blocks until every pod of ns is covered, alive (polled every second) reports that
+// the reader exited, or timeout passes.
+func (t *coverTracker) wait(ctx context.Context, alive func() error, ns string, timeout time.Duration) error {
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -342,7 +361,7 @@ func (t *coverTracker) wait(ctx context.Context, d *kubelogdProc, ns string, tim
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(time.Second):
-			if err := d.alive(); err != nil {
+			if err := alive(); err != nil {
 				return err
 			}
 		}

@@ -137,6 +137,17 @@ func (e *env) waitFollowers(ctx context.Context, ns string, pods []int) error {
 	return errors.Join(errs...)
 }
 
+// waitClosed waits until no kubelet serves a log stream of ns any more.
+func (e *env) waitClosed(ctx context.Context, ns string) error {
+	errs := make([]error, len(e.hosts))
+	var wg sync.WaitGroup
+	for h := range e.hosts {
+		wg.Go(func() { _, errs[h] = e.hosts[h].call(ctx, hostReq{Op: "closed", NS: ns}) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // sysctl is a /proc/sys setting raised for the run and restored afterwards.
 type sysctl struct {
 	path     string

@@ -35,7 +35,7 @@ import (
 // hostReq is one request to a kubelet host.
 type hostReq struct {
 	ID int    `json:"id"`
-	Op string `json:"op"` // create, followers, emit, single
+	Op string `json:"op"` // create, followers, closed, emit, single
 	NS string `json:"ns"`
 	// Pods are the pod indices (names podName(i)) a create or emit works on.
 	Pods []int `json:"pods,omitempty"`
@@ -135,6 +135,10 @@ func (h *host) handle(ctx context.Context, req hostReq) hostResp {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		err = h.k.WaitForFollowers(wctx, req.NS, "", "", req.N)
 		cancel()
+	case "closed":
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = h.waitClosed(wctx, req.NS)
+		cancel()
 	case "emit":
 		resp.Counts, resp.Lag, err = h.emit(ctx, req)
 	case "single":
@@ -146,6 +150,22 @@ func (h *host) handle(ctx context.Context, req hostReq) hostResp {
 		resp.Err = err.Error()
 	}
 	return resp
+}
+
+// waitClosed waits until the kubelet serves no log stream of ns: the reader that had them
+// open has gone, and the API server has ended every stream it proxied for it.
+func (h *host) waitClosed(ctx context.Context, ns string) error {
+	for {
+		n := h.k.OpenStreams(ns, "", "")
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d log streams of %s still open: %w", n, ns, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // fill pads s with a repeating pattern to n bytes.

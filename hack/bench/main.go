@@ -3,10 +3,11 @@
 //
 //  1. single stream: 1,000,000 lines of one finished container into rotated files, wall
 //     and CPU time of the kubelogd process beside the transport limit (io.Copy of
-//     client-go's Stream(), and kubectl logs when bin/kubectl exists);
+//     client-go's Stream(), and kubectl logs when bin/kubectl exists) and stern;
 //  2. coverage: how long until every line of 1,000 and 5,000 pods is on disk, for pods
-//     that exist before kubelogd starts and for pods created after;
-//  3. memory per idle stream at 1,000 and 5,000 followed containers;
+//     that exist before kubelogd starts and for pods created after; for the former, beside
+//     the transport alone and stern (every line printed, see stern.go);
+//  3. memory per idle stream at 1,000 and 5,000 followed containers, kubelogd's and stern's;
 //  4. latency from a line's emission to its being readable in the file, 1,000 containers
 //     at 10 lines/s each;
 //  5. the in-process line path (go test -bench in collector and sink).
@@ -35,6 +36,7 @@ import (
 // config is what the scenarios need from the command line.
 type config struct {
 	self, kubelogd, kubectl, repo, workDir string
+	stern                                  string // the peer; "" when missing
 	profileDir                             string
 	scenarios                              map[string]bool
 	singleLines, singleRuns                int
@@ -82,6 +84,7 @@ func run() int {
 	var scenarios, sizes, jsonOut string
 	flag.StringVar(&cfg.kubelogd, "kubelogd", "bin/kubelogd", "kubelogd binary to measure")
 	flag.StringVar(&cfg.kubectl, "kubectl", "bin/kubectl", "kubectl binary for the transport comparison; skipped if missing")
+	flag.StringVar(&cfg.stern, "stern", "bin/stern", "stern binary, the peer of the single stream, coverage and memory (make bench builds it from hack/tools/stern); skipped if missing")
 	flag.StringVar(&cfg.repo, "repo", ".", "the kubelogd module, for go test -bench and the git commit")
 	flag.StringVar(&jsonOut, "json", "bin/bench.json", "where to write the results as JSON")
 	flag.StringVar(&scenarios, "scenarios", "single,coverage,latency,go", "scenarios to run (coverage includes memory)")
@@ -129,14 +132,20 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "bench: kubelogd binary: %v (make build)\n", err)
 		return 2
 	}
-	if cfg.kubectl != "" {
-		if p, err := filepath.Abs(cfg.kubectl); err == nil {
-			if _, err := os.Stat(p); err == nil {
-				cfg.kubectl = p
+	for _, p := range []*string{&cfg.kubectl, &cfg.stern} {
+		if *p == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(*p); err == nil {
+			if _, err := os.Stat(abs); err == nil {
+				*p = abs
 			} else {
-				cfg.kubectl = ""
+				*p = ""
 			}
 		}
+	}
+	if cfg.stern == "" && (cfg.scenarios["single"] || cfg.scenarios["coverage"]) {
+		fmt.Fprintln(os.Stderr, "bench: no stern binary (make bench builds bin/stern): its comparisons are skipped")
 	}
 	if cfg.profileDir != "" {
 		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {

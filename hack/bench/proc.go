@@ -121,25 +121,34 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // rss is VmRSS from /proc/<pid>/status, in bytes.
-func (d *kubelogdProc) rss() (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.pid))
+func (d *kubelogdProc) rss() (int64, error) { return procRSS(d.pid) }
+
+func procRSS(pid int) (int64, error) {
+	kb, err := procStatus(pid, "VmRSS")
+	return kb << 10, err
+}
+
+// procStatus is the number in a line of /proc/<pid>/status ("VmRSS", in kB, or "Threads").
+func procStatus(pid int, key string) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", d.pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", key, pid)
 }
 
 // fds counts the open file descriptors.
-func (d *kubelogdProc) fds() (int, error) {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.pid))
+func (d *kubelogdProc) fds() (int, error) { return procFDs(d.pid) }
+
+func procFDs(pid int) (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return len(ents), err
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +30,10 @@ type report struct {
 	LoadEnd     string  `json:"loadavg_end,omitempty"`
 	Inotify     string  `json:"inotify,omitempty"`
 	KubelogdBin string  `json:"kubelogd_binary"`
+	// SternBin is the peer's binary and SternVersion its module version, from the build
+	// information Go records in it.
+	SternBin     string `json:"stern_binary,omitempty"`
+	SternVersion string `json:"stern_version,omitempty"`
 	// ProfileDir is set when kubelogd ran in-process in the bench binary with pprof
 	// (--profile): its figures are of that build, not of the kubelogd binary.
 	ProfileDir string `json:"profile_dir,omitempty"`
@@ -68,6 +74,9 @@ func newReport(ctx context.Context, cfg *config) *report {
 		}
 		return strings.TrimSpace(string(out))
 	}
+	if cfg.stern != "" {
+		r.SternBin, r.SternVersion = cfg.stern, moduleVersion(cfg.stern, "github.com/stern/stern")
+	}
 	r.Commit = git("rev-parse", "--short=12", "HEAD")
 	r.Dirty = git("status", "--porcelain", "--untracked-files=no") != ""
 	r.Kernel = readTrim("/proc/sys/kernel/osrelease")
@@ -81,6 +90,20 @@ func newReport(ctx context.Context, cfg *config) *report {
 		}
 	}
 	return r
+}
+
+// moduleVersion is the version of module in the Go binary at path ("" if unknown).
+func moduleVersion(path, module string) string {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, m := range append([]*debug.Module{&info.Main}, info.Deps...) {
+		if m.Path == module {
+			return m.Version
+		}
+	}
+	return ""
 }
 
 func readTrim(path string) string {
@@ -116,7 +139,13 @@ func (r *report) finish() {
 			fmt.Sprintf("kubelogd %.2fs, io.Copy %.2fs", s.Kubelogd.WallSeconds, s.Copy.WallSeconds))
 	}
 	for _, c := range r.Coverage {
-		// The targets are set for 1,000 and 5,000 pods; other counts are reported only.
+		// A ratio to the peer holds at any pod count; the times below are set for 1,000 and
+		// 5,000 pods, other counts are reported only.
+		if st := c.Stern; st != nil {
+			add(fmt.Sprintf("coverage vs stern, %d pods existing before start", c.Pods), c.RatioStern, 1, "x", true,
+				fmt.Sprintf("kubelogd %.2fs (every line readable in its files), stern %.2fs (every line printed; --qps -1 --max-log-requests %d)",
+					c.ExistingSeconds, st.Seconds, st.MaxLogRequests))
+		}
 		goal := map[int]float64{1000: 2, 5000: 10}[c.Pods]
 		if goal == 0 {
 			continue
@@ -218,6 +247,9 @@ func (r *report) print(w io.Writer) {
 	if r.Inotify != "" {
 		fmt.Fprintln(w, r.Inotify)
 	}
+	if r.SternBin != "" {
+		fmt.Fprintf(w, "peer: stern %s (%s)\n", r.SternVersion, r.SternBin)
+	}
 	if r.ProfileDir != "" {
 		fmt.Fprintf(w, "PROFILED: kubelogd ran in-process in the bench binary with pprof; profiles in %s\n", r.ProfileDir)
 	}
@@ -242,17 +274,21 @@ func (r *report) print(w io.Writer) {
 	if s := r.Single; s != nil {
 		t.row(fmt.Sprintf("1 single stream: %s lines × %d B, %.1f MB timestamped, one finished container; best of %d",
 			commas(s.Lines), s.LineBytes, float64(s.StreamBytes)/1e6, len(s.Kubelogd.Walls)))
-		for _, tr := range []*toolRun{&s.Kubelogd, &s.Copy, s.Kubectl} {
+		for _, tr := range []*toolRun{&s.Kubelogd, &s.Copy, s.Kubectl, s.Stern} {
 			if tr == nil {
 				continue
 			}
-			name := map[string]string{"kubelogd": "kubelogd → rotated files", "io.Copy": "io.Copy(file, Stream())", "kubectl": "kubectl logs --timestamps > file"}[tr.Tool]
+			name := map[string]string{"kubelogd": "kubelogd → rotated files", "io.Copy": "io.Copy(file, Stream())", "kubectl": "kubectl logs --timestamps > file",
+				"stern": "stern --no-follow --timestamps > file"}[tr.Tool]
 			t.row("", name, fmt.Sprintf("%.2f s wall, %.2f s CPU, %.1f MB/s, %s lines/s", tr.WallSeconds, tr.CPUSeconds, tr.MBPerSec, commas(int(tr.LinesPerSec))), "")
 		}
 		t.row("", "kubelogd ÷ io.Copy", fmt.Sprintf("wall %.2f×, CPU %.2f×", s.WallRatio, s.CPURatio),
 			goal("single stream wall time vs the transport limit (io.Copy of Stream())", "wall ≤ 1.15×"))
 		if s.Kubectl != nil {
 			t.row("", "kubelogd ÷ kubectl", fmt.Sprintf("wall %.2f×, CPU %.2f×", s.WallRatioKubectl, s.CPURatioKubectl), "")
+		}
+		if s.Stern != nil {
+			t.row("", "kubelogd ÷ stern", fmt.Sprintf("wall %.2f×, CPU %.2f×", s.WallRatioStern, s.CPURatioStern), "")
 		}
 		t.row("", "kubelogd files", fmt.Sprintf("%d (--max-size-mb 100: the default)", s.Files), "")
 	}
@@ -272,13 +308,28 @@ func (r *report) print(w io.Writer) {
 			tv += fmt.Sprintf("; %d streams reopened, the first after: %s", c.TransportRetries, c.TransportFirstError)
 		}
 		t.row("", "  the transport alone (client-go, same QPS/burst)", tv, "")
+		if st := c.Stern; st != nil {
+			sv := fmt.Sprintf("%s; %.2f CPU-s = %.2f ms per stream; %s lines", sec(st.Seconds), st.CPUSeconds,
+				1000*st.CPUSeconds/float64(c.Pods), commas(st.Lines))
+			if st.Duplicates+st.Other == 0 {
+				sv += ", each once"
+			} else {
+				sv += fmt.Sprintf(", %d printed again, %d other lines", st.Duplicates, st.Other)
+			}
+			if st.Retries > 0 {
+				sv += fmt.Sprintf("; %d retries, the first: %s", st.Retries, st.FirstError)
+			}
+			t.row("", fmt.Sprintf("  stern (follows; --qps -1 --max-log-requests %d): exec → all printed", st.MaxLogRequests), sv, "")
+			t.row("", "  coverage vs stern: kubelogd ÷ stern", fmt.Sprintf("%.2f×", c.RatioStern),
+				goal(fmt.Sprintf("coverage vs stern, %d pods existing before start", c.Pods), "≤ 1.0×"))
+		}
 		t.row("", "created after start: pod ready → readable", fmt.Sprintf("p50 %.2f s, p99 %.2f s, max %.2f s", c.PodLagP50, c.PodLagP99, c.PodLagMax),
 			goal(fmt.Sprintf("coverage, %d pods created after start (worst pod)", c.Pods), maxLim))
 		t.row("", "created after start: first create → all readable", fmt.Sprintf("%.2f s (creating them took %.2f s)", c.CreatedSeconds, c.CreatingSeconds), "")
 		if c.Markers+c.ExtraLines > 0 || c.Reconnects > 0 {
 			t.row("", "anomalies", fmt.Sprintf("%d marker lines, %d extra lines, %.0f reconnects", c.Markers, c.ExtraLines, c.Reconnects), "")
 		}
-		for _, m := range []memResult{c.Memory, c.Memory2} {
+		for i, m := range []memResult{c.Memory, c.Memory2} {
 			if m.Streams == 0 {
 				continue
 			}
@@ -291,6 +342,12 @@ func (r *report) print(w io.Writer) {
 				float64(m.RSSBytes)/(1<<20), m.RSSKiBPerStream, m.HeapKiBPerStream, m.HeapRetainedKiBPerStream, m.StackKiBPerStream), g)
 			t.row("", "goroutines (go_goroutines)", fmt.Sprintf("%.0f = %.2f/stream", m.Goroutines, m.GoroutinesPerStream), "")
 			t.row("", "open fds (/proc/<pid>/fd)", fmt.Sprintf("%d = %.3f/stream", m.FDs, m.FDsPerStream), "")
+			if st := c.Stern; st != nil && i == 0 {
+				sm := st.Memory
+				t.row("", "stern, the same idle streams", fmt.Sprintf("VmRSS %.1f MiB = %.1f KiB/stream; %d threads; %d fds = %.3f/stream",
+					float64(sm.RSSBytes)/(1<<20), sm.RSSKiBPerStream, sm.Threads, sm.FDs, sm.FDsPerStream), "")
+				t.row("", "RSS per idle stream vs stern", fmt.Sprintf("kubelogd ÷ stern %.2f×", c.RSSRatioStern), "")
+			}
 		}
 	}
 	if len(r.Coverage) >= 2 {

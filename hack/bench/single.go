@@ -37,18 +37,22 @@ type singleResult struct {
 	Kubelogd    toolRun  `json:"kubelogd"`
 	Copy        toolRun  `json:"io_copy"`
 	Kubectl     *toolRun `json:"kubectl,omitempty"`
+	Stern       *toolRun `json:"stern,omitempty"`
 	// Ratios of kubelogd to the transport limit (io.Copy of client-go's Stream).
 	WallRatio float64 `json:"wall_ratio_vs_io_copy"`
 	CPURatio  float64 `json:"cpu_ratio_vs_io_copy"`
 	// The same against kubectl logs, when bin/kubectl exists.
 	WallRatioKubectl float64 `json:"wall_ratio_vs_kubectl,omitempty"`
 	CPURatioKubectl  float64 `json:"cpu_ratio_vs_kubectl,omitempty"`
+	// And against stern --no-follow, when --stern is given.
+	WallRatioStern float64 `json:"wall_ratio_vs_stern,omitempty"`
+	CPURatioStern  float64 `json:"cpu_ratio_vs_stern,omitempty"`
 }
 
 const singleNS = "single"
 
-// runSingle: one finished container with cfg.singleLines lines, read by io.Copy, kubectl
-// and kubelogd in turns, cfg.singleRuns rounds.
+// runSingle: one finished container with cfg.singleLines lines, read by io.Copy, kubectl,
+// stern and kubelogd in turns, cfg.singleRuns rounds.
 func runSingle(ctx context.Context, cfg *config) (*singleResult, error) {
 	e, err := startEnv(ctx, cfg.self, 1, nil)
 	if err != nil {
@@ -106,6 +110,22 @@ func runSingle(ctx context.Context, cfg *config) (*singleResult, error) {
 			_ = os.Remove(out)
 		}
 
+		if cfg.stern != "" {
+			// --no-follow, as kubectl logs without -f: the container has finished, and a
+			// follow would wait for more. --timestamps in UTC prints the kubelet's own
+			// timestamps, so stern's output is the stream, byte for byte.
+			out := filepath.Join(work, "stern.log")
+			args := append(sternArgs(e.c.Kubeconfig), "^single$", "--namespace", singleNS, "--container", container,
+				"--no-follow", "--output", "raw", "--timestamps", "--timezone", "UTC")
+			wall, cpu, err := timeCommand(ctx, out, res.StreamBytes, cfg.stern, args...)
+			if err != nil {
+				return nil, fmt.Errorf("stern: %w", err)
+			}
+			record("stern", wall, cpu)
+			cfg.progress("single: round %d: stern --no-follow --timestamps %s wall, %s CPU", round+1, wall.Round(time.Millisecond), cpu)
+			_ = os.Remove(out)
+		}
+
 		dir := filepath.Join(work, fmt.Sprintf("kubelogd-%d", round))
 		wall, cpu, files, err := singleKubelogd(ctx, cfg, e.c.Kubeconfig, dir, res.StreamBytes)
 		if err != nil {
@@ -130,6 +150,12 @@ func runSingle(ctx context.Context, cfg *config) (*singleResult, error) {
 		res.Kubectl = k
 		res.WallRatioKubectl = res.Kubelogd.WallSeconds / k.WallSeconds
 		res.CPURatioKubectl = res.Kubelogd.CPUSeconds / k.CPUSeconds
+	}
+	if st := runs["stern"]; st != nil {
+		fill(st)
+		res.Stern = st
+		res.WallRatioStern = res.Kubelogd.WallSeconds / st.WallSeconds
+		res.CPURatioStern = res.Kubelogd.CPUSeconds / st.CPUSeconds
 	}
 	return res, nil
 }
