@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -30,6 +31,8 @@ type memSink struct {
 	cur       sink.Cursor
 	partBytes int
 	refuse    int      // Writes still to refuse, as a full disk does
+	flushFail int      // Flushes still to fail, as a full disk does
+	flushDue  bool     // FlushDue's answer: a flush is due after every line
 	written   []string // lines and markers in the order written
 	parts     int      // WritePart calls that wrote a part
 	partial   []byte   // the parts written of the cursor's partial line
@@ -85,9 +88,15 @@ func (m *memSink) WritePart(rec sink.Record) (int, error) {
 	return n, nil
 }
 
-func (m *memSink) PartBytes() int            { return m.partBytes }
-func (m *memSink) Flush() error              { return nil }
-func (m *memSink) FlushDue(time.Time) bool   { return false }
+func (m *memSink) PartBytes() int { return m.partBytes }
+func (m *memSink) Flush() error {
+	if m.flushFail > 0 {
+		m.flushFail--
+		return errors.New("writing /var/log/kubelogd/x.log: no space left on device")
+	}
+	return nil
+}
+func (m *memSink) FlushDue(time.Time) bool   { return m.flushDue }
 func (m *memSink) TakeOutsideChange() string { return "" }
 func (m *memSink) TakeOutsideMarked() string { return "" }
 
@@ -513,5 +522,48 @@ func TestReasonFor(t *testing.T) {
 				t.Errorf("reasonFor(%v) = %s, want %s", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+// countingHandler counts the records logged at each level.
+type countingHandler struct {
+	mu sync.Mutex
+	n  map[slog.Level]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n[r.Level]++
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestFullDiskLoggedOnce: while the disk refuses data, the ERROR that says collection is
+// paused is logged once, however many flushes fail: a stream cancelled meanwhile flushes
+// after each of its buffered lines, and the soak (seed 982157956) logged it 50 times in 4
+// ms. Writing resumed is logged once too.
+func TestFullDiskLoggedOnce(t *testing.T) {
+	tg, out := testTarget(t, runningPod("c1", 0, ""))
+	h := &countingHandler{n: map[slog.Level]int{}}
+	tg.logger = slog.New(h)
+	out.flushFail, out.flushDue = 1000, true
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the stream was cancelled: every flush gives up after one try
+	var body strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&body, "2026-12-04T09:22:45.%09dZ line %d\n", i, i)
+	}
+	_, _ = tg.consume(ctx, strings.NewReader(body.String()), tg.newRequest(readFollow, false), nil)
+	if got := h.n[slog.LevelError]; got != 1 {
+		t.Errorf("%d ERROR records while the disk was full, want 1", got)
+	}
+	out.flushFail = 0
+	tg.flush(t.Context())
+	tg.flush(t.Context())
+	if got := h.n[slog.LevelInfo]; got != 1 {
+		t.Errorf("%d INFO records once writing resumed, want 1", got)
 	}
 }

@@ -38,6 +38,10 @@ type target struct {
 	// changed is set when a sleep was cut short by a change of the pod's state, so that
 	// the next waitForChange does not wait for another.
 	changed bool
+	// writePaused is set while the file refuses data (a full disk): the ERROR that says
+	// so is logged once when writing stops, and an INFO when it resumes, however many
+	// flushes fail in between (a cancelled stream's buffered lines each try one).
+	writePaused bool
 	// pollEvery is the wait between polls of the running instance, while its node cannot
 	// follow; 0 while it is followed.
 	pollEvery time.Duration
@@ -354,7 +358,6 @@ func (t *target) flush(ctx context.Context) {
 	if t.out == nil {
 		return
 	}
-	logged := false
 	for {
 		err := t.out.Flush()
 		if what := t.out.TakeOutsideMarked(); what != "" {
@@ -369,14 +372,15 @@ func (t *target) flush(ctx context.Context) {
 			t.gap(gapFilesRemoved, sink.OutsideDetail(what))
 		}
 		if err == nil {
-			if logged {
+			if t.writePaused {
 				t.logger.Info("writing resumed")
+				t.writePaused = false
 			}
 			return
 		}
-		if !logged {
+		if !t.writePaused {
 			t.logger.Error("cannot write output file; collection paused until it can", "err", err)
-			logged = true
+			t.writePaused = true
 		}
 		if !t.sleep(ctx) {
 			return
