@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/kubelogd/kubelogd/informer"
 	"github.com/kubelogd/kubelogd/sink"
@@ -32,9 +33,17 @@ type Config struct {
 	// MaxStreamLifetime reopens a follow stream after this long (minus up to 10% jitter),
 	// before the kubelet's own streaming timeout cuts it. Default 1h; negative disables it.
 	MaxStreamLifetime time.Duration
-	// PollMaxInterval caps the wait between two polls of a quiet container whose node
-	// cannot follow logs. Default 30s; never below 5s.
+	// PollMaxInterval caps the wait between two polls of a quiet container (beyond the
+	// follow budget, or on a node that cannot follow logs). Default 30s; never below the
+	// least interval (1s, 5s on a node out of inotify instances).
 	PollMaxInterval time.Duration
+	// MaxStreamsPerNode and MaxStreams bound the follow streams open at once on one node
+	// and in all (see budget); containers beyond them are polled. 0: unlimited.
+	MaxStreamsPerNode, MaxStreams int
+	// PollQPS bounds the polls per second of all containers, and PollBurst their burst.
+	// Default 250 (half the client's default QPS of 500) and 1.
+	PollQPS   float64
+	PollBurst int
 	// OnPod, if set, is told about every pod that is collected when it is first seen and
 	// when it is deleted (for the pod metadata file). It must not block.
 	OnPod func(informer.Pod)
@@ -61,6 +70,12 @@ func (c *Config) defaults() {
 	if c.PollMaxInterval <= 0 {
 		c.PollMaxInterval = 30 * time.Second
 	}
+	if c.PollQPS <= 0 {
+		c.PollQPS = 250
+	}
+	if c.PollBurst <= 0 {
+		c.PollBurst = 1
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -77,6 +92,9 @@ type Collector struct {
 	metrics *metrics
 	// nodes are the nodes whose kubelet cannot follow logs now.
 	nodes *nodes
+	// budget bounds the follow streams; pollRate the polls of the containers beyond it.
+	budget   *budget
+	pollRate flowcontrol.RateLimiter
 
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
@@ -104,6 +122,8 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
 	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })
+	c.budget = newBudget(cfg.MaxStreamsPerNode, cfg.MaxStreams)
+	c.pollRate = flowcontrol.NewTokenBucketRateLimiter(float32(cfg.PollQPS), cfg.PollBurst)
 	return c
 }
 

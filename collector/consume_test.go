@@ -509,6 +509,7 @@ func TestReasonFor(t *testing.T) {
 		{"stalled", errStalled, reasonStall},
 		{"clock stepped back", errClockStep, reasonStall},
 		{"lifetime", errLifetime, reasonLifetime},
+		{"demoted", errDemoted, reasonDemoted},
 		{"torn line", errTornLine, reasonTornLine},
 		{"short replay", errShortReplay, reasonShortReplay},
 		{"instance replaced", errInstanceReplaced, reasonShortReplay},

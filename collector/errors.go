@@ -35,6 +35,9 @@ var (
 	// errClockStep: the kubelet holds lines after the last one written that are stamped
 	// before the stream's sinceTime, which hides them (the node's clock stepped back).
 	errClockStep = errors.New("the kubelet holds lines stamped before the resume point (node clock stepped back?)")
+	// errDemoted: the stream stayed idle while a busier polled container waited for its
+	// follow slot (see budget).
+	errDemoted = errors.New("idle stream demoted to polling")
 )
 
 // reasonFor names why a read ended, for kubelogd_reconnects_total.
@@ -47,6 +50,8 @@ func reasonFor(err error) string {
 		return reasonStall
 	case errors.Is(err, errLifetime):
 		return reasonLifetime
+	case errors.Is(err, errDemoted):
+		return reasonDemoted
 	case errors.Is(err, errTornLine):
 		return reasonTornLine
 	case errors.Is(err, errShortReplay), errors.Is(err, errInstanceReplaced):

@@ -11,6 +11,7 @@ const (
 	reasonEOF         = "eof_while_running" // the kubelet ended the stream; the container runs on
 	reasonStall       = "stall"             // the watchdog found lines the stream did not deliver
 	reasonLifetime    = "max_lifetime"      // the stream reached --max-stream-lifetime
+	reasonDemoted     = "demoted"           // an idle stream gave its follow slot up (see budget)
 	reasonHTTPError   = "http_error"        // the request failed with an HTTP error
 	reasonForbidden   = "forbidden"         // 403: a permission is missing
 	reasonAPIServer   = "apiserver_gone"    // no answer from the API server at all
@@ -19,7 +20,7 @@ const (
 	reasonShortReplay = "short_replay"      // a resumed stream ended before its replay was verified
 )
 
-var reconnectReasons = []string{reasonEOF, reasonStall, reasonLifetime, reasonHTTPError, reasonForbidden,
+var reconnectReasons = []string{reasonEOF, reasonStall, reasonLifetime, reasonDemoted, reasonHTTPError, reasonForbidden,
 	reasonAPIServer, reasonBodyError, reasonTornLine, reasonShortReplay}
 
 // Kinds of gap; the values of kubelogd_gaps_total's reason label.
@@ -44,7 +45,7 @@ const (
 	stateStreaming = "streaming" // a log stream is open
 	stateWaiting   = "waiting"   // waiting for a retry, the rate limiter, or the container to start
 	stateFinished  = "finished"  // the instance's log was read to its end
-	statePolling   = "polling"   // read by polls: its node cannot follow logs
+	statePolling   = "polling"   // read by polls: beyond the follow budget, or its node cannot follow logs
 )
 
 var targetStates = []string{stateStreaming, stateWaiting, stateFinished, statePolling}
@@ -77,6 +78,11 @@ type metrics struct {
 	kubeletErrors *prometheus.CounterVec
 	polls         prometheus.Counter
 	nodesOut      prometheus.Gauge
+	// The follow budget: streams given to polled containers and taken from idle ones, and
+	// the time between two polls of one container.
+	promotions   prometheus.Counter
+	demotions    prometheus.Counter
+	pollInterval prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metrics {
@@ -115,7 +121,18 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 			Name: "kubelogd_kubelet_errors_total", Help: "Error texts kubelets wrote into log streams, by kind.",
 		}, []string{"reason"}),
 		polls: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kubelogd_polls_total", Help: "Reads without follow of running containers whose node cannot follow logs.",
+			Name: "kubelogd_polls_total", Help: "Reads without follow of running containers without a stream: beyond the follow budget, or on a node that cannot follow logs.",
+		}),
+		promotions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubelogd_stream_promotions_total", Help: "Polled containers given a follow stream (a slot of the follow budget came free).",
+		}),
+		demotions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubelogd_stream_demotions_total", Help: "Idle streams that gave their follow slot to a busier polled container.",
+		}),
+		pollInterval: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kubelogd_poll_interval_seconds",
+			Help:    "Time between two polls of one container; above --poll-max-interval when the poll rate (--poll-qps) cannot keep up.",
+			Buckets: []float64{1, 2, 5, 10, 15, 20, 30, 45, 60, 120, 300},
 		}),
 		nodesOut: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kubelogd_nodes_inotify_exhausted", Help: "Nodes whose kubelet is out of inotify instances: their containers are polled.",
@@ -128,6 +145,7 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 	}
 	reg.MustRegister(m.lines, m.bytes, m.streamsOpen, m.opened, m.reconnects, m.skipped, m.gaps,
 		m.restarts, m.targets, m.desired, m.lag, m.kubeletErrors, m.polls, m.nodesOut,
+		m.promotions, m.demotions, m.pollInterval,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kubelogd_oldest_waiting_target_age_seconds",
 			Help: "How long the container that has waited longest for a stream has been waiting (0: none waits).",

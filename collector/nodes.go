@@ -74,6 +74,14 @@ func (n *nodes) mayFollow(node string) (ok, trial bool) {
 	}
 }
 
+// out reports whether node is out of inotify instances, as far as is known; unlike
+// mayFollow it grants no trial.
+func (n *nodes) out(node string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.m[node] != nil
+}
+
 // exhausted records that a follow on node failed for want of inotify instances.
 func (n *nodes) exhausted(node string) {
 	n.mu.Lock()

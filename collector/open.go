@@ -89,6 +89,9 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	case errors.Is(err, errLifetime):
 		t.logger.Debug("reopening stream at its maximum lifetime")
 		return true
+	case errors.Is(err, errDemoted):
+		t.demote()
+		return true
 	case errors.Is(err, errInstanceReplaced):
 		// refreshPod has put the new instance into the target's state: the loop reads the
 		// old one's remainder with previous=true, then the new one from its start.
@@ -232,7 +235,7 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	}
 	defer func() {
 		// A stream the watchdog cancelled ends in a read error; report why instead.
-		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime) || errors.Is(cause, errShortReplay) || errors.Is(cause, errClockStep)) {
+		if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errLifetime) || errors.Is(cause, errShortReplay) || errors.Is(cause, errClockStep) || errors.Is(cause, errDemoted)) {
 			err = cause
 		}
 	}()

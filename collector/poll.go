@@ -20,6 +20,12 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 	}
 	ok, trial := t.c.nodes.mayFollow(p.Node)
 	if !ok {
+		t.releaseSlot()
+		t.poll(ctx, p, ct)
+		return
+	}
+	if !t.holdSlot(p.Node) {
+		// The follow budget is spent (see budget): polled until a slot is free.
 		t.poll(ctx, p, ct)
 		return
 	}
@@ -38,23 +44,94 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 }
 
 // poll reads what the kubelet has of the running instance from the cursor, then waits
-// before the next read: nodePollInterval after lines came, twice as long after each poll
-// that found none, up to PollMaxInterval. A change of the container's instance or state
-// ends the wait.
+// before the next read: the least interval after lines came (pollMinInterval, or
+// nodePollInterval on a node out of inotify instances), twice as long after each poll that
+// found none, up to PollMaxInterval. Polls share a rate of their own (Config.PollQPS), so
+// that stream opens and probes keep their room in the client's: when it cannot poll every
+// container within the interval, the interval stretches (kubelogd_poll_interval_seconds
+// shows it). A change of the container's instance or state ends the wait.
 func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Container) {
+	if err := t.c.pollRate.Wait(ctx); err != nil {
+		return
+	}
+	now := t.c.cfg.Now()
+	if !t.lastPoll.IsZero() {
+		t.sm.m.pollInterval.Observe(now.Sub(t.lastPoll).Seconds())
+	}
+	t.lastPoll = now
 	before := t.file.Cursor().Lines
 	t.readInstance(ctx, p, ct, readPoll, false)
 	if ctx.Err() != nil {
 		return
 	}
-	switch {
-	case t.file.Cursor().Lines != before || t.pollEvery == 0:
-		t.pollEvery = nodePollInterval
-	default:
-		t.pollEvery = min(2*t.pollEvery, max(t.c.cfg.PollMaxInterval, nodePollInterval))
+	least := pollMinInterval
+	if t.c.nodes.out(p.Node) {
+		least = nodePollInterval
 	}
+	found := t.file.Cursor().Lines != before
+	switch {
+	case found || t.pollEvery == 0:
+		t.pollEvery = least
+	default:
+		t.pollEvery = min(2*t.pollEvery, max(t.c.cfg.PollMaxInterval, least))
+	}
+	// A poll that found lines makes the container a candidate for a stream.
+	t.want(p.Node, found && t.c.budget.limited())
 	t.setState(statePolling)
 	t.waitPoll(ctx, ct, t.pollEvery)
+}
+
+// pollMinInterval is the least time between two polls of one container the follow budget
+// left without a stream.
+const pollMinInterval = time.Second
+
+// holdSlot reports whether the target holds a follow slot on node, taking a free one if it
+// does not (see budget). A target that gave its slot up waits a stall timeout before it
+// takes one again, so that slots do not flap.
+func (t *target) holdSlot(node string) bool {
+	if t.slot != "" {
+		return true
+	}
+	if t.c.cfg.Now().Before(t.noSlotUntil) || !t.c.budget.acquire(node) {
+		return false
+	}
+	t.slot = node
+	t.want(node, false)
+	if t.pollEvery != 0 {
+		t.sm.m.promotions.Inc()
+		t.logger.Debug("container promoted from polling to a stream")
+	}
+	return true
+}
+
+// releaseSlot gives the target's follow slot back, if it holds one.
+func (t *target) releaseSlot() {
+	if t.slot != "" {
+		t.c.budget.release(t.slot)
+		t.slot = ""
+	}
+}
+
+// demote gives the slot of a stream that stayed idle while a busy polled container waited
+// for one (errDemoted): the container is polled from now on, and takes no slot for a stall
+// timeout.
+func (t *target) demote() {
+	t.releaseSlot()
+	t.noSlotUntil = t.c.cfg.Now().Add(t.c.cfg.StallTimeout)
+	t.sm.m.demotions.Inc()
+	t.logger.Debug("idle stream demoted to polling: a busier container waits for its slot")
+}
+
+// want records whether the target, polled, would rather stream (see budget.setWanting).
+func (t *target) want(node string, on bool) {
+	switch {
+	case on && t.wantNode == "":
+		t.c.budget.setWanting(node, true)
+		t.wantNode = node
+	case !on && t.wantNode != "":
+		t.c.budget.setWanting(t.wantNode, false)
+		t.wantNode = ""
+	}
 }
 
 // waitPoll waits d, or less if the pod is deleted or the container's instance changes or

@@ -42,6 +42,12 @@ type target struct {
 	// so is logged once when writing stops, and an INFO when it resumes, however many
 	// flushes fail in between (a cancelled stream's buffered lines each try one).
 	writePaused bool
+	// slot is the node whose follow slot the target holds ("" none), wantNode the node on
+	// which it waits for one, polled ("" none), and noSlotUntil when a demoted target may
+	// take one again (see budget). lastPoll is when it last polled.
+	slot, wantNode string
+	noSlotUntil    time.Time
+	lastPoll       time.Time
 	// pollEvery is the wait between polls of the running instance, while its node cannot
 	// follow; 0 while it is followed.
 	pollEvery time.Duration
@@ -121,6 +127,8 @@ func (t *target) run(ctx context.Context) {
 	t.ctx = ctx
 	defer t.setState("")
 	defer t.closeFile()
+	defer t.want("", false)
+	defer t.releaseSlot()
 	for ctx.Err() == nil {
 		p := t.snapshot()
 		ct := p.Container(t.container)
@@ -172,6 +180,8 @@ func (t *target) run(ctx context.Context) {
 			t.inst.checkServed = true
 
 		case cur.Done || !ct.Started():
+			t.releaseSlot()
+			t.want("", false)
 			if p.Deleted {
 				return
 			}
@@ -205,6 +215,8 @@ func (t *target) run(ctx context.Context) {
 				continue
 			}
 			if !ct.Running {
+				t.releaseSlot()
+				t.want("", false)
 				t.readInstance(ctx, p, ct, readToEnd, false)
 				continue
 			}

@@ -65,6 +65,8 @@ type watchdog struct {
 	t                *target
 	follow, previous bool
 	slow, fast       time.Duration // check intervals while idle, and while something is pending
+	// slot is the node of the follow slot the stream holds (see budget), "" if none.
+	slot string
 
 	mu       sync.Mutex
 	stopped  bool
@@ -80,6 +82,9 @@ type watchdog struct {
 func (t *target) startWatchdog(ctx context.Context, cancel context.CancelCauseFunc, follow, previous bool) *watchdog {
 	cfg := &t.c.cfg
 	w := &watchdog{ctx: ctx, cancel: cancel, t: t, follow: follow, previous: previous, interval: cfg.StallTimeout}
+	if follow && !previous {
+		w.slot = t.slot
+	}
 	// Tick slowly while the stream is merely idle (thousands of idle streams must cost
 	// next to nothing) and fast while a replay or an instance change is pending.
 	w.slow = max(cfg.StallTimeout/4, 10*time.Millisecond)
@@ -155,6 +160,12 @@ func (w *watchdog) inspect() bool {
 	idle := now.Sub(time.Unix(0, read))
 	if w.replaying.Load() && w.answering.Load() && idle >= replayIdle {
 		w.cancel(errShortReplay)
+		return false
+	}
+	if w.slot != "" && !w.replaying.Load() && idle >= cfg.StallTimeout && t.c.budget.contended(w.slot) {
+		// Idle for a stall timeout while a busier container is polled for want of the
+		// slot this stream holds: it gives the slot up and is polled itself.
+		w.cancel(errDemoted)
 		return false
 	}
 	if read > w.lastProbe {

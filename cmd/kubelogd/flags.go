@@ -49,7 +49,7 @@ type flagGroup struct {
 type options struct {
 	namespaces, excludeNS       stringList
 	format, logFormat, logLevel string
-	qps                         float64
+	qps, pollQPS                float64
 	showVersion, help           bool
 }
 
@@ -97,7 +97,10 @@ func newFlagSet(cfg *daemon.Config, o *options) (*pflag.FlagSet, []flagGroup) {
 	g.DurationVar(&cfg.Collector.Since, "since", 0, "for a container kubelogd has no cursor for, how far back to read (0: everything the kubelet still has)")
 	g.DurationVar(&cfg.Collector.StallTimeout, "stall-timeout", 2*time.Minute, "a stream silent this long is probed; if the kubelet has lines it did not deliver, it is reopened")
 	g.DurationVar(&cfg.Collector.MaxStreamLifetime, "max-stream-lifetime", time.Hour, "reopen follow streams after this long (0: never)")
-	g.DurationVar(&cfg.Collector.PollMaxInterval, "poll-max-interval", 30*time.Second, "longest wait between two polls of a quiet container whose node cannot follow logs (at least 5s)")
+	g.IntVar(&cfg.Collector.MaxStreamsPerNode, "max-streams-per-node", 50, "follow streams open at once on one node, each an inotify instance of its kubelet; containers beyond it are polled (0: unlimited)")
+	g.IntVar(&cfg.Collector.MaxStreams, "max-streams", 2000, "follow streams open at once in all; containers beyond it are polled (0: unlimited)")
+	g.Float64Var(&o.pollQPS, "poll-qps", 0, "polls per second of all polled containers, within --kube-api-qps (0: half of --kube-api-qps)")
+	g.DurationVar(&cfg.Collector.PollMaxInterval, "poll-max-interval", 30*time.Second, "longest wait between two polls of a quiet polled container (at least 1s; 5s on a node out of inotify instances)")
 
 	g = group("Metrics and logs")
 	g.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of /metrics, /healthz and /readyz (empty: off)")
@@ -177,6 +180,19 @@ func parse(args []string, stderr io.Writer) (daemon.Config, *slog.Logger, error)
 		return cfg, nil, fmt.Errorf("unexpected argument %q (see kubelogd --help)", fs.Arg(0))
 	}
 	cfg.QPS = float32(o.qps)
+	switch {
+	case o.pollQPS < 0:
+		return cfg, nil, errors.New("--poll-qps must not be negative")
+	case o.pollQPS == 0:
+		cfg.Collector.PollQPS = o.qps / 2
+	case o.pollQPS > o.qps:
+		return cfg, nil, fmt.Errorf("--poll-qps %g exceeds --kube-api-qps %g: polls would leave stream opens and probes no room", o.pollQPS, o.qps)
+	default:
+		cfg.Collector.PollQPS = o.pollQPS
+	}
+	if cfg.Collector.MaxStreamsPerNode < 0 || cfg.Collector.MaxStreams < 0 {
+		return cfg, nil, errors.New("--max-streams-per-node and --max-streams must not be negative (0: unlimited)")
+	}
 	switch lt := cfg.Collector.MaxStreamLifetime; {
 	case lt < 0:
 		return cfg, nil, errors.New("--max-stream-lifetime must not be negative")

@@ -258,6 +258,14 @@ func (k *Kubelet) OpenStreams(namespace, pod, container string) int {
 	return n
 }
 
+// MaxFollowStreams is the most follow streams that were ever open at once on this node:
+// each holds an inotify instance of a real kubelet.
+func (k *Kubelet) MaxFollowStreams() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.maxFollows
+}
+
 // WaitForStreams waits until at least n log streams of the selected containers are open.
 func (k *Kubelet) WaitForStreams(ctx context.Context, namespace, pod, container string, n int) error {
 	return poll(ctx, func() bool { return k.OpenStreams(namespace, pod, container) >= n }, func() error {

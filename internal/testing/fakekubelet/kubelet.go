@@ -72,15 +72,18 @@ type Kubelet struct {
 
 	// mu guards everything below. It is held only briefly and never across API calls
 	// or blocking network writes.
-	mu        sync.Mutex
-	closed    bool
-	state     map[types.UID]*podState
-	byName    map[string]types.UID // "ns/name" → UID of the newest pod with that name
-	streams   map[*stream]struct{}
-	requests  []*Request
-	faults    faults
-	holds     []target
-	deleteSet map[string]types.UID // pods whose graceful deletion is due, by "ns/name"
+	mu      sync.Mutex
+	closed  bool
+	state   map[types.UID]*podState
+	byName  map[string]types.UID // "ns/name" → UID of the newest pod with that name
+	streams map[*stream]struct{}
+	// follows and maxFollows: follow streams open now, and the most ever open at once
+	// (MaxFollowStreams).
+	follows, maxFollows int
+	requests            []*Request
+	faults              faults
+	holds               []target
+	deleteSet           map[string]types.UID // pods whose graceful deletion is due, by "ns/name"
 
 	// deleteKick wakes the deletion worker; buffered so that a kick never blocks.
 	deleteKick chan struct{}

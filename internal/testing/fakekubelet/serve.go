@@ -101,11 +101,18 @@ func (k *Kubelet) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 		s.script = &scriptState{Script: *sc}
 	}
 	k.streams[s] = struct{}{}
+	if s.follow {
+		k.follows++
+		k.maxFollows = max(k.maxFollows, k.follows)
+	}
 	req.Status = http.StatusOK
 	k.mu.Unlock()
 	defer func() {
 		k.mu.Lock()
 		delete(k.streams, s)
+		if s.follow {
+			k.follows--
+		}
 		k.mu.Unlock()
 	}()
 

@@ -1,0 +1,45 @@
+package collector
+
+import "testing"
+
+// TestBudget: slots per node and in all, and when an idle stream must give its slot up.
+func TestBudget(t *testing.T) {
+	b := newBudget(2, 3)
+	for i, want := range []bool{true, true, false} {
+		if got := b.acquire("n1"); got != want {
+			t.Fatalf("acquire n1 #%d = %v, want %v (2 per node)", i, got, want)
+		}
+	}
+	if !b.acquire("n2") || b.acquire("n3") {
+		t.Fatal("the third slot in all must be the last (3 in all)")
+	}
+	if b.contended("n1") {
+		t.Error("contended with nobody wanting a slot")
+	}
+	b.setWanting("n1", true)
+	if !b.contended("n1") {
+		t.Error("n1 is full and a polled container of n1 wants a slot: n1's idle stream must yield")
+	}
+	if b.contended("n2") {
+		t.Error("n2's stream yielding frees nothing for n1, whose own budget is full")
+	}
+	b.setWanting("n1", false)
+	b.setWanting("n3", true)
+	if !b.contended("n2") || !b.contended("n1") {
+		t.Error("the total is full and n3 has room: any idle stream must yield")
+	}
+	b.release("n2")
+	if b.contended("n1") {
+		t.Error("a slot is free: nobody must yield")
+	}
+	if !b.acquire("n3") {
+		t.Error("n3 gets the freed slot")
+	}
+	b.setWanting("n3", false)
+	if b.want != 0 || len(b.wanting) != 0 {
+		t.Errorf("wanting not balanced: %d %v", b.want, b.wanting)
+	}
+	if u := newBudget(0, 0); !u.acquire("n") || u.limited() {
+		t.Error("a budget of 0 and 0 is unlimited")
+	}
+}

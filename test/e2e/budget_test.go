@@ -1,0 +1,54 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestFollowBudget (issue #17): with --max-streams-per-node 1 the node never has more than
+// one follow stream open (one inotify instance of its kubelet). A second container is
+// polled; when it logs while the streamed one is idle for the stall timeout, the two swap
+// (the polled one is promoted to the stream, the idle one demoted to polling), and swap
+// back when the roles turn. Every line of both is on disk exactly once.
+func TestFollowBudget(t *testing.T) {
+	e := parallelEnv(t)
+	e.pod("f", "a", nil, "app")
+	e.start("f", "a", "app")
+	e.emit("f", "a", "app", 10)
+	dir := t.TempDir()
+	d := e.kubelogd(dir, "--max-streams-per-node", "1", "--stall-timeout", "2s")
+	d.waitReady()
+	e.waitCollected(dir, "f", "a", "app")
+	e.pod("f", "b", nil, "app")
+	e.start("f", "b", "app")
+	e.emit("f", "b", "app", 10)
+	e.waitCollected(dir, "f", "b", "app")
+	if polls := d.metric("kubelogd_polls_total"); polls == 0 {
+		t.Fatal("b was collected without a poll while a held the node's only stream")
+	}
+
+	swapped := func(n float64) func() (bool, string) {
+		return func() (bool, string) {
+			p, dm := d.metric("kubelogd_stream_promotions_total"), d.metric("kubelogd_stream_demotions_total")
+			return p >= n && dm >= n, fmt.Sprintf("%v promotions, %v demotions", p, dm)
+		}
+	}
+	stop := e.flow("f", "b", "app", 100*time.Millisecond, 1, numbered("f", "b", "app", "busy"))
+	eventually(t, 60*time.Second, "busy b promoted, idle a demoted", swapped(1))
+	stop()
+	stop = e.flow("f", "a", "app", 100*time.Millisecond, 1, numbered("f", "a", "app", "busy"))
+	eventually(t, 60*time.Second, "busy a promoted back, idle b demoted", swapped(2))
+	time.Sleep(time.Second)
+	stop()
+	e.emit("f", "a", "app", 5)
+	e.emit("f", "b", "app", 5)
+	e.exact(dir, "f", "a", "app")
+	e.exact(dir, "f", "b", "app")
+	if n := e.k.MaxFollowStreams(); n > 1 {
+		t.Errorf("%d follow streams were open at once on the node, over its budget of 1", n)
+	}
+	if v := d.metric("kubelogd_gaps_total"); v != 0 {
+		t.Errorf("kubelogd_gaps_total = %v, want 0", v)
+	}
+}
