@@ -34,9 +34,11 @@ import (
 
 // kubelogdArgs are the flags of every kubelogd run: small output files so that kubelogd
 // rotates and compresses its own files (and the rotation failpoints are reachable), every
-// backup kept so the files hold every line, and a short stall timeout.
+// backup kept so the files hold every line, a short stall timeout, and a follow budget
+// below the soak's container count, so that containers move between stream and poll
+// under every fault.
 var kubelogdArgs = []string{"--flush-interval", "200ms", "--stall-timeout", stallTime.String(),
-	"--max-size-mb", "1", "--max-backups", "0", "--compress"}
+	"--max-size-mb", "1", "--max-backups", "0", "--compress", "--max-streams-per-node", "16"}
 
 type world struct {
 	t          *testing.T
