@@ -1,6 +1,10 @@
 package collector
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 // TestBudget: slots per node and in all, and when an idle stream must give its slot up.
 func TestBudget(t *testing.T) {
@@ -41,5 +45,23 @@ func TestBudget(t *testing.T) {
 	}
 	if u := newBudget(0, 0); !u.acquire("n") || u.limited() {
 		t.Error("a budget of 0 and 0 is unlimited")
+	}
+}
+
+// TestTrialGivenBackWithoutSlot: a container granted the trial follow of a node that was
+// out of inotify instances, but refused a slot by the follow budget, gives the trial back;
+// otherwise no container of the node would ever follow again.
+func TestTrialGivenBackWithoutSlot(t *testing.T) {
+	tg, _ := testTarget(t, runningPod("c1", 0, ""))
+	p := tg.snapshot()
+	tg.c.budget = newBudget(1, 0)
+	tg.c.budget.acquire(p.Node) // another container holds the node's only slot
+	tg.c.nodes.exhausted(p.Node)
+	tg.c.nodes.now = func() time.Time { return time.Now().Add(time.Hour) } // the period out has passed
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	tg.readRunning(ctx, p, p.Container("app"))
+	if ok, trial := tg.c.nodes.mayFollow(p.Node); !ok || !trial {
+		t.Errorf("mayFollow = %v, %v after a trial without a slot: the trial was not given back", ok, trial)
 	}
 }

@@ -47,7 +47,7 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 			t.inst.ended = t.inst.retry
 		}
 	}
-	cur := t.file.Cursor()
+	cur := t.out.Cursor()
 	again := t.endsAgain(err == nil && ctx.Err() == nil)
 	switch {
 	case ctx.Err() != nil:

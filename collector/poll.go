@@ -25,7 +25,12 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 		return
 	}
 	if !t.holdSlot(p.Node) {
-		// The follow budget is spent (see budget): polled until a slot is free.
+		// The follow budget is spent (see budget): polled until a slot is free. A trial
+		// follow granted on a node that was out of inotify instances is given back for a
+		// container that holds a slot.
+		if trial {
+			t.c.nodes.trialEnded(p.Node, false)
+		}
 		t.poll(ctx, p, ct)
 		return
 	}
@@ -59,7 +64,7 @@ func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Containe
 		t.sm.m.pollInterval.Observe(now.Sub(t.lastPoll).Seconds())
 	}
 	t.lastPoll = now
-	before := t.file.Cursor().Lines
+	before := t.out.Cursor().Lines
 	t.readInstance(ctx, p, ct, readPoll, false)
 	if ctx.Err() != nil {
 		return
@@ -68,7 +73,7 @@ func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Containe
 	if t.c.nodes.out(p.Node) {
 		least = nodePollInterval
 	}
-	found := t.file.Cursor().Lines != before
+	found := t.out.Cursor().Lines != before
 	switch {
 	case found || t.pollEvery == 0:
 		t.pollEvery = least
