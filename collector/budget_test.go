@@ -65,3 +65,25 @@ func TestTrialGivenBackWithoutSlot(t *testing.T) {
 		t.Errorf("mayFollow = %v, %v after a trial without a slot: the trial was not given back", ok, trial)
 	}
 }
+
+// TestResumeAheadGoesByContent: a cursor whose newest line was stamped in the future (the
+// node's clock then stepped back) resumes by content, whatever the read: a poll has no
+// stall probe to find the hidden lines, and from a sinceTime ahead of the present the
+// kubelet would hide every line logged now (soak seed 167553592: 314 lines lost from a
+// polled container with no marker).
+func TestResumeAheadGoesByContent(t *testing.T) {
+	tg, out := testTarget(t, runningPod("c1", 0, ""))
+	now := time.Now()
+	tg.c.cfg.Now = func() time.Time { return now }
+	out.cur.Observe(now.Add(-time.Second), []byte("a"))
+	if q := tg.newRequest(readPoll, false); q.byContent {
+		t.Fatal("a cursor stamped in the past resumes by content")
+	}
+	out.cur.Observe(now.Add(30*time.Second), []byte("ahead"))
+	for _, mode := range []readMode{readPoll, readFollow, readToEnd} {
+		q := tg.newRequest(mode, false)
+		if !q.byContent || q.opts.SinceTime != nil {
+			t.Errorf("mode %d: byContent %v, sinceTime %v; want by content, no sinceTime", mode, q.byContent, q.opts.SinceTime)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 // readMode is what a request for an instance's log is for.
@@ -158,7 +159,7 @@ func (t *target) newRequest(mode readMode, previous bool) request {
 	q := request{mode: mode, previous: previous,
 		opts: &corev1.PodLogOptions{Container: t.container, Follow: mode == readFollow, Previous: previous, Timestamps: true}}
 	q.since, q.skip, q.resuming = cur.Resume()
-	q.byContent = q.resuming && cur.ByContent()
+	q.byContent = q.resuming && (cur.ByContent() || t.resumeAhead(cur))
 	switch {
 	case q.byContent && !cur.NotBefore.IsZero():
 		st := metav1.NewTime(cur.NotBefore)
@@ -180,6 +181,19 @@ func (t *target) newRequest(mode readMode, previous bool) request {
 		q.opts.SinceTime = &st
 	}
 	return q
+}
+
+// clockAllowance is how far a node's timestamps may run ahead of kubelogd's clock before
+// a resume second beyond them is taken for the mark of a clock that stepped back.
+const clockAllowance = 5 * time.Second
+
+// resumeAhead reports whether the cursor's resume second lies in the future: lines were
+// stamped ahead of the present by a node whose clock then stepped back, and every line it
+// logs now, stamped before that second, would be hidden by sinceTime (the kubelet drops
+// such lines wherever they are in its file). A follow finds that out with its stall probe
+// (errClockStep); a poll, or any request, must not need one: such a resume goes by content.
+func (t *target) resumeAhead(cur *sink.Cursor) bool {
+	return cur.MaxSec-cur.MarginSec > t.c.cfg.Now().Add(clockAllowance).Unix()
 }
 
 // readOnce opens one log request and writes its lines until it ends (see consume). It
