@@ -167,9 +167,16 @@ func (t *target) run(ctx context.Context) {
 				// how it crashed is what on-call looks for — then the restart marker, then
 				// the current instance (the replaced-instance case below does the rest).
 				t.beginAt(string(p.UID), lt.ContainerID, ct.RestartCount-1)
+				t.inst.checkServed = true
 				continue
 			}
+			// A pod seen again under a new UID, or a container that has restarted, is
+			// where the watch's view is most likely behind (a recreate and a crash loop
+			// go fast): the first read is checked too. A container seen for the first
+			// time at restartCount 0 (the backlog at start) is not, which costs nothing.
+			recreated := cur.PodUID != ""
 			t.beginInstance(string(p.UID), ct)
+			t.inst.checkServed = recreated || ct.RestartCount > 0
 
 		case ct.Started() && cur.ContainerID != ct.ContainerID:
 			if done := t.finishReplacedInstance(ctx, p, ct); !done {
