@@ -153,30 +153,7 @@ func (t *target) run(ctx context.Context) {
 				t.waitForChange(ctx)
 				continue
 			}
-			if cur.PodUID != "" {
-				if !cur.Done {
-					// The previous pod of this name is gone (kubelogd was down, or its stream
-					// broke before it was deleted): the rest of its log cannot be read.
-					t.gap(gapPodDeleted, fmt.Sprintf("pod UID %s was deleted before its log was read to the end", cur.PodUID))
-				}
-				t.marker(t.c.cfg.Now(), fmt.Sprintf("pod %s/%s recreated with UID %s (previous UID %s)", t.ns, t.pod, p.UID, cur.PodUID))
-			}
-			if lt := ct.LastTerminated; lt != nil && lt.ContainerID != "" && ct.RestartCount > 0 && !p.Deleted {
-				// First sight of a container that has restarted already: start with the
-				// previous instance, which the kubelet still serves with previous=true —
-				// how it crashed is what on-call looks for — then the restart marker, then
-				// the current instance (the replaced-instance case below does the rest).
-				t.beginAt(string(p.UID), lt.ContainerID, ct.RestartCount-1)
-				t.inst.checkServed = true
-				continue
-			}
-			// A pod seen again under a new UID, or a container that has restarted, is
-			// where the watch's view is most likely behind (a recreate and a crash loop
-			// go fast): the first read is checked too. A container seen for the first
-			// time at restartCount 0 (the backlog at start) is not, which costs nothing.
-			recreated := cur.PodUID != ""
-			t.beginInstance(string(p.UID), ct)
-			t.inst.checkServed = recreated || ct.RestartCount > 0
+			t.firstSight(p, ct)
 
 		case ct.Started() && cur.ContainerID != ct.ContainerID:
 			if done := t.finishReplacedInstance(ctx, p, ct); !done {
@@ -230,6 +207,36 @@ func (t *target) run(ctx context.Context) {
 			t.readRunning(ctx, p, ct)
 		}
 	}
+}
+
+// firstSight points the cursor at the first instance to read of a pod UID the file has
+// not seen: after a recreate marker if the file was another pod's of that name.
+func (t *target) firstSight(p informer.Pod, ct *informer.Container) {
+	cur := t.file.Cursor()
+	recreated := cur.PodUID != ""
+	if recreated {
+		if !cur.Done {
+			// The previous pod of this name is gone (kubelogd was down, or its stream
+			// broke before it was deleted): the rest of its log cannot be read.
+			t.gap(gapPodDeleted, fmt.Sprintf("pod UID %s was deleted before its log was read to the end", cur.PodUID))
+		}
+		t.marker(t.c.cfg.Now(), fmt.Sprintf("pod %s/%s recreated with UID %s (previous UID %s)", t.ns, t.pod, p.UID, cur.PodUID))
+	}
+	if lt := ct.LastTerminated; lt != nil && lt.ContainerID != "" && ct.RestartCount > 0 && !p.Deleted {
+		// First sight of a container that has restarted already: start with the previous
+		// instance, which the kubelet still serves with previous=true — how it crashed is
+		// what on-call looks for — then the restart marker, then the current instance (the
+		// replaced-instance case of run does the rest).
+		t.beginAt(string(p.UID), lt.ContainerID, ct.RestartCount-1)
+		t.inst.checkServed = true
+		return
+	}
+	// A pod seen again under a new UID, or a container that has restarted, is where the
+	// watch's view is most likely behind (a recreate and a crash loop go fast): the first
+	// read is checked too. A container seen for the first time at restartCount 0 (the
+	// backlog at start) is not, which costs nothing.
+	t.beginInstance(string(p.UID), ct)
+	t.inst.checkServed = recreated || ct.RestartCount > 0
 }
 
 // beginInstance points the cursor at a new container instance.
