@@ -102,7 +102,9 @@ func (t *target) holdSlot(node string) bool {
 	}
 	t.slot = node
 	t.want(node, false)
-	if t.pollEvery != 0 {
+	if t.pollEvery != 0 && t.c.budget.limited() {
+		// Polled for want of a slot (a node that recovered its inotify instances is
+		// no promotion).
 		t.sm.m.promotions.Inc()
 		t.logger.Debug("container promoted from polling to a stream")
 	}
