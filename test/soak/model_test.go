@@ -345,9 +345,8 @@ func (g gap) check(v *verdict) []string {
 			return true
 		case absorbed(s.rc):
 			return true
-		case deleted:
-			_, ok := g.find(func(b boundary) bool { return b.recreate() && b.from.uid == s.uid })
-			return ok
+		case deleted && g.recreatedFrom(s.uid):
+			return true
 		}
 		for _, rc := range prevGone {
 			if rc == s.rc {
@@ -369,6 +368,12 @@ func (g gap) check(v *verdict) []string {
 		v.tolerated++
 	}
 	return bad
+}
+
+// recreatedFrom tells whether the gap holds the recreation of pod UID uid.
+func (g gap) recreatedFrom(uid types.UID) bool {
+	_, ok := g.find(func(b boundary) bool { return b.recreate() && b.from.uid == uid })
+	return ok
 }
 
 // find returns the first boundary of the gap that matches.

@@ -95,6 +95,13 @@ func TestJudge(t *testing.T) {
 			[]oracle.Section{sec("", "a"), sec("gap: the rest of the log of instance abc (restartCount 0) is no longer available"), sec(restart1, "c")}, "still served"},
 		{"recreated", []*segment{seg("u", 0, "a", "b"), seg("v", 0, "c")},
 			[]oracle.Section{sec("", "a"), sec("gap: pod UID u was deleted before its log was read to the end"), sec("pod n/p recreated with UID v (previous UID u)", "c")}, ""},
+		// seed 76022315, soak-0/p-09/app: the old pod deleted, the new one's first instance
+		// gone behind two quick restarts before kubelogd read it.
+		{"recreated, then previous gone", []*segment{seg("u", 0, "a", "b"), multi(seg("v", 0, "c")), seg("v", 1), seg("v", 2, "d")},
+			[]oracle.Section{sec("", "a"), sec("gap: pod UID u was deleted before its log was read to the end"), sec("pod n/p recreated with UID v (previous UID u)"),
+				sec("gap: the rest of the log of instance abc (restartCount 0) is no longer available"),
+				sec("container restarted (restartCount 2): previous instance exited with code 1"),
+				sec("gap: 1 container instance(s) between restartCount 0 and 2 exited before their logs could be read", "d")}, ""},
 		{"recreate marker missing", []*segment{seg("u", 0, "a"), seg("v", 0, "c")}, []oracle.Section{sec("", "a", "c")}, "no recreate marker"},
 		{"not yet collected", []*segment{seg("u", 0, "a", "b")}, []oracle.Section{sec("", "a")}, "missing"},
 		// A removed pod directory takes the lines and markers before it, and the lines
