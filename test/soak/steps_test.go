@@ -237,6 +237,7 @@ func (w *world) doPod(p *podModel, s step) (string, error) {
 			ins := w.k.Instances(p.ns, p.name, c.name)
 			c.removed[key] = append(c.removed[key], len(ins[len(ins)-1].Lines))
 			c.unnoticed = true
+			c.openAtRemoval = w.kubelogdHolds(filepath.Join(w.dir, p.ns, p.name, c.name+".log"))
 			c.preRemoval = nil
 			if cur, err := sink.ReadCursorFile(w.cursorPath(c)); err == nil {
 				c.preRemoval = &cur

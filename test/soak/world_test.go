@@ -99,7 +99,10 @@ type contModel struct {
 	unnoticed, killedUnnoticed, fresh, freshRemoval bool
 	silent                                          map[instKey][]int
 	preRemoval                                      *sink.Cursor // the cursor a removal took, if any
-	steps                                           []int        // the steps that targeted it
+	// openAtRemoval: the running kubelogd held the container's file open when its pod's
+	// directory was removed, so it must notice the removal (see kubelogdHolds).
+	openAtRemoval bool
+	steps         []int // the steps that targeted it
 }
 
 type instKey struct {
@@ -289,19 +292,18 @@ func (w *world) afterStop(killed bool) {
 	for _, c := range w.conts {
 		removal := c.unnoticed
 		c.unnoticed = false
-		if removal && !killed {
+		if removal && !killed && c.openAtRemoval {
 			continue
 		}
 		cur, err := sink.ReadCursorFile(w.cursorPath(c))
 		switch {
-		case err != nil && removal && !killed:
-			// Must not be: see above.
 		case err != nil && (removal || !c.pod.job):
 			c.killedUnnoticed, c.fresh, c.freshRemoval = true, true, removal
-		case err == nil && removal && (c.preRemoval == nil || cur.ContainerID != c.preRemoval.ContainerID || cur.Lines < c.preRemoval.Lines):
-			// The cursor is not the one the removal took: the run had not opened the
-			// container's files yet when they were removed (seed 458295471, step 106,
-			// 0.4 s after a run started), so it started afresh, knowing nothing to mark.
+		case err == nil && removal && (!c.openAtRemoval || c.preRemoval == nil || cur.ContainerID != c.preRemoval.ContainerID || cur.Lines < c.preRemoval.Lines):
+			// The run had not opened the container's files when they were removed (seed
+			// 458295471, step 106, 0.4 s after a run started; seed 76022315, step 969,
+			// 0.2 s after, then SIGTERM), or had closed them: it started afresh, knowing
+			// nothing to mark.
 			c.killedUnnoticed, c.fresh, c.freshRemoval = true, true, true
 		}
 	}
@@ -368,6 +370,26 @@ func (w *world) markSilent(c *contModel, removal bool) {
 
 func (w *world) cursorPath(c *contModel) string {
 	return filepath.Join(w.dir, c.pod.ns, c.pod.name, "."+c.name+".cursor")
+}
+
+// kubelogdHolds tells whether the running kubelogd has path open: a removal of a file it
+// holds is noticed at its next cursor save, or at Close. It reads /proc; where that
+// cannot be read it answers true, which asks for the removal marker.
+func (w *world) kubelogdHolds(path string) bool {
+	if !w.kubelogdUp() {
+		return false
+	}
+	fds := fmt.Sprintf("/proc/%d/fd", w.d.Cmd.Process.Pid)
+	ents, err := os.ReadDir(fds)
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && target == path {
+			return true
+		}
+	}
+	return false
 }
 
 // kubelogdUp tells whether a kubelogd run is alive.
