@@ -99,6 +99,8 @@ type Collector struct {
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
 	wake    chan struct{}              // signalled (capacity 1) when pending gains an entry
+	// releases carries Release's requests to Run.
+	releases chan *releaseReq
 
 	// forbidden is the last 403 a log stream got, for /readyz.
 	forbidden atomic.Pointer[forbiddenAt]
@@ -117,8 +119,9 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 	cfg.defaults()
 	c := &Collector{
 		cfg: cfg, pods: pods, sink: s, logger: logger, start: cfg.Now(),
-		pending: map[types.UID]informer.Pod{},
-		wake:    make(chan struct{}, 1),
+		pending:  map[types.UID]informer.Pod{},
+		wake:     make(chan struct{}, 1),
+		releases: make(chan *releaseReq),
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
 	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })
@@ -177,21 +180,97 @@ type targetKey struct {
 func (c *Collector) Run(ctx context.Context) error {
 	targets := map[targetKey]*target{}
 	finished := make(chan targetKey)
+	var releasing []*releaseReq
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
+			wg.Wait()
+			for _, r := range releasing {
+				close(r.done)
+			}
 			return nil
 		case key := <-finished:
 			delete(targets, key)
 			c.live.Delete(key)
 			c.metrics.desired.Dec()
+			releasing = ended(releasing, key)
+		case r := <-c.releases:
+			if r.start(c, targets) {
+				releasing = append(releasing, r)
+			}
 		case <-c.wake:
 			for _, p := range c.takePending() {
 				c.reconcile(ctx, p, targets, finished, &wg)
 			}
 		}
+	}
+}
+
+// releaseReq is a Release on its way through Run.
+type releaseReq struct {
+	match   func(namespace, pod string) bool
+	waiting map[targetKey]bool // the targets stopped and not ended yet
+	done    chan struct{}
+}
+
+// start drops the pending states of the matching pods and stops their targets; it tells
+// whether any is still to end (else the request is done).
+func (r *releaseReq) start(c *Collector, targets map[targetKey]*target) bool {
+	c.mu.Lock()
+	for uid, p := range c.pending {
+		if r.match(p.Namespace, p.Name) {
+			delete(c.pending, uid)
+		}
+	}
+	c.mu.Unlock()
+	r.waiting = map[targetKey]bool{}
+	for key, tg := range targets {
+		if r.match(tg.ns, tg.pod) {
+			tg.cancel()
+			r.waiting[key] = true
+		}
+	}
+	if len(r.waiting) == 0 {
+		close(r.done)
+		return false
+	}
+	return true
+}
+
+// ended notes that the target key ended, and returns the requests still waiting.
+func ended(rs []*releaseReq, key targetKey) []*releaseReq {
+	out := rs[:0]
+	for _, r := range rs {
+		delete(r.waiting, key)
+		if len(r.waiting) == 0 {
+			close(r.done)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Release stops collecting the pods that match, as a shutdown stops every pod: each of
+// their targets stops its stream, writes what it read, saves its cursor and closes its
+// file. It returns once all have, or with ctx's error when ctx ends first. The caller
+// must have stopped passing those pods to OnPod: states already pending are dropped, so
+// nothing starts them again. Another kubelogd can then take the files over exactly where
+// this one stopped.
+func (c *Collector) Release(ctx context.Context, match func(namespace, pod string) bool) error {
+	r := &releaseReq{match: match, done: make(chan struct{})}
+	select {
+	case c.releases <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -227,13 +306,16 @@ func (c *Collector) reconcile(ctx context.Context, p informer.Pod, targets map[t
 			continue
 		}
 		tg := newTarget(c, p, ct.Name)
+		tctx, cancel := context.WithCancel(ctx)
+		tg.cancel = cancel
 		targets[key] = tg
 		c.live.Store(key, tg)
 		c.metrics.desired.Inc()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tg.run(ctx)
+			defer cancel()
+			tg.run(tctx)
 			select {
 			case finished <- key:
 			case <-ctx.Done():

@@ -23,6 +23,9 @@ type target struct {
 	ns, pod   string
 	container string
 	logger    *slog.Logger
+	// cancel ends run as a shutdown does (the file flushed and closed, the cursor saved):
+	// the collector releases the pod to another replica (Collector.Release).
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	latest informer.Pod

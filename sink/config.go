@@ -126,6 +126,18 @@ type Config struct {
 	// of whose containers has an open File, and whose newest file was last modified
 	// longer ago than this, is removed with everything in it.
 	RetainDeleted time.Duration
+	// Shards, when above 0, shares Dir among kubelogd replicas that divide the pods into
+	// that many shards (each held through a Lease): no replica takes the directory lock,
+	// and the shard count is recorded in Dir, so that a replica started with another
+	// count, or without shards, refuses the directory. 0 is one kubelogd with the lock.
+	Shards int
+	// Owns tells whether this kubelogd holds the pod's shard now; the sweep, retention
+	// and MaxTotalSizeMB act only on such pods' directories. nil owns every pod.
+	Owns func(namespace, pod string) bool
+	// Share is the part of MaxTotalSizeMB this kubelogd enforces over the directories
+	// it owns (its shards out of all); nil is all of it.
+	Share func() float64
+
 	// Registerer receives the sink's metrics; nil registers none.
 	Registerer prometheus.Registerer
 

@@ -76,13 +76,15 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.Remove(probe.Name()); err != nil {
 		return nil, fmt.Errorf("output directory %s does not allow removing files: %w; fix its permissions", s.Dir, err)
 	}
-	lock, err := lockDir(s.Dir)
+	lock, err := claimDir(s.Dir, s.Shards)
 	if err != nil {
 		return nil, err
 	}
 	met, err := newMetrics(s.Registerer)
 	if err != nil {
-		_ = lock.Close()
+		if lock != nil {
+			_ = lock.Close()
+		}
 		return nil, err
 	}
 	m := &Manager{
@@ -96,6 +98,80 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m.wake = sync.NewCond(&m.mu)
 	return m, nil
+}
+
+// claimDir makes the directory this kubelogd's: with no shards it takes the lock; with
+// shards it checks (or, in a directory without one, records) the shard count, and
+// returns no lock: the shard Leases keep replicas apart, and an flock over NFS would
+// keep every replica but the first out.
+func claimDir(dir string, shards int) (*os.File, error) {
+	recorded, err := readShards(dir)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case shards == 0 && recorded == 0:
+		return lockDir(dir)
+	case shards == 0:
+		return nil, fmt.Errorf("output directory %s is shared by replicas with --shards %d (%s); start with --shards %d", dir, recorded, shardsFileName, recorded)
+	case recorded != 0 && recorded != shards:
+		return nil, fmt.Errorf("output directory %s is shared by replicas with --shards %d (%s), not %d: every replica must use the same count", dir, recorded, shardsFileName, shards)
+	case recorded == 0:
+		if err := writeShards(dir, shards); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// readShards returns the shard count recorded in dir, 0 if none is.
+func readShards(dir string) (int, error) {
+	path := filepath.Join(dir, shardsFileName)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w; check permissions of %s", path, err, dir)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s holds %q, not a shard count; restore it or remove it", path, strings.TrimSpace(string(raw)))
+	}
+	return n, nil
+}
+
+// writeShards records the shard count: written to a temporary file and linked in place,
+// so that two replicas starting at once cannot record two counts (link fails if the
+// name exists; the loser reads the winner's).
+func writeShards(dir string, shards int) error {
+	path := filepath.Join(dir, shardsFileName)
+	tmp, err := os.CreateTemp(dir, shardsFileName+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("recording the shard count in %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(strconv.Itoa(shards) + "\n")
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		_ = os.Chmod(tmp.Name(), fileMode)
+		err = os.Link(tmp.Name(), path)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		if n, rerr := readShards(dir); rerr != nil || n != shards {
+			return fmt.Errorf("output directory %s: another replica recorded --shards %d, not %d (%v)", dir, n, shards, rerr)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recording the shard count in %s: %w", path, err)
+	}
+	return syncDir(dir)
 }
 
 // lockDir takes an exclusive, non-blocking flock on <dir>/.kubelogd.lock. The kernel
@@ -353,6 +429,9 @@ func (m *Manager) Close() error {
 	}
 	if m.running {
 		return fmt.Errorf("closing log sink %s: Run has not returned; cancel its context and wait for it first", m.cfg.Dir)
+	}
+	if m.lock == nil {
+		return nil // sharded: no lock
 	}
 	err := m.lock.Close()
 	m.lock = nil

@@ -29,6 +29,7 @@ const (
 	cursorSuffix     = layout.CursorSuffix
 	tmpInfix         = layout.TmpInfix
 	lockFileName     = layout.LockFileName
+	shardsFileName   = layout.ShardsFileName
 	backupTimeLayout = layout.BackupTimeLayout
 )
 

@@ -245,6 +245,8 @@ func (m *Manager) sweepNamespace(ctx context.Context, ns string, now time.Time, 
 		}
 		path := filepath.Join(nsDir, e.Name())
 		switch {
+		case e.IsDir() && m.cfg.Owns != nil && !m.cfg.Owns(ns, e.Name()):
+			// Another replica's shard: its sweep, its bytes.
 		case e.IsDir() && layout.ValidName(e.Name(), true) == nil:
 			if m.sweepPod(Key{Namespace: ns, Pod: e.Name()}, path, now, tot) {
 				continue
@@ -423,6 +425,10 @@ func (m *Manager) enforceTotals(ctx context.Context, now time.Time, tot *sweepTo
 		cutoff = now.Add(-time.Duration(m.cfg.MaxTotalAgeDays) * 24 * time.Hour)
 	}
 	limit := m.cfg.totalBytes
+	if m.cfg.Share != nil && limit > 0 {
+		// At least a byte: 0 would mean no bound.
+		limit = max(1, int64(float64(limit)*m.cfg.Share()))
+	}
 	if cutoff.IsZero() && (limit == 0 || tot.bytes <= limit) {
 		return
 	}

@@ -32,6 +32,9 @@ const (
 	TmpInfix = ".tmp-"
 	// LockFileName is the lock file at the root of the output directory.
 	LockFileName = ".kubelogd.lock"
+	// ShardsFileName records, at the root of an output directory shared by replicas, how
+	// many shards they divide the pods into.
+	ShardsFileName = ".kubelogd-shards"
 )
 
 // BackupTimeLayout is lumberjack's layout of the rotation time (UTC, milliseconds) in
