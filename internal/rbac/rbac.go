@@ -16,16 +16,21 @@ import (
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 )
 
-// Permission is one verb on one resource of the core API group.
+// Permission is one verb on one resource (of the core API group when Group is empty).
 type Permission struct {
 	Verb        string
+	Group       string
 	Resource    string
 	Subresource string
 }
 
-// String is the permission as kubectl auth can-i spells it: "get pods/log".
+// String is the permission as kubectl auth can-i spells it: "get pods/log", "create
+// leases.coordination.k8s.io".
 func (p Permission) String() string {
 	r := p.Resource
+	if p.Group != "" {
+		r += "." + p.Group
+	}
 	if p.Subresource != "" {
 		r += "/" + p.Subresource
 	}
@@ -41,6 +46,19 @@ func Required() []Permission {
 		{Verb: "watch", Resource: "pods"},
 		{Verb: "get", Resource: "pods", Subresource: "log"},
 	}
+}
+
+// leaseGroup is the API group of Leases.
+const leaseGroup = "coordination.k8s.io"
+
+// LeasePermissions returns the permissions replicas sharing the pods through shard
+// Leases need in their own namespace: the rules of deploy/ha/role.yaml, no more.
+func LeasePermissions() []Permission {
+	var out []Permission
+	for _, v := range []string{"get", "list", "watch", "create", "update", "delete"} {
+		out = append(out, Permission{Verb: v, Group: leaseGroup, Resource: "leases"})
+	}
+	return out
 }
 
 // Missing is a permission the identity lacks in one scope.
@@ -94,6 +112,9 @@ func (e *Error) Error() string {
 				scope = "namespaces " + strings.Join(l.scopes, ", ")
 			}
 		}
+		if l.perm.Group == leaseGroup {
+			hint = "deploy/ha/role.yaml"
+		}
 		reason := ""
 		if len(l.reasons) > 0 {
 			reason = " (" + strings.Join(l.reasons, "; ") + ")"
@@ -117,6 +138,16 @@ func Check(ctx context.Context, client authorizationv1client.SelfSubjectAccessRe
 	if len(scopes) == 0 {
 		scopes = []string{metav1.NamespaceAll}
 	}
+	return check(ctx, client, Required(), scopes, identity)
+}
+
+// CheckLeases is Check for the LeasePermissions in namespace.
+func CheckLeases(ctx context.Context, client kubernetes.Interface, namespace string) error {
+	who, _ := Identity(ctx, client.AuthenticationV1())
+	return check(ctx, client.AuthorizationV1(), LeasePermissions(), []string{namespace}, who)
+}
+
+func check(ctx context.Context, client authorizationv1client.SelfSubjectAccessReviewsGetter, perms []Permission, scopes []string, identity string) error {
 	type review struct {
 		perm    Permission
 		ns      string
@@ -125,7 +156,7 @@ func Check(ctx context.Context, client authorizationv1client.SelfSubjectAccessRe
 	}
 	var reviews []*review
 	for _, ns := range scopes {
-		for _, p := range Required() {
+		for _, p := range perms {
 			reviews = append(reviews, &review{perm: p, ns: ns})
 		}
 	}
@@ -173,7 +204,7 @@ func review1(ctx context.Context, client authorizationv1client.SelfSubjectAccess
 	res, err := client.SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 		Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: ns, Verb: p.Verb, Group: "", Resource: p.Resource, Subresource: p.Subresource,
+				Namespace: ns, Verb: p.Verb, Group: p.Group, Resource: p.Resource, Subresource: p.Subresource,
 			},
 		},
 	}, metav1.CreateOptions{})

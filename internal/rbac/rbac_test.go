@@ -26,10 +26,10 @@ func grants(t *testing.T, allowed ...string) (*fake.Clientset, *[]string) {
 	c.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
 		ra := r.Spec.ResourceAttributes
-		if ra.Group != "" {
-			t.Errorf("review of API group %q, want the core group", ra.Group)
-		}
 		res := ra.Resource
+		if ra.Group != "" {
+			res += "." + ra.Group
+		}
 		if ra.Subresource != "" {
 			res += "/" + ra.Subresource
 		}
@@ -199,5 +199,32 @@ func TestCheckSelf(t *testing.T) {
 	err := CheckSelf(t.Context(), c, nil)
 	if err == nil || !strings.Contains(err.Error(), "cannot get pods/log in all namespaces as "+sa) {
 		t.Fatalf("CheckSelf = %v", err)
+	}
+}
+
+// Each lease verb missing is named, with the Role to apply; the pod permissions are not
+// asked again.
+func TestCheckLeases(t *testing.T) {
+	all := []string{"get", "list", "watch", "create", "update", "delete"}
+	for _, missing := range all {
+		var allowed []string
+		for _, v := range all {
+			if v != missing {
+				allowed = append(allowed, v+" leases.coordination.k8s.io kubelogd")
+			}
+		}
+		c, asked := grants(t, allowed...)
+		err := CheckLeases(t.Context(), c, "kubelogd")
+		want := "cannot " + missing + " leases.coordination.k8s.io in namespace kubelogd"
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "deploy/ha/role.yaml") {
+			t.Errorf("without %s: %v, want an error with %q and deploy/ha/role.yaml", missing, err, want)
+		}
+		if len(*asked) != len(all) {
+			t.Errorf("asked %q, want the %d lease verbs", *asked, len(all))
+		}
+	}
+	c, _ := grants(t)
+	if err := CheckLeases(t.Context(), c, "kubelogd"); err == nil || strings.Count(err.Error(), "\n") != len(all)-1 {
+		t.Errorf("with no grant: %v, want one line per verb", err)
 	}
 }
