@@ -224,13 +224,18 @@ func (t *target) firstSight(p informer.Pod, ct *informer.Container) {
 			t.gap(gapPodDeleted, fmt.Sprintf("pod UID %s was deleted before its log was read to the end", cur.PodUID))
 		}
 		t.marker(t.c.cfg.Now(), fmt.Sprintf("pod %s/%s recreated with UID %s (previous UID %s)", t.ns, t.pod, p.UID, cur.PodUID))
+		if first := firstReadable(p, ct); first > 0 {
+			// The new pod restarted before kubelogd saw it (seed 76022315, soak-0/p-09):
+			// the file has followed this pod name, so say which instances it lacks.
+			t.gap(gapInstancesLost, fmt.Sprintf("%d container instance(s) before restartCount %d exited before their logs could be read", first, first))
+		}
 	}
-	if lt := ct.LastTerminated; lt != nil && lt.ContainerID != "" && ct.RestartCount > 0 && !p.Deleted {
+	if firstReadable(p, ct) < ct.RestartCount {
 		// First sight of a container that has restarted already: start with the previous
 		// instance, which the kubelet still serves with previous=true — how it crashed is
 		// what on-call looks for — then the restart marker, then the current instance (the
 		// replaced-instance case of run does the rest).
-		t.beginAt(string(p.UID), lt.ContainerID, ct.RestartCount-1)
+		t.beginAt(string(p.UID), ct.LastTerminated.ContainerID, ct.RestartCount-1)
 		t.inst.checkServed = true
 		return
 	}
@@ -240,6 +245,15 @@ func (t *target) firstSight(p informer.Pod, ct *informer.Container) {
 	// backlog at start) is not, which costs nothing.
 	t.beginInstance(string(p.UID), ct)
 	t.inst.checkServed = recreated || ct.RestartCount > 0
+}
+
+// firstReadable is the restartCount of the oldest instance of ct the kubelet still
+// serves: the previous one (previous=true) while the pod exists, else the current one.
+func firstReadable(p informer.Pod, ct *informer.Container) int32 {
+	if lt := ct.LastTerminated; lt != nil && lt.ContainerID != "" && ct.RestartCount > 0 && !p.Deleted {
+		return ct.RestartCount - 1
+	}
+	return ct.RestartCount
 }
 
 // beginInstance points the cursor at a new container instance.

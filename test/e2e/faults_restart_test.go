@@ -404,3 +404,48 @@ func TestFaultRecreatedWithNewUID(t *testing.T) {
 		t.Errorf("cursor belongs to UID %s, want %s", cur.PodUID, second.UID)
 	}
 }
+
+// TestFaultRecreatedAfterRestarts (seed 76022315, soak-0/p-09/app): while kubelogd is
+// down its pod is recreated, and the new pod's container logs, restarts into an instance
+// that logs nothing and restarts again. The kubelet serves only the last two instances,
+// so the new pod's first instance is lost: after the recreate marker the file says so,
+// then holds the instances it could read.
+func TestFaultRecreatedAfterRestarts(t *testing.T) {
+	e := parallelEnv(t)
+	ctx := context.Background()
+	first := e.pod("f", "web-1", nil, "app")
+	e.start("f", "web-1", "app")
+	e.emit("f", "web-1", "app", 5)
+	dir := t.TempDir()
+	d := e.kubelogd(dir)
+	d.waitReady()
+	e.waitCollected(dir, "f", "web-1", "app")
+	d.stop()
+	if err := e.c.Client.CoreV1().Pods("f").Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "old pod gone", func() (bool, string) {
+		_, err := e.c.Client.CoreV1().Pods("f").Get(ctx, "web-1", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	second := e.pod("f", "web-1", nil, "app")
+	e.start("f", "web-1", "app")
+	e.emit("f", "web-1", "app", 5) // instance 0: lost
+	for range 2 {
+		if err := e.k.Restart(ctx, "f", "web-1", "app", 1, "Error"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.emit("f", "web-1", "app", 5)
+	d = e.kubelogd(dir)
+	d.waitReady()
+	e.sections(dir, "f", "web-1", "app", func() []oracle.Want {
+		return []oracle.Want{
+			{Lines: e.k.EmittedByUID(first.UID, "app")},
+			{Marker: fmt.Sprintf("gap: pod UID %s was deleted before its log was read to the end", first.UID)},
+			{Marker: fmt.Sprintf("pod f/web-1 recreated with UID %s (previous UID %s)", second.UID, first.UID)},
+			{Marker: "gap: 1 container instance(s) before restartCount 1 exited before their logs could be read"},
+			{Marker: "container restarted (restartCount 2): previous instance exited with code 1 (Error)", Lines: e.instanceLines("f", "web-1", "app", 2)},
+		}
+	})
+}

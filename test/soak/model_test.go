@@ -52,10 +52,11 @@ func (b boundary) restart() bool  { return b.from.uid == b.into.uid && b.from.rc
 func (b boundary) recreate() bool { return b.from.uid != b.into.uid }
 
 var (
-	restartRe  = regexp.MustCompile(`container restarted \(restartCount (\d+)\)(?:: previous instance exited with code (-?\d+))?`)
-	recreateRe = regexp.MustCompile(`recreated with UID (\S+) \(previous UID ([^)]+)\)`)
-	prevGoneRe = regexp.MustCompile(`gap: the rest of the log of instance \w+ \(restartCount (\d+)\) is no longer available`)
-	lostInstRe = regexp.MustCompile(`gap: (\d+) container instance\(s\) between restartCount (\d+) and (\d+)`)
+	restartRe   = regexp.MustCompile(`container restarted \(restartCount (\d+)\)(?:: previous instance exited with code (-?\d+))?`)
+	recreateRe  = regexp.MustCompile(`recreated with UID (\S+) \(previous UID ([^)]+)\)`)
+	prevGoneRe  = regexp.MustCompile(`gap: the rest of the log of instance \w+ \(restartCount (\d+)\) is no longer available`)
+	lostInstRe  = regexp.MustCompile(`gap: (\d+) container instance\(s\) between restartCount (\d+) and (\d+)`)
+	lostFirstRe = regexp.MustCompile(`gap: (\d+) container instance\(s\) before restartCount (\d+) exited`)
 )
 
 const (
@@ -248,6 +249,7 @@ func (g gap) check(v *verdict) []string {
 	var rotated, deleted, removed bool
 	var prevGone []int32
 	var lostInst [][2]int32
+	var lostFirst []instKey // a recreated pod's instances before rc were lost
 	for _, m := range g.markers {
 		if seen[m] {
 			fail("marker %q twice", m)
@@ -301,6 +303,15 @@ func (g gap) check(v *verdict) []string {
 				fail("gap marker %q does not match the restarts here", m)
 			}
 			lostInst = append(lostInst, [2]int32{a, b})
+		case lostFirstRe.MatchString(m):
+			sub := lostFirstRe.FindStringSubmatch(m)
+			n, rc := atoi32(sub[1]), atoi32(sub[2])
+			b, ok := g.find(func(x boundary) bool { return x.recreate() })
+			_, okRC := g.find(func(x boundary) bool { return x.restart() && x.into.rc == rc && x.into.uid == b.into.uid })
+			if !ok || !okRC || n != rc {
+				fail("gap marker %q does not match a recreation and restarts here", m)
+			}
+			lostFirst = append(lostFirst, instKey{b.into.uid, rc})
 		case strings.HasPrefix(strings.TrimPrefix(m, oracle.MarkerPrefix), deletedText):
 			deleted = true
 			if _, ok := g.find(func(b boundary) bool { return b.recreate() }); !ok {
@@ -323,12 +334,22 @@ func (g gap) check(v *verdict) []string {
 		}
 		return false
 	}
+	// lostBefore: instance (uid, rc) is among the lost first ones; with into, rc may be
+	// the first one read, whose restart marker cannot be written either.
+	lostBefore := func(uid types.UID, rc int32, into bool) bool {
+		for _, k := range lostFirst {
+			if k.uid == uid && (rc < k.rc || into && rc == k.rc) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, b := range g.bounds {
 		switch {
 		case removed || b.pos <= g.silentPos:
 			// Its marker may have gone with the removed file (see judge); a marker that
 			// stands was checked above.
-		case b.restart() && !restarts[b.into.rc] && !absorbed(b.into.rc):
+		case b.restart() && !restarts[b.into.rc] && !absorbed(b.into.rc) && !lostBefore(b.into.uid, b.into.rc, true):
 			fail("no restart marker for restartCount %d", b.into.rc)
 		case b.recreate() && !seen[findMatching(g.markers, recreateRe, string(b.into.uid))]:
 			fail("no recreate marker for UID %s", b.into.uid)
@@ -343,7 +364,7 @@ func (g gap) check(v *verdict) []string {
 			return true
 		case rotated && s.rotated && s.lossy:
 			return true
-		case absorbed(s.rc):
+		case absorbed(s.rc), lostBefore(s.uid, s.rc, false):
 			return true
 		case deleted && g.recreatedFrom(s.uid):
 			return true

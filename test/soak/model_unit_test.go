@@ -102,6 +102,15 @@ func TestJudge(t *testing.T) {
 				sec("gap: the rest of the log of instance abc (restartCount 0) is no longer available"),
 				sec("container restarted (restartCount 2): previous instance exited with code 1"),
 				sec("gap: 1 container instance(s) between restartCount 0 and 2 exited before their logs could be read", "d")}, ""},
+		// seed 76022315 (replay), soak-0/p-09/app: the new pod restarted twice before
+		// kubelogd first saw it; the kubelet serves instances 1 and 2 only.
+		{"recreated after restarts", []*segment{seg("u", 0, "a", "b"), multi(seg("v", 0, "c")), seg("v", 1), seg("v", 2, "d")},
+			[]oracle.Section{sec("", "a"), sec("gap: pod UID u was deleted before its log was read to the end"), sec("pod n/p recreated with UID v (previous UID u)"),
+				sec("gap: 1 container instance(s) before restartCount 1 exited before their logs could be read"),
+				sec("container restarted (restartCount 2): previous instance exited with code 1", "d")}, ""},
+		{"recreated after restarts, unsaid", []*segment{seg("u", 0, "a", "b"), multi(seg("v", 0, "c")), seg("v", 1), seg("v", 2, "d")},
+			[]oracle.Section{sec("", "a"), sec("gap: pod UID u was deleted before its log was read to the end"), sec("pod n/p recreated with UID v (previous UID u)"),
+				sec("container restarted (restartCount 2): previous instance exited with code 1", "d")}, "no restart marker for restartCount 1"},
 		{"recreate marker missing", []*segment{seg("u", 0, "a"), seg("v", 0, "c")}, []oracle.Section{sec("", "a", "c")}, "no recreate marker"},
 		{"not yet collected", []*segment{seg("u", 0, "a", "b")}, []oracle.Section{sec("", "a")}, "missing"},
 		// A removed pod directory takes the lines and markers before it, and the lines
