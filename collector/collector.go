@@ -99,8 +99,10 @@ type Collector struct {
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
 	wake    chan struct{}              // signalled (capacity 1) when pending gains an entry
-	// releases carries Release's requests to Run.
+	// releases carries Release's requests to Run; stopped is closed when Run has
+	// returned, every target ended.
 	releases chan *releaseReq
+	stopped  chan struct{}
 
 	// forbidden is the last 403 a log stream got, for /readyz.
 	forbidden atomic.Pointer[forbiddenAt]
@@ -122,6 +124,7 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 		pending:  map[types.UID]informer.Pod{},
 		wake:     make(chan struct{}, 1),
 		releases: make(chan *releaseReq),
+		stopped:  make(chan struct{}),
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
 	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })
@@ -182,15 +185,12 @@ func (c *Collector) Run(ctx context.Context) error {
 	finished := make(chan targetKey)
 	var releasing []*releaseReq
 	var wg sync.WaitGroup
+	defer close(c.stopped)
 	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
-			for _, r := range releasing {
-				close(r.done)
-			}
-			return nil
+			return nil // Release returns once stopped is closed
 		case key := <-finished:
 			delete(targets, key)
 			c.live.Delete(key)
@@ -255,19 +255,23 @@ func ended(rs []*releaseReq, key targetKey) []*releaseReq {
 
 // Release stops collecting the pods that match, as a shutdown stops every pod: each of
 // their targets stops its stream, writes what it read, saves its cursor and closes its
-// file. It returns once all have, or with ctx's error when ctx ends first. The caller
-// must have stopped passing those pods to OnPod: states already pending are dropped, so
-// nothing starts them again. Another kubelogd can then take the files over exactly where
-// this one stopped.
+// file. It returns once all have (at the latest when Run has returned), or with ctx's
+// error when ctx ends first. The caller must have stopped passing those pods to OnPod:
+// states already pending are dropped, so nothing starts them again. Another kubelogd can
+// then take the files over exactly where this one stopped.
 func (c *Collector) Release(ctx context.Context, match func(namespace, pod string) bool) error {
 	r := &releaseReq{match: match, done: make(chan struct{})}
 	select {
 	case c.releases <- r:
+	case <-c.stopped: // every target has ended
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
 	case <-r.done:
+		return nil
+	case <-c.stopped:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
