@@ -29,7 +29,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		}
 	}
 	var cr rbacv1.ClusterRole
-	decodeFile(t, "../../deploy/clusterrole.yaml", &cr)
+	decodeFile(t, "../../deploy/cluster/clusterrole.yaml", &cr)
 	var role rbacv1.Role
 	decodeFile(t, "../../deploy/namespaced/role.yaml", &role)
 	role.Namespace = "team-a"
@@ -93,9 +93,9 @@ func TestAgainstAPIServer(t *testing.T) {
 		{"Role, another namespace too", client("team-a", "kubelogd"), team, []string{"team-a", "team-b"},
 			lines(team, "namespace team-b", "deploy/namespaced/role.yaml")},
 		{"Role, all namespaces", client("team-a", "kubelogd"), team, nil,
-			lines(team, "all namespaces", "deploy/clusterrole.yaml")},
+			lines(team, "all namespaces", "deploy/cluster/clusterrole.yaml")},
 		{"no binding", client("kubelogd", "unbound"), unbound, nil,
-			lines(unbound, "all namespaces", "deploy/clusterrole.yaml")},
+			lines(unbound, "all namespaces", "deploy/cluster/clusterrole.yaml")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			who, err := rbac.Identity(ctx, tc.client.AuthenticationV1())

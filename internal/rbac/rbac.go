@@ -38,7 +38,7 @@ func (p Permission) String() string {
 }
 
 // Required returns the permissions kubelogd needs in every namespace it collects: the
-// rules of deploy/clusterrole.yaml and deploy/namespaced/role.yaml, no more.
+// rules of deploy/cluster/clusterrole.yaml and deploy/namespaced/role.yaml, no more.
 func Required() []Permission {
 	return []Permission{
 		{Verb: "get", Resource: "pods"},
@@ -72,7 +72,7 @@ type Missing struct {
 
 // Error lists every missing permission. Its message has one line per permission, e.g.
 //
-//	cannot get pods/log in all namespaces as system:serviceaccount:kubelogd:kubelogd — see deploy/clusterrole.yaml
+//	cannot get pods/log in all namespaces as system:serviceaccount:kubelogd:kubelogd — see deploy/cluster/clusterrole.yaml
 type Error struct {
 	// Identity is the user the API server authenticated, or empty if unknown.
 	Identity string
@@ -105,7 +105,7 @@ func (e *Error) Error() string {
 	}
 	out := make([]string, len(lines))
 	for i, l := range lines {
-		scope, hint := "all namespaces", "deploy/clusterrole.yaml"
+		scope, hint := "all namespaces", "deploy/cluster/clusterrole.yaml"
 		if !(len(l.scopes) == 1 && l.scopes[0] == "") {
 			scope, hint = "namespace "+strings.Join(l.scopes, ", "), "deploy/namespaced/role.yaml"
 			if len(l.scopes) > 1 {

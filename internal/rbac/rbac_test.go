@@ -62,16 +62,16 @@ func TestCheck(t *testing.T) {
 			name:     "cluster-wide, pods/log missing",
 			allowed:  []string{"get pods *", "list pods *", "watch pods *"},
 			identity: sa,
-			want:     []string{"cannot get pods/log in all namespaces as system:serviceaccount:kubelogd:kubelogd — see deploy/clusterrole.yaml"},
+			want:     []string{"cannot get pods/log in all namespaces as system:serviceaccount:kubelogd:kubelogd — see deploy/cluster/clusterrole.yaml"},
 		},
 		{
 			name:     "cluster-wide, nothing granted: every permission, in order",
 			identity: sa,
 			want: []string{
-				"cannot get pods in all namespaces as " + sa + " — see deploy/clusterrole.yaml",
-				"cannot list pods in all namespaces as " + sa + " — see deploy/clusterrole.yaml",
-				"cannot watch pods in all namespaces as " + sa + " — see deploy/clusterrole.yaml",
-				"cannot get pods/log in all namespaces as " + sa + " — see deploy/clusterrole.yaml",
+				"cannot get pods in all namespaces as " + sa + " — see deploy/cluster/clusterrole.yaml",
+				"cannot list pods in all namespaces as " + sa + " — see deploy/cluster/clusterrole.yaml",
+				"cannot watch pods in all namespaces as " + sa + " — see deploy/cluster/clusterrole.yaml",
+				"cannot get pods/log in all namespaces as " + sa + " — see deploy/cluster/clusterrole.yaml",
 			},
 		},
 		{
@@ -89,7 +89,7 @@ func TestCheck(t *testing.T) {
 		{
 			name:    "unknown identity",
 			allowed: []string{"get pods *", "list pods *", "get pods/log *"},
-			want:    []string{"cannot watch pods in all namespaces as the configured identity — see deploy/clusterrole.yaml"},
+			want:    []string{"cannot watch pods in all namespaces as the configured identity — see deploy/cluster/clusterrole.yaml"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,7 +129,7 @@ func TestCheckReason(t *testing.T) {
 		return true, r, nil
 	})
 	err := Check(t.Context(), c.AuthorizationV1(), nil, sa)
-	want := `cannot get pods/log in all namespaces as ` + sa + ` (clusterrole.rbac.authorization.k8s.io "kubelogd" not found) — see deploy/clusterrole.yaml`
+	want := `cannot get pods/log in all namespaces as ` + sa + ` (clusterrole.rbac.authorization.k8s.io "kubelogd" not found) — see deploy/cluster/clusterrole.yaml`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Check = %v, want %s", err, want)
 	}

@@ -66,14 +66,20 @@ func wantObjects(t *testing.T, objs []*unstructured.Unstructured, want ...string
 	}
 }
 
-// checkDeployment checks the Deployment as the API server stored it: what the
-// kustomization promises survived validation and defaulting.
-func checkDeployment(t *testing.T, dep *appsv1.Deployment) {
+// checkSingleWriter checks a Deployment of one kubelogd, which locks its volume.
+func checkSingleWriter(t *testing.T, dep *appsv1.Deployment) {
 	t.Helper()
-	spec := dep.Spec.Template.Spec
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("replicas %v, strategy %s: want 1 replica and Recreate (one writer on a ReadWriteOnce volume)", dep.Spec.Replicas, dep.Spec.Strategy.Type)
 	}
+}
+
+// checkDeployment checks the Deployment as the API server stored it: what the
+// kustomization promises survived validation and defaulting, the hardening every kubelogd
+// Deployment has.
+func checkDeployment(t *testing.T, dep *appsv1.Deployment) {
+	t.Helper()
+	spec := dep.Spec.Template.Spec
 	psc := spec.SecurityContext
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 ||
 		psc.RunAsGroup == nil || *psc.RunAsGroup != 65532 || psc.FSGroup == nil || *psc.FSGroup != 65532 ||
@@ -123,7 +129,7 @@ func checkDeployment(t *testing.T, dep *appsv1.Deployment) {
 
 // checkWiring checks what schema validation cannot: the names that tie the objects
 // together resolve on the server.
-func checkWiring(t *testing.T, client kubernetes.Interface, dep *appsv1.Deployment, service string) {
+func checkWiring(t *testing.T, client kubernetes.Interface, dep *appsv1.Deployment, service string, mode corev1.PersistentVolumeAccessMode) {
 	t.Helper()
 	ctx := context.Background()
 	spec := dep.Spec.Template.Spec
@@ -137,8 +143,8 @@ func checkWiring(t *testing.T, client kubernetes.Interface, dep *appsv1.Deployme
 		pvc, err := client.CoreV1().PersistentVolumeClaims(dep.Namespace).Get(ctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
 		if err != nil {
 			t.Errorf("volume %s: %v", v.Name, err)
-		} else if !slices.Equal(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
-			t.Errorf("PVC %s access modes %v, want ReadWriteOnce", pvc.Name, pvc.Spec.AccessModes)
+		} else if !slices.Equal(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{mode}) {
+			t.Errorf("PVC %s access modes %v, want %s", pvc.Name, pvc.Spec.AccessModes, mode)
 		}
 	}
 	svc, err := client.CoreV1().Services(dep.Namespace).Get(ctx, service, metav1.GetOptions{})

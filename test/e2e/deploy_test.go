@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,7 +44,8 @@ func TestDeployBase(t *testing.T) {
 	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
 	fatalIf(t, err)
 	checkDeployment(t, dep)
-	checkWiring(t, e.c.Client, dep, "kubelogd-metrics")
+	checkSingleWriter(t, dep)
+	checkWiring(t, e.c.Client, dep, "kubelogd-metrics", corev1.ReadWriteOnce)
 	crb, err := e.c.Client.RbacV1().ClusterRoleBindings().Get(ctx, "kubelogd", metav1.GetOptions{})
 	fatalIf(t, err)
 	if want := (rbacv1.Subject{Kind: "ServiceAccount", Name: dep.Spec.Template.Spec.ServiceAccountName, Namespace: dep.Namespace}); !slices.Equal(crb.Subjects, []rbacv1.Subject{want}) ||
@@ -144,7 +146,8 @@ func TestDeployNamespaced(t *testing.T) {
 	dep, err := e.c.Client.AppsV1().Deployments(ns).Get(ctx, "kubelogd", metav1.GetOptions{})
 	fatalIf(t, err)
 	checkDeployment(t, dep)
-	checkWiring(t, e.c.Client, dep, "kubelogd-metrics")
+	checkSingleWriter(t, dep)
+	checkWiring(t, e.c.Client, dep, "kubelogd-metrics", corev1.ReadWriteOnce)
 	rb, err := e.c.Client.RbacV1().RoleBindings(ns).Get(ctx, "kubelogd", metav1.GetOptions{})
 	fatalIf(t, err)
 	if want := (rbacv1.Subject{Kind: "ServiceAccount", Name: "kubelogd", Namespace: ns}); !slices.Equal(rb.Subjects, []rbacv1.Subject{want}) || rb.RoleRef.Kind != "Role" {

@@ -68,7 +68,7 @@ func TestClusterRoleEveryPermissionNeeded(t *testing.T) {
 				}()
 				var want []string
 				for _, res := range rule.Resources {
-					want = append(want, fmt.Sprintf("cannot %s %s in all namespaces as %s — see deploy/clusterrole.yaml", verb, res, who))
+					want = append(want, fmt.Sprintf("cannot %s %s in all namespaces as %s — see deploy/cluster/clusterrole.yaml", verb, res, who))
 				}
 				// RBAC picks up the change through its informers: wait for it, and see
 				// the check name exactly what was removed.
