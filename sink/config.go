@@ -137,6 +137,9 @@ type Config struct {
 	// Share is the part of MaxTotalSizeMB this kubelogd enforces over the directories
 	// it owns (its shards out of all); nil is all of it.
 	Share func() float64
+	// Fence tells whether this kubelogd holds the pod's shard now, and in which epoch
+	// (see fence.go); nil fences nothing.
+	Fence func(namespace, pod string) (epoch int64, ok bool)
 
 	// Registerer receives the sink's metrics; nil registers none.
 	Registerer prometheus.Registerer

@@ -123,6 +123,7 @@ type File struct {
 	outsideMarked string
 
 	cursor    Cursor
+	epoch     int64       // the shard epoch it writes in (fence.go)
 	savedFP   cursorPrint // what the persisted cursor said, to skip saving an unchanged one
 	slots     cursorSlots // where in the cursor file the next save goes
 	lastSave  time.Time
@@ -397,6 +398,10 @@ func (f *File) writeOut(k int) (int, error) {
 	if err := f.ensureCursor(); err != nil {
 		return 0, err
 	}
+	if err := f.fence(); err != nil {
+		return 0, err
+	}
+	f.moveForeign()
 	f.mu.Lock()
 	if k > 1 && failpoint.Reached(failpoint.MidLine) {
 		// Crash tests: half of a record on disk, the rest never.
@@ -537,6 +542,9 @@ func (f *File) Close() error {
 // rotate moves the current file aside as a backup, starts a new one and, if retain,
 // applies retention to the backups.
 func (f *File) rotate(retain bool) error {
+	if err := f.fence(); err != nil {
+		return err
+	}
 	waitForFreeBackupName(f.p, f.lastRot)
 	f.mu.Lock()
 	err := restoreErrno(f.out.Rotate())

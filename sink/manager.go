@@ -250,7 +250,15 @@ func (m *Manager) forget(key Key, dir string) {
 }
 
 func (m *Manager) openFile(key Key, p paths) (*File, error) {
+	// Recovery changes the files: only their holder may run it.
+	if _, err := openEpoch(&m.cfg, key, p, 0); err != nil {
+		return nil, err
+	}
 	r, err := m.recoverContainer(p)
+	if err != nil {
+		return nil, err
+	}
+	epoch, err := openEpoch(&m.cfg, key, p, r.epoch)
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +289,7 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		size:   size,
 		inode:  r.inode,
 		cursor: r.cur,
+		epoch:  epoch,
 		slots:  r.slots,
 		// A cursor file found may be on disk without its name, or what it names without
 		// theirs: the first save syncs (see storeCursor).

@@ -14,6 +14,7 @@ const (
 	reasonNoSpace    = "no_space"
 	reasonPermission = "permission"
 	reasonOther      = "other"
+	reasonFenced     = "fenced" // see fence.go
 )
 
 // Reasons a file was deleted; the values of kubelogd_backups_deleted_total's reason label.
@@ -46,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kubelogd_rotations_total", Help: "Rotations of current log files.",
 		}),
 		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kubelogd_write_errors_total", Help: "Failed writes, rotations and cursor saves of log files, by reason (no_space, permission, other).",
+			Name: "kubelogd_write_errors_total", Help: "Failed writes, rotations and cursor saves of log files, by reason (no_space, permission, other; fenced: refused because this replica no longer holds the pod's shard).",
 		}, []string{"reason"}),
 		linesSplit: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubelogd_lines_split_total", Help: "Lines longer than the maximum line length, written in several parts.",
@@ -67,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "kubelogd_compressions_total", Help: "Rotated log files compressed.",
 		}),
 	}
-	for _, r := range []string{reasonNoSpace, reasonPermission, reasonOther} {
+	for _, r := range []string{reasonNoSpace, reasonPermission, reasonOther, reasonFenced} {
 		m.writeErrors.WithLabelValues(r)
 	}
 	for _, r := range []string{reasonBudget, reasonAge, reasonCount, reasonRetainDeleted} {
@@ -97,6 +98,8 @@ func (m *metrics) writeError(err error) error {
 // errorReason classifies a write error for kubelogd_write_errors_total.
 func errorReason(err error) string {
 	switch {
+	case errors.Is(err, ErrNotHolder):
+		return reasonFenced
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return reasonNoSpace
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EROFS):

@@ -43,7 +43,7 @@ func TestMetricsLint(t *testing.T) {
 		want := 1
 		switch name {
 		case "kubelogd_write_errors_total":
-			want = 3 // every reason, before any error
+			want = 4 // every reason, before any error
 		case "kubelogd_backups_deleted_total":
 			want = 4
 		}
@@ -132,8 +132,9 @@ kubelogd_lines_split_total 1
 # HELP kubelogd_rotations_total Rotations of current log files.
 # TYPE kubelogd_rotations_total counter
 kubelogd_rotations_total %d
-# HELP kubelogd_write_errors_total Failed writes, rotations and cursor saves of log files, by reason (no_space, permission, other).
+# HELP kubelogd_write_errors_total Failed writes, rotations and cursor saves of log files, by reason (no_space, permission, other; fenced: refused because this replica no longer holds the pod's shard).
 # TYPE kubelogd_write_errors_total counter
+kubelogd_write_errors_total{reason="fenced"} 0
 kubelogd_write_errors_total{reason="no_space"} 1
 kubelogd_write_errors_total{reason="other"} 0
 kubelogd_write_errors_total{reason="permission"} 0

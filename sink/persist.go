@@ -37,6 +37,9 @@ type persistedCursor struct {
 	// content (see keepFor).
 	TailLen int    `json:"tailLen,omitempty"`
 	TailCRC uint32 `json:"tailCRC,omitempty"`
+	// Epoch is the shard epoch of the replica that saved it (see fence.go); 0 without
+	// shards.
+	Epoch int64 `json:"epoch,omitempty"`
 	// Outside is a change made outside kubelogd (a removed pod directory, a current file
 	// removed, replaced or truncated) that the File noticed and repaired but whose marker
 	// the file it covers does not hold yet (see File.outsidePending). The removal took the
@@ -109,13 +112,16 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 	// with it, and a save into it would fail, leaving the next run nothing to resume
 	// from nor to report the removal by. checkOutside creates it again, and the cursor
 	// saved there names the change (Outside) until the owner's marker is in the file.
+	if err := f.fenceSave(); err != nil {
+		return err
+	}
 	f.checkOutside()
 	if f.outsideTaken {
 		// The owner took the change and wrote its marker before this save (the buffer
 		// is flushed before every save), so the file this cursor covers holds it.
 		f.outsidePending, f.outsideTaken = "", false
 	}
-	pc := persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode, Outside: f.outsidePending}
+	pc := persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode, Outside: f.outsidePending, Epoch: f.epoch}
 	pc.TailLen, pc.TailCRC = f.tail.identity(f.size)
 	data, err := json.Marshal(pc)
 	if err != nil {
@@ -285,6 +291,7 @@ type recovered struct {
 	// frames, and 260 bytes more in each pushed new streams' stacks past 8 KiB.
 	tail  *tailWindow
 	slots cursorSlots
+	epoch int64 // of the replica that saved the cursor (fence.go)
 	// backups is set when the directory holds backups of the container (or could not be
 	// listed): retention may have something to do.
 	backups bool
@@ -298,7 +305,7 @@ func recoverFiles(p paths) (r recovered, err error) {
 	r.backups = removeLeftovers(p)
 	saved, slots, found, cerr := loadCursor(p.cursor)
 	r.rec.CursorError = cerr
-	r.slots = slots
+	r.slots, r.epoch = slots, saved.Epoch
 	rec := &r.rec
 
 	_, statErr := os.Lstat(p.current)

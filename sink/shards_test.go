@@ -1,11 +1,15 @@
 package sink
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // A directory shared by replicas: no lock, the shard count recorded once, and a
@@ -79,5 +83,101 @@ func TestSweepOnlyOwnedPods(t *testing.T) {
 	}
 	if got := tree(t, filepath.Join(dir, "live", "mine")); len(got) != 2 {
 		t.Errorf("live/mine after the sweep: %q, want its backup deleted for the budget share", got)
+	}
+}
+
+// holder is a stand-in for a replica's shard Lease: the epoch it holds, and whether it
+// holds it at all.
+type holder struct {
+	epoch int64
+	held  bool
+}
+
+func (h *holder) fence(string, string) (int64, bool) { return h.epoch, h.held }
+
+// A fenced File writes only while its replica holds the pod's shard in the epoch it
+// opened in: a lost Lease stops writes, rotations and cursor saves at once, and a holder
+// frozen past its Lease cannot save over the cursor of the replica that took over. What
+// was refused stays unwritten, and the next holder goes on from its cursor.
+func TestFence(t *testing.T) {
+	dir := t.TempDir()
+	a := &holder{epoch: 1, held: true}
+	ma := newTestManager(t, Config{Dir: dir, Shards: 4, Fence: a.fence})
+	fa := mustOpen(t, ma, testKey)
+	startInstance(t, fa)
+	for i := range 3 {
+		if err := fa.Write(rec(i, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fa.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The Lease is lost (not renewed within the deadline): nothing more is written.
+	a.held = false
+	_ = fa.Write(rec(3, ""))
+	if err := fa.Flush(); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("Flush after the Lease was lost: %v, want ErrNotHolder", err)
+	}
+	if err := fa.SaveCursor(); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("SaveCursor after the Lease was lost: %v, want ErrNotHolder", err)
+	}
+	if got := len(allLines(t, dir, testKey)); got != 3 {
+		t.Fatalf("%d lines on disk, want the 3 written while the shard was held", got)
+	}
+	if _, err := NewManager(Config{Dir: dir, Shards: 4, Fence: a.fence}); err != nil {
+		t.Fatal(err) // a Manager opens; a File does not:
+	}
+	if _, err := ma.Open(Key{Namespace: "default", Pod: "other", Container: "app"}); !errors.Is(err, ErrNotHolder) {
+		t.Errorf("Open of a pod whose shard is not held: %v, want ErrNotHolder", err)
+	}
+
+	// Replica b takes the shard over (epoch 2) from a's cursor and writes on.
+	b := &holder{epoch: 2, held: true}
+	mb := newTestManager(t, Config{Dir: dir, Shards: 4, Fence: b.fence})
+	fb := mustOpen(t, mb, testKey)
+	if got := fb.Cursor().Lines; got != 3 {
+		t.Fatalf("b resumes at line %d, want 3", got)
+	}
+	_ = fb.Write(rec(3, ""))
+	if err := fb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fb.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+
+	// a wakes up believing it still holds epoch 1 (frozen past expiry): its cursor save
+	// finds b's epoch on disk and is refused.
+	a.held = true
+	if err := fa.SaveCursor(); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("a stale holder's SaveCursor over a newer holder's cursor: %v, want ErrNotHolder", err)
+	}
+	if got := testutil.ToFloat64(ma.met.writeErrors.WithLabelValues(reasonFenced)); got < 3 {
+		t.Errorf("kubelogd_write_errors_total{reason=fenced} = %v, want at least 3", got)
+	}
+	// Its flush before that save wrote the line it still held, after b's: b moves such
+	// bytes aside before its next write, and the file stays exact.
+	_ = fb.Write(rec(4, ""))
+	if err := fb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := os.ReadFile(filepath.Join(dir, testKey.Namespace, testKey.Pod, ".app"+fencedSuffix)); err != nil || !strings.HasSuffix(string(kept), " line 3\n") {
+		t.Errorf("the stale holder's bytes were not kept aside: %q, %v", kept, err)
+	}
+	var got []string
+	for _, l := range allLines(t, dir, testKey) {
+		_, text, _ := strings.Cut(l, " ")
+		got = append(got, text)
+	}
+	if want := []string{"line 0", "line 1", "line 2", "line 3", "line 4"}; !slices.Equal(got, want) {
+		t.Errorf("the file holds %q, want %q", got, want)
 	}
 }
