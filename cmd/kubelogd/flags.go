@@ -102,6 +102,14 @@ func newFlagSet(cfg *daemon.Config, o *options) (*pflag.FlagSet, []flagGroup) {
 	g.Float64Var(&o.pollQPS, "poll-qps", 0, "polls per second of all polled containers, within --kube-api-qps (0: half of --kube-api-qps)")
 	g.DurationVar(&cfg.Collector.PollMaxInterval, "poll-max-interval", 30*time.Second, "longest wait between two polls of a quiet polled container (at least 1s; 5s on a node out of inotify instances)")
 
+	g = group("Replicas")
+	g.IntVar(&cfg.HA.Shards, "shards", 0, "share the pods with other replicas in this many shards, each held through a Lease; the output dir must be shared (ReadWriteMany) and every replica given the same count (0: one kubelogd, which locks the output dir)")
+	g.StringVar(&cfg.HA.LeaseNamespace, "lease-namespace", "", "namespace of the shard Leases (default: $POD_NAMESPACE, else the service account's namespace, else kubelogd)")
+	g.StringVar(&cfg.HA.ReplicaID, "replica-id", "", "this replica's name in the Leases (default: $POD_NAME, else the hostname)")
+	g.DurationVar(&cfg.HA.LeaseDuration, "lease-duration", 15*time.Second, "how long a shard's Lease lasts without renewal before another replica may take it")
+	g.DurationVar(&cfg.HA.RenewDeadline, "renew-deadline", 10*time.Second, "a replica that has not renewed a shard's Lease this long stops writing its files (less than --lease-duration)")
+	g.DurationVar(&cfg.HA.RetryPeriod, "retry-period", 2*time.Second, "how often Leases are renewed and free shards sought")
+
 	g = group("Metrics and logs")
 	g.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of /metrics, /healthz and /readyz (empty: off)")
 	g.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")

@@ -23,6 +23,7 @@ import (
 	"github.com/kubelogd/kubelogd/collector"
 	"github.com/kubelogd/kubelogd/informer"
 	"github.com/kubelogd/kubelogd/internal/rbac"
+	"github.com/kubelogd/kubelogd/internal/shard"
 	"github.com/kubelogd/kubelogd/sink"
 )
 
@@ -41,6 +42,34 @@ type Config struct {
 	Informer  informer.Config
 	Collector collector.Config
 	Sink      sink.Config
+	HA        HAConfig
+}
+
+// HAConfig shares the pods among replicas through shard Leases (Shards > 0).
+type HAConfig struct {
+	Shards         int
+	LeaseNamespace string // "" finds it: $POD_NAMESPACE, the service account's, "kubelogd"
+	ReplicaID      string // "" finds it: $POD_NAME, the hostname
+	LeaseDuration  time.Duration
+	RenewDeadline  time.Duration
+	RetryPeriod    time.Duration
+}
+
+// validate checks the durations' order, as client-go's leader election does.
+func (h HAConfig) validate() error {
+	switch {
+	case h.Shards < 0:
+		return errors.New("--shards must not be negative (0: one kubelogd)")
+	case h.Shards == 0:
+		return nil
+	case h.RetryPeriod <= 0:
+		return errors.New("--retry-period must be positive")
+	case h.RenewDeadline <= h.RetryPeriod:
+		return fmt.Errorf("--renew-deadline %s must exceed --retry-period %s", h.RenewDeadline, h.RetryPeriod)
+	case h.LeaseDuration <= h.RenewDeadline:
+		return fmt.Errorf("--lease-duration %s must exceed --renew-deadline %s: a holder must stop writing before another may take over", h.LeaseDuration, h.RenewDeadline)
+	}
+	return nil
 }
 
 // Validate checks what can be checked before contacting anything.
@@ -56,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Collector.StallTimeout < time.Second {
 		return errors.New("--stall-timeout must be at least 1s")
+	}
+	if err := c.HA.validate(); err != nil {
+		return err
 	}
 	return c.Informer.Validate()
 }
@@ -127,6 +159,24 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
+	var gate *shardGate
+	var shards *shard.Manager
+	if cfg.HA.Shards > 0 {
+		cfg.HA.LeaseNamespace, cfg.HA.ReplicaID = leaseNamespace(cfg.HA.LeaseNamespace), replicaID(cfg.HA.ReplicaID)
+		if err := retryServerErrors(ctx, logger, "checking kubelogd's lease permissions", func(ctx context.Context) error {
+			return rbac.CheckLeases(ctx, client, cfg.HA.LeaseNamespace)
+		}); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		gate = newShardGate(cfg.HA.Shards, logger)
+		cfg.Sink.Shards, cfg.Sink.Owns, cfg.Sink.Share = cfg.HA.Shards, gate.owns, gate.share
+		// Every write, rotation and cursor save asks (sink/fence.go). shards is set below,
+		// before any shard is taken and so before any file is opened.
+		cfg.Sink.Fence = func(ns, pod string) (int64, bool) { return shards.Holds(shard.Of(ns, pod, cfg.HA.Shards)) }
+	}
 	cfg.Sink.Logger = logger
 	cfg.Sink.Registerer = reg
 	files, err := sink.NewManager(cfg.Sink)
@@ -143,7 +193,23 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	meta := newMetaWriter(cfg.Sink.Dir, logger)
 	cfg.Collector.OnPod = meta.OnPod
 	coll := collector.New(cfg.Collector, client.CoreV1(), files, reg, logger)
-	disc, err := informer.New(client, cfg.Informer, coll, logger)
+	var handler informer.Handler = coll
+	if gate != nil {
+		gate.next, gate.release = coll, coll.Release
+		handler = gate
+		// A client of its own: renewals must not wait behind a burst of stream opens in
+		// the collector's rate limiter, or a busy replica would miss its renew deadline.
+		lrc := rest.CopyConfig(rc)
+		lrc.QPS, lrc.Burst, lrc.RateLimiter = 50, 100, nil
+		leaseClient, err := kubernetes.NewForConfig(lrc)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		if shards, err = newShards(cfg.HA, leaseClient, gate, reg, logger); err != nil {
+			return fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+	}
+	disc, err := informer.New(client, cfg.Informer, handler, logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
@@ -161,6 +227,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	g.run("file sweeper", files.Run)
 	g.run("pod metadata", meta.Run)
 	g.run("collector", coll.Run)
+	if shards != nil {
+		// On shutdown it gives every shard up once the collector has closed its files.
+		g.run("shard leases", shards.Run)
+	}
 	g.run("informer", func(ctx context.Context) error {
 		// A slow or failing first list is waited out (disc.Run retries and warns); only a
 		// list refused with 403 ends it, and that is the environment's fault: exit 2, as

@@ -1,0 +1,194 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/internal/shard"
+)
+
+// tombstoneTTL is how long the gate remembers a deleted pod: a replica that takes its
+// shard over within that time finishes its files (the gap marker of a pod deleted before
+// its log was read to the end) if the previous holder had not.
+const tombstoneTTL = time.Hour
+
+// sweepGrace is how long a replica holds a shard before its sweep acts on the shard's
+// pods: right after taking it over no file of it is open yet, so every quiet container
+// would look deleted (sink's startup grace, per shard).
+const sweepGrace = 10 * time.Minute
+
+// shardGate stands between the informer and the collector when replicas share the pods
+// through shard Leases: it passes on the pods of the shards this replica holds, gives
+// the collector a shard's pods when the shard is taken (shard.Owner.Start) and takes them
+// back, files closed, before it is given up (Stop). It remembers the latest state of
+// every pod, held or not, so that a shard taken over starts from the informer's view.
+type shardGate struct {
+	shards  int
+	next    informer.Handler
+	release func(ctx context.Context, match func(namespace, pod string) bool) error
+	logger  *slog.Logger
+	now     func() time.Time
+
+	mu    sync.Mutex
+	pods  map[types.UID]informer.Pod
+	tombs map[types.UID]time.Time // deleted pods in pods, and when they were deleted
+	held  map[int]heldShard
+}
+
+type heldShard struct {
+	since time.Time
+	epoch int64
+}
+
+var (
+	_ informer.Handler = (*shardGate)(nil)
+	_ shard.Owner      = (*shardGate)(nil)
+)
+
+// newShardGate returns a gate; next and release are set once the collector exists.
+func newShardGate(shards int, logger *slog.Logger) *shardGate {
+	return &shardGate{shards: shards, logger: logger, now: time.Now,
+		pods: map[types.UID]informer.Pod{}, tombs: map[types.UID]time.Time{}, held: map[int]heldShard{}}
+}
+
+// newShards returns the manager of this replica's shard Leases, with its metrics.
+func newShards(h HAConfig, client kubernetes.Interface, gate *shardGate, reg prometheus.Registerer, logger *slog.Logger) (*shard.Manager, error) {
+	m, err := shard.New(shard.Config{
+		Client: client, Namespace: h.LeaseNamespace, ReplicaID: h.ReplicaID,
+		Shards: h.Shards, LeaseDuration: h.LeaseDuration, RenewDeadline: h.RenewDeadline, RetryPeriod: h.RetryPeriod,
+		Owner: gate, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	registerShardMetrics(reg, m)
+	return m, nil
+}
+
+// leaseNamespace is --lease-namespace, else the pod's namespace (downward API), else the
+// service account's, else "kubelogd".
+func leaseNamespace(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if raw, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(raw) > 0 {
+		return strings.TrimSpace(string(raw))
+	}
+	return "kubelogd"
+}
+
+// replicaID is --replica-id, else the pod's name (downward API), else the hostname.
+func replicaID(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if n := os.Getenv("POD_NAME"); n != "" {
+		return n
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// OnPod records p and passes it on if its shard is held. It never blocks.
+func (g *shardGate) OnPod(p informer.Pod) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	g.pods[p.UID] = p
+	if p.Deleted || p.Excluded {
+		g.tombs[p.UID] = now
+	}
+	for uid, at := range g.tombs {
+		if now.Sub(at) > tombstoneTTL {
+			delete(g.pods, uid)
+			delete(g.tombs, uid)
+		}
+	}
+	if _, ok := g.held[shard.Of(p.Namespace, p.Name, g.shards)]; ok {
+		g.next.OnPod(p)
+	}
+}
+
+// Start passes the shard's pods on: it is this replica's from now.
+func (g *shardGate) Start(s int, epoch int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held[s] = heldShard{since: g.now(), epoch: epoch}
+	n := 0
+	for _, p := range g.pods {
+		if shard.Of(p.Namespace, p.Name, g.shards) == s {
+			g.next.OnPod(p)
+			n++
+		}
+	}
+	g.logger.Info("shard taken", "shard", s, "epoch", epoch, "pods", n)
+}
+
+// Stop stops passing the shard's pods on and returns once the collector has stopped
+// them all: streams closed, files flushed and closed, cursors saved. Only then may the
+// shard's Lease go to another replica.
+func (g *shardGate) Stop(s int) {
+	g.mu.Lock()
+	delete(g.held, s)
+	g.mu.Unlock()
+	// Not cancelled by the daemon's shutdown: the lease waits for the files.
+	err := g.release(context.Background(), func(ns, pod string) bool { return shard.Of(ns, pod, g.shards) == s })
+	if err != nil {
+		g.logger.Error("releasing a shard's pods", "shard", s, "err", err)
+	}
+	g.logger.Info("shard given up", "shard", s)
+}
+
+// owns tells the sink's sweep whether it may act on a pod's directory: its shard is held
+// and has been for sweepGrace.
+func (g *shardGate) owns(ns, pod string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h, ok := g.held[shard.Of(ns, pod, g.shards)]
+	return ok && g.now().Sub(h.since) >= sweepGrace
+}
+
+// share is the part of the disk budget this replica enforces: its shards out of all.
+func (g *shardGate) share() float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return float64(len(g.held)) / float64(g.shards)
+}
+
+// registerShardMetrics registers the series of the shard Leases: the shards this
+// replica holds, its handovers by reason and its failed renewals.
+func registerShardMetrics(reg prometheus.Registerer, m *shard.Manager) {
+	handovers := func(reason string, v func(shard.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "kubelogd_shard_handovers_total",
+			Help:        "Shards this replica took or gave up, by reason: acquired, shed (to even the shares), lost (renewal failed or another replica holds it), released (at shutdown).",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(v(m.Stats())) })
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kubelogd_shards_held",
+			Help: "Shards whose Lease this replica holds (--shards > 0).",
+		}, func() float64 { return float64(len(m.Held())) }),
+		handovers("acquired", func(s shard.Stats) uint64 { return s.Acquired }),
+		handovers("shed", func(s shard.Stats) uint64 { return s.Shed }),
+		handovers("lost", func(s shard.Stats) uint64 { return s.Lost }),
+		handovers("released", func(s shard.Stats) uint64 { return s.Released }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "kubelogd_lease_renew_failures_total",
+			Help: "Shard Lease renewals that failed; a holder that cannot renew for --renew-deadline stops writing the shard.",
+		}, func() float64 { return float64(m.Stats().RenewFailures) }),
+	)
+}

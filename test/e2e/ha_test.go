@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// haFlags are the flags of one replica sharing the output directory through shard
+// Leases, with short durations so that takeovers happen within the test.
+func haFlags(ns, id string, shards int) []string {
+	return []string{"--shards", fmt.Sprint(shards), "--lease-namespace", ns, "--replica-id", id,
+		"--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"}
+}
+
+// heldBy returns the live holder of every shard Lease in ns ("" for none or expired).
+func (e *env) heldBy(ns string) (map[string]string, error) {
+	leases, err := e.c.Client.CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, l := range leases.Items {
+		if !strings.HasPrefix(l.Name, "kubelogd-shard-") {
+			continue
+		}
+		out[l.Name] = liveHolder(l)
+	}
+	return out, nil
+}
+
+func liveHolder(l coordinationv1.Lease) string {
+	s := l.Spec
+	if s.HolderIdentity == nil || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+		return ""
+	}
+	if time.Since(s.RenewTime.Time) > time.Duration(*s.LeaseDurationSeconds)*time.Second {
+		return ""
+	}
+	return *s.HolderIdentity
+}
+
+// waitShares waits until every one of shards Leases is held, each replica of ids holding
+// the count given in want (by id).
+func (e *env) waitShares(ns string, shards int, want map[string]int) {
+	e.t.Helper()
+	eventually(e.t, 3*time.Second+30*time.Second, fmt.Sprintf("shards shared as %v", want), func() (bool, string) {
+		held, err := e.heldBy(ns)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := map[string]int{}
+		for _, h := range held {
+			got[h]++
+		}
+		if len(held) != shards || got[""] > 0 {
+			return false, fmt.Sprintf("%d leases, held %v", len(held), got)
+		}
+		for id, n := range want {
+			if got[id] != n {
+				return false, fmt.Sprintf("held %v", got)
+			}
+		}
+		return true, ""
+	})
+}
+
+// TestHAShards (issue #16): replicas share one output directory through shard Leases.
+// Three replicas split twelve shards; one is SIGKILLed and the two others take its shards
+// once its Leases expire; a fourth joins and takes its share; one leaves with SIGTERM and
+// hands its shards over. Meanwhile twelve containers log without pause: every file is
+// exact — nothing lost, nothing written twice — through every handover.
+func TestHAShards(t *testing.T) {
+	e := parallelEnv(t)
+	const ns, leaseNS, shards, pods = "ha", "kubelogd-ha", 12, 12
+	if err := e.c.EnsureNamespace(context.Background(), leaseNS); err != nil {
+		t.Fatal(err)
+	}
+	var stops []func() int
+	for i := range pods {
+		name := fmt.Sprintf("p-%02d", i)
+		e.pod(ns, name, nil, "app")
+		e.start(ns, name, "app")
+		stops = append(stops, e.flow(ns, name, "app", 40*time.Millisecond, 1, numbered(ns, name, "app", "ha")))
+	}
+	dir := t.TempDir()
+	start := func(id string) *daemon {
+		d := e.kubelogd(dir, haFlags(leaseNS, id, shards)...)
+		d.waitReady()
+		return d
+	}
+	r := map[string]*daemon{}
+	for _, id := range []string{"r0", "r1", "r2"} {
+		r[id] = start(id)
+	}
+	e.waitShares(leaseNS, shards, map[string]int{"r0": 4, "r1": 4, "r2": 4})
+
+	killed := time.Now()
+	r["r1"].Kill()
+	e.waitShares(leaseNS, shards, map[string]int{"r0": 6, "r2": 6})
+	t.Logf("r1's shards taken %s after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+
+	r["r3"] = start("r3")
+	e.waitShares(leaseNS, shards, map[string]int{"r0": 4, "r2": 4, "r3": 4})
+	if moved := r["r3"].metric("kubelogd_shards_held"); moved != 4 {
+		t.Errorf("r3 holds %v shards by its metric, want 4", moved)
+	}
+	if got := r["r0"].metric("kubelogd_shard_handovers_total", "reason=acquired"); got < 4 {
+		t.Errorf("r0: kubelogd_shard_handovers_total{reason=acquired} = %v, want at least 4", got)
+	}
+	mfs, _ := r["r0"].scrape()
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kubelogd_shards_held", "kubelogd_shard_handovers_total", "kubelogd_lease_renew_failures_total"} {
+		if mfs[name] == nil {
+			t.Errorf("a replica with --shards does not expose %s", name)
+		}
+		if !strings.Contains(string(readme), "| `"+name+"` |") {
+			t.Errorf("README.md's metrics table does not list %s", name)
+		}
+	}
+
+	r["r0"].stop()
+	e.waitShares(leaseNS, shards, map[string]int{"r2": 6, "r3": 6})
+
+	var wg sync.WaitGroup
+	for _, stop := range stops {
+		wg.Add(1)
+		go func() { defer wg.Done(); stop() }()
+	}
+	wg.Wait()
+	for i := range pods {
+		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
+	}
+	for _, id := range []string{"r2", "r3"} {
+		if v := r[id].metric("kubelogd_gaps_total"); v != 0 {
+			t.Errorf("%s: kubelogd_gaps_total = %v, want 0", id, v)
+		}
+	}
+}
