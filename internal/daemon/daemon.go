@@ -205,7 +205,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
-		if shards, err = newShards(cfg.HA, leaseClient, gate, reg, logger); err != nil {
+		if shards, err = newShards(cfg.HA, leaseClient, gate, logger); err != nil {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
@@ -214,6 +214,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	registerDaemonMetrics(reg, cfg.Version, float64(cfg.Sink.MaxTotalSizeMB)*(1<<20), disc.Synced)
+	registerShardMetrics(reg, func() *shard.Manager { return shards })
 
 	var g group
 	if cfg.MetricsAddr != "" {

@@ -60,8 +60,8 @@ func newShardGate(shards int, logger *slog.Logger) *shardGate {
 		pods: map[types.UID]informer.Pod{}, tombs: map[types.UID]time.Time{}, held: map[int]heldShard{}}
 }
 
-// newShards returns the manager of this replica's shard Leases, with its metrics.
-func newShards(h HAConfig, client kubernetes.Interface, gate *shardGate, reg prometheus.Registerer, logger *slog.Logger) (*shard.Manager, error) {
+// newShards returns the manager of this replica's shard Leases.
+func newShards(h HAConfig, client kubernetes.Interface, gate *shardGate, logger *slog.Logger) (*shard.Manager, error) {
 	m, err := shard.New(shard.Config{
 		Client: client, Namespace: h.LeaseNamespace, ReplicaID: h.ReplicaID,
 		Shards: h.Shards, LeaseDuration: h.LeaseDuration, RenewDeadline: h.RenewDeadline, RetryPeriod: h.RetryPeriod,
@@ -70,7 +70,6 @@ func newShards(h HAConfig, client kubernetes.Interface, gate *shardGate, reg pro
 	if err != nil {
 		return nil, err
 	}
-	registerShardMetrics(reg, m)
 	return m, nil
 }
 
@@ -168,27 +167,50 @@ func (g *shardGate) share() float64 {
 }
 
 // registerShardMetrics registers the series of the shard Leases: the shards this
-// replica holds, its handovers by reason and its failed renewals.
-func registerShardMetrics(reg prometheus.Registerer, m *shard.Manager) {
+// replica holds, its handovers by reason, its failed renewals and the longest a shard
+// has gone without a holder. They are 0 without --shards (m returns nil).
+func registerShardMetrics(reg prometheus.Registerer, m func() *shard.Manager) {
+	stat := func(v func(shard.Stats) uint64) func() float64 {
+		return func() float64 {
+			if mm := m(); mm != nil {
+				return float64(v(mm.Stats()))
+			}
+			return 0
+		}
+	}
 	handovers := func(reason string, v func(shard.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "kubelogd_shard_handovers_total",
-			Help:        "Shards this replica took or gave up, by reason: acquired, shed (to even the shares), lost (renewal failed or another replica holds it), released (at shutdown).",
+			Help:        "Shards this replica took or gave up (--shards), by reason: acquired, shed (to even the shares), lost (renewal failed or another replica holds it), released (at shutdown).",
 			ConstLabels: prometheus.Labels{"reason": reason},
-		}, func() float64 { return float64(v(m.Stats())) })
+		}, stat(v))
 	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kubelogd_shards_held",
-			Help: "Shards whose Lease this replica holds (--shards > 0).",
-		}, func() float64 { return float64(len(m.Held())) }),
+			Help: "Shards whose Lease this replica holds (--shards).",
+		}, func() float64 {
+			if mm := m(); mm != nil {
+				return float64(len(mm.Held()))
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kubelogd_shard_unheld_seconds",
+			Help: "How long the shard that has gone longest without a live holder has been so, as this replica last saw the Leases (--shards); 0 while every shard is held.",
+		}, func() float64 {
+			if mm := m(); mm != nil {
+				return mm.Unheld().Seconds()
+			}
+			return 0
+		}),
 		handovers("acquired", func(s shard.Stats) uint64 { return s.Acquired }),
 		handovers("shed", func(s shard.Stats) uint64 { return s.Shed }),
 		handovers("lost", func(s shard.Stats) uint64 { return s.Lost }),
 		handovers("released", func(s shard.Stats) uint64 { return s.Released }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "kubelogd_lease_renew_failures_total",
-			Help: "Shard Lease renewals that failed; a holder that cannot renew for --renew-deadline stops writing the shard.",
-		}, func() float64 { return float64(m.Stats().RenewFailures) }),
+			Help: "Shard Lease renewals that failed (--shards); a holder that cannot renew for --renew-deadline stops writing the shard.",
+		}, stat(func(s shard.Stats) uint64 { return s.RenewFailures })),
 	)
 }

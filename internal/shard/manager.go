@@ -44,6 +44,12 @@ type Manager struct {
 	fences map[int]fence
 
 	stats struct{ acquired, shed, lost, released, renewFailures atomic.Uint64 }
+
+	// unheldSince is, for every shard the last List showed with no live holder, since
+	// when (Run's); oldestUnheld the oldest of them in Unix nanoseconds, 0 if none, for
+	// Unheld.
+	unheldSince  map[int]time.Time
+	oldestUnheld atomic.Int64
 }
 
 // heldShard is a shard Run has acquired and not yet forgotten.
@@ -77,6 +83,7 @@ func New(cfg Config) (*Manager, error) {
 		stopped:         make(chan int, cfg.Shards),
 		held:            map[int]*heldShard{},
 		fences:          map[int]fence{},
+		unheldSince:     map[int]time.Time{},
 	}
 	if m.logger == nil {
 		m.logger = slog.New(slog.DiscardHandler)
@@ -135,6 +142,7 @@ func (m *Manager) tick(ctx context.Context) {
 	if v == nil {
 		return
 	}
+	m.noteUnheld(v)
 	// A replica that just started takes nothing in its first period, so that replicas
 	// started together see each other before they count their fair share.
 	if m.announced {
@@ -253,4 +261,39 @@ func (m *Manager) warnFailure(failing *bool, err error, msg string, args ...any)
 	}
 	*failing = true
 	m.logger.Log(context.Background(), level, msg, append(args, "err", err)...)
+}
+
+// noteUnheld records which shards the List showed with no live holder, and since when.
+func (m *Manager) noteUnheld(v *view) {
+	now := m.now()
+	var oldest time.Time
+	for s := range m.cfg.Shards {
+		if _, mine := m.held[s]; mine || !free(v.shards[s], now) {
+			delete(m.unheldSince, s)
+			continue
+		}
+		since, ok := m.unheldSince[s]
+		if !ok {
+			since = now
+			m.unheldSince[s] = now
+		}
+		if oldest.IsZero() || since.Before(oldest) {
+			oldest = since
+		}
+	}
+	if oldest.IsZero() {
+		m.oldestUnheld.Store(0)
+	} else {
+		m.oldestUnheld.Store(oldest.UnixNano())
+	}
+}
+
+// Unheld returns how long the shard that has gone longest without a live holder (as the
+// last List showed) has been so; 0 when every shard is held.
+func (m *Manager) Unheld() time.Duration {
+	since := m.oldestUnheld.Load()
+	if since == 0 {
+		return 0
+	}
+	return m.now().Sub(time.Unix(0, since))
 }

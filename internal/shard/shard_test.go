@@ -159,7 +159,13 @@ func TestTicksOnFakeClock(t *testing.T) {
 	if held := m.Held(); len(held) != 0 {
 		t.Fatalf("held %v before the Leases expired", held)
 	}
+	if d := m.Unheld(); d != 0 {
+		t.Fatalf("Unheld = %s while both Leases run", d)
+	}
 	step(1500 * time.Millisecond) // t0+2.5s: shard 0 expired, shard 1 not
+	if d := m.Unheld(); d != 0 {
+		t.Fatalf("Unheld = %s, want 0: shard 0 was found expired only now", d)
+	}
 	if epoch, ok := m.Holds(0); !ok || epoch != 6 {
 		t.Fatalf("Holds(0) = %d, %v; want epoch 6, one above its own former epoch", epoch, ok)
 	}
@@ -179,6 +185,13 @@ func TestTicksOnFakeClock(t *testing.T) {
 	m.tick(ctx)
 	for range 2 {
 		m.stopDone(ctx, <-m.stopped)
+	}
+	// Both Leases lapse with nobody live to hold them: Unheld grows with the clock.
+	now = now.Add(4 * time.Second)
+	m.noteUnheld(&view{shards: map[int]*coordinationv1.Lease{0: prior(0, "r", t0, 6), 1: prior(1, "r", t0, 3)}})
+	now = now.Add(7 * time.Second)
+	if d := m.Unheld(); d != 7*time.Second {
+		t.Errorf("Unheld = %s, want 7s", d)
 	}
 	if starts, stops, running := owner.counts(); starts != 2 || stops != 2 || len(running) != 0 {
 		t.Errorf("owner: %d starts, %d stops, writing %v; want 2, 2, none", starts, stops, running)
