@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +134,69 @@ func TestHAShards(t *testing.T) {
 	for _, id := range []string{"r2", "r3"} {
 		if v := r[id].metric("kubelogd_gaps_total"); v != 0 {
 			t.Errorf("%s: kubelogd_gaps_total = %v, want 0", id, v)
+		}
+	}
+}
+
+// TestHAFrozenHolder (issue #16, fencing): a replica frozen past its Leases (SIGSTOP: a
+// long GC pause, a partition) is replaced by the other while its pods keep logging; when
+// it wakes it must not write into the files the other now holds: it finds its Leases
+// taken, writes nothing (a write it still tries is refused and counted as fenced), then
+// takes its share back through an ordinary handover. Every file stays exact.
+func TestHAFrozenHolder(t *testing.T) {
+	e := parallelEnv(t)
+	const ns, leaseNS, shards, pods = "frozen", "kubelogd-frozen", 4, 8
+	if err := e.c.EnsureNamespace(context.Background(), leaseNS); err != nil {
+		t.Fatal(err)
+	}
+	var stops []func() int
+	for i := range pods {
+		name := fmt.Sprintf("p-%02d", i)
+		e.pod(ns, name, nil, "app")
+		e.start(ns, name, "app")
+		stops = append(stops, e.flow(ns, name, "app", 20*time.Millisecond, 1, numbered(ns, name, "app", "frozen")))
+	}
+	dir := t.TempDir()
+	r0 := e.kubelogd(dir, haFlags(leaseNS, "r0", shards)...)
+	r0.waitReady()
+	r1 := e.kubelogd(dir, haFlags(leaseNS, "r1", shards)...)
+	r1.waitReady()
+	e.waitShares(leaseNS, shards, map[string]int{"r0": 2, "r1": 2})
+	time.Sleep(time.Second) // both write
+
+	if err := r0.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	e.waitShares(leaseNS, shards, map[string]int{"r1": 4})
+	time.Sleep(2 * time.Second) // r1 writes r0's former files
+	if err := r0.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// r0 finds its Leases gone, stops, and takes its share back through a handover.
+	eventually(t, 30*time.Second, "r0 has noticed its shards lost", func() (bool, string) {
+		v := r0.metric("kubelogd_shard_handovers_total", "reason=lost")
+		return v >= 2, fmt.Sprintf("%v lost", v)
+	})
+	e.waitShares(leaseNS, shards, map[string]int{"r0": 2, "r1": 2})
+	time.Sleep(time.Second)
+	var wg sync.WaitGroup
+	for _, stop := range stops {
+		wg.Add(1)
+		go func() { defer wg.Done(); stop() }()
+	}
+	wg.Wait()
+	for i := range pods {
+		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
+	}
+	// r0's streams woke with lines in their sockets, which r1 had written meanwhile: its
+	// writes of them were refused. (Without the fence r1 would have found them appended
+	// and moved them aside to .<container>.fenced before its next write.)
+	if v := r0.metric("kubelogd_write_errors_total", "reason=fenced"); v == 0 {
+		t.Error("r0 wrote nothing after waking, or wrote without being refused: kubelogd_write_errors_total{reason=fenced} = 0")
+	}
+	for _, d := range []*daemon{r0, r1} {
+		if v := d.metric("kubelogd_gaps_total"); v != 0 {
+			t.Errorf("kubelogd_gaps_total = %v, want 0", v)
 		}
 	}
 }
