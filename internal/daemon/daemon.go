@@ -23,7 +23,6 @@ import (
 	"github.com/kubelogd/kubelogd/collector"
 	"github.com/kubelogd/kubelogd/informer"
 	"github.com/kubelogd/kubelogd/internal/rbac"
-	"github.com/kubelogd/kubelogd/internal/shard"
 	"github.com/kubelogd/kubelogd/sink"
 )
 
@@ -159,23 +158,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	var gate *shardGate
-	var shards *shard.Manager
+	var reps *replicas
 	if cfg.HA.Shards > 0 {
-		cfg.HA.LeaseNamespace, cfg.HA.ReplicaID = leaseNamespace(cfg.HA.LeaseNamespace), replicaID(cfg.HA.ReplicaID)
-		if err := retryServerErrors(ctx, logger, "checking kubelogd's lease permissions", func(ctx context.Context) error {
-			return rbac.CheckLeases(ctx, client, cfg.HA.LeaseNamespace)
-		}); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("%w: %w", ErrUsage, err)
+		if reps, err = newReplicas(ctx, &cfg, client, logger); err != nil || ctx.Err() != nil {
+			return err // nil when stopped while checking
 		}
-		gate = newShardGate(cfg.HA.Shards, logger)
-		cfg.Sink.Shards, cfg.Sink.Owns, cfg.Sink.Share = cfg.HA.Shards, gate.owns, gate.share
-		// Every write, rotation and cursor save asks (sink/fence.go). shards is set below,
-		// before any shard is taken and so before any file is opened.
-		cfg.Sink.Fence = func(ns, pod string) (int64, bool) { return shards.Holds(shard.Of(ns, pod, cfg.HA.Shards)) }
 	}
 	cfg.Sink.Logger = logger
 	cfg.Sink.Registerer = reg
@@ -194,18 +181,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	cfg.Collector.OnPod = meta.OnPod
 	coll := collector.New(cfg.Collector, client.CoreV1(), files, reg, logger)
 	var handler informer.Handler = coll
-	if gate != nil {
-		gate.next, gate.release = coll, coll.Release
-		handler = gate
-		// A client of its own: renewals must not wait behind a burst of stream opens in
-		// the collector's rate limiter, or a busy replica would miss its renew deadline.
-		lrc := rest.CopyConfig(rc)
-		lrc.QPS, lrc.Burst, lrc.RateLimiter = 50, 100, nil
-		leaseClient, err := kubernetes.NewForConfig(lrc)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUsage, err)
-		}
-		if shards, err = newShards(cfg.HA, leaseClient, gate, logger); err != nil {
+	if reps != nil {
+		if handler, err = reps.attach(coll, rc, cfg.HA, logger); err != nil {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
@@ -214,7 +191,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	registerDaemonMetrics(reg, cfg.Version, float64(cfg.Sink.MaxTotalSizeMB)*(1<<20), disc.Synced)
-	registerShardMetrics(reg, func() *shard.Manager { return shards })
+	registerShardMetrics(reg, reps.manager)
 
 	var g group
 	if cfg.MetricsAddr != "" {
@@ -228,9 +205,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	g.run("file sweeper", files.Run)
 	g.run("pod metadata", meta.Run)
 	g.run("collector", coll.Run)
-	if shards != nil {
+	if reps != nil {
 		// On shutdown it gives every shard up once the collector has closed its files.
-		g.run("shard leases", shards.Run)
+		g.run("shard leases", reps.m.Run)
 	}
 	g.run("informer", func(ctx context.Context) error {
 		// A slow or failing first list is waited out (disc.Run retries and warns); only a

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -11,8 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/kubelogd/kubelogd/collector"
 	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/internal/rbac"
 	"github.com/kubelogd/kubelogd/internal/shard"
 )
 
@@ -58,6 +62,61 @@ var (
 func newShardGate(shards int, logger *slog.Logger) *shardGate {
 	return &shardGate{shards: shards, logger: logger, now: time.Now,
 		pods: map[types.UID]informer.Pod{}, tombs: map[types.UID]time.Time{}, held: map[int]heldShard{}}
+}
+
+// replicas is what a replica sharing the pods (--shards) adds to the daemon: the gate
+// and the manager of its shard Leases.
+type replicas struct {
+	gate *shardGate
+	m    *shard.Manager
+}
+
+// newReplicas resolves the Leases' namespace and the replica's ID, checks the lease
+// permissions (an error wraps ErrUsage; nil with ctx done when stopped meanwhile), and
+// sets the sink's sharing, sweep scope and fence in cfg.
+func newReplicas(ctx context.Context, cfg *Config, client kubernetes.Interface, logger *slog.Logger) (*replicas, error) {
+	cfg.HA.LeaseNamespace, cfg.HA.ReplicaID = leaseNamespace(cfg.HA.LeaseNamespace), replicaID(cfg.HA.ReplicaID)
+	if err := retryServerErrors(ctx, logger, "checking kubelogd's lease permissions", func(ctx context.Context) error {
+		return rbac.CheckLeases(ctx, client, cfg.HA.LeaseNamespace)
+	}); err != nil {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	r := &replicas{gate: newShardGate(cfg.HA.Shards, logger)}
+	n := cfg.HA.Shards
+	cfg.Sink.Shards, cfg.Sink.Owns, cfg.Sink.Share = n, r.gate.owns, r.gate.share
+	// Every write, rotation and cursor save asks (sink/fence.go). r.m is set by attach,
+	// before any shard is taken and so before any file is opened.
+	cfg.Sink.Fence = func(ns, pod string) (int64, bool) { return r.m.Holds(shard.Of(ns, pod, n)) }
+	return r, nil
+}
+
+// attach puts the gate in front of the collector and creates the Lease manager; it
+// returns the informer's handler.
+func (r *replicas) attach(coll *collector.Collector, rc *rest.Config, h HAConfig, logger *slog.Logger) (informer.Handler, error) {
+	r.gate.next, r.gate.release = coll, coll.Release
+	// A client of its own: renewals must not wait behind a burst of stream opens in the
+	// collector's rate limiter, or a busy replica would miss its renew deadline.
+	lrc := rest.CopyConfig(rc)
+	lrc.QPS, lrc.Burst, lrc.RateLimiter = 50, 100, nil
+	client, err := kubernetes.NewForConfig(lrc)
+	if err != nil {
+		return nil, err
+	}
+	if r.m, err = newShards(h, client, r.gate, logger); err != nil {
+		return nil, err
+	}
+	return r.gate, nil
+}
+
+// manager returns the Lease manager; nil without --shards (r nil).
+func (r *replicas) manager() *shard.Manager {
+	if r == nil {
+		return nil
+	}
+	return r.m
 }
 
 // newShards returns the manager of this replica's shard Leases.
