@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/kubelogd/kubelogd/internal/failpoint"
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // A cursor file holds two copies of the cursor in two slots of equal size, each a
@@ -270,7 +271,7 @@ func putSlotBuffer(b []byte) {
 // writeInPlace writes the next copy into the slot that s says to write, and returns the
 // slots after it; see the layout above.
 func writeInPlace(path string, s cursorSlots, payload []byte, sync bool) (cursorSlots, error) {
-	fd, err := os.OpenFile(path, os.O_WRONLY, 0)
+	fd, err := layout.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return s, fmt.Errorf("saving %s: %w", path, err)
 	}

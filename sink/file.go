@@ -572,7 +572,7 @@ func (f *File) rotate(retain bool) error {
 		if st, serr := os.Stat(f.p.current); serr == nil && inodeOf(st) != old {
 			_ = os.Chmod(f.p.current, fileMode)
 		}
-		if fd, cerr := os.OpenFile(f.p.current, os.O_WRONLY|os.O_CREATE, fileMode); cerr == nil {
+		if fd, cerr := layout.OpenFile(f.p.current, os.O_WRONLY|os.O_CREATE, fileMode); cerr == nil {
 			_ = fd.Chmod(fileMode)
 			if st, serr := fd.Stat(); serr == nil {
 				f.size, f.inode = st.Size(), inodeOf(st)

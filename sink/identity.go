@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/kubelogd/kubelogd/internal/layout"
 )
 
 // A cursor names the data it covers by where it ends (Offset), by the inode of the file
@@ -213,7 +215,7 @@ func backupHolding(p paths, pc persistedCursor) backupMatch {
 // plainHolds reports whether the uncompressed backup at path holds exactly what pc
 // covers, and returns its inode.
 func plainHolds(path string, pc persistedCursor) (bool, uint64) {
-	fd, err := os.Open(path)
+	fd, err := layout.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return false, 0
 	}
@@ -229,7 +231,7 @@ func plainHolds(path string, pc persistedCursor) (bool, uint64) {
 // gzipHolds reports whether the compressed backup at path holds exactly what pc covers.
 // Only a backup whose trailer gives the right size (modulo 2^32) is decompressed.
 func gzipHolds(path string, pc persistedCursor) bool {
-	fd, err := os.Open(path)
+	fd, err := layout.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return false
 	}

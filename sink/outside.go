@@ -153,7 +153,7 @@ func (f *File) loadTail() {
 		return
 	}
 	f.tail.n = -1
-	if fd, err := os.Open(f.p.current); err == nil {
+	if fd, err := layout.OpenFile(f.p.current, os.O_RDONLY, 0); err == nil {
 		f.tail.load(fd, f.size)
 		_ = fd.Close()
 	}
@@ -162,14 +162,14 @@ func (f *File) loadTail() {
 // openCurrent opens the current file with flag, creating it (0640) and the pod and
 // namespace directories (0750) where missing.
 func openCurrent(p paths, flag int) (*os.File, error) {
-	fd, err := os.OpenFile(p.current, flag, 0)
+	fd, err := layout.OpenFile(p.current, flag, 0)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fd, err
 	}
 	if err := layout.MkdirAll(p.dir); err != nil {
 		return nil, fmt.Errorf("creating directory %s: %w", p.dir, err)
 	}
-	fd, err = os.OpenFile(p.current, flag|os.O_CREATE, fileMode)
+	fd, err = layout.OpenFile(p.current, flag|os.O_CREATE, fileMode)
 	if err == nil {
 		_ = fd.Chmod(fileMode) // despite the umask
 	}

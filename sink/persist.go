@@ -235,7 +235,7 @@ func syncPath(path string) error {
 	if err := observeSync(path); err != nil {
 		return err
 	}
-	fd, err := os.Open(path)
+	fd, err := layout.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -310,7 +310,7 @@ func recoverFiles(p paths) (r recovered, err error) {
 
 	_, statErr := os.Lstat(p.current)
 	existed := statErr == nil
-	fd, err := os.OpenFile(p.current, os.O_RDWR|os.O_CREATE, fileMode)
+	fd, err := layout.OpenFile(p.current, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
 		return r, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
 	}

@@ -32,14 +32,14 @@ type WriteOptions struct {
 // starts with the final name, tells whose it is.
 func WriteFileAtomic(path string, data []byte, o WriteOptions) (err error) {
 	dir := filepath.Dir(path)
-	pattern := filepath.Base(path) + TmpInfix + "*"
-	tmp, err := os.CreateTemp(dir, pattern)
+	prefix := filepath.Base(path) + TmpInfix
+	tmp, err := createTemp(dir, prefix)
 	if o.MakeDir && errors.Is(err, fs.ErrNotExist) {
 		// The directory usually exists: it is created only when the file cannot be.
 		if err := MkdirAll(dir); err != nil {
 			return fmt.Errorf("saving %s: %w", path, err)
 		}
-		tmp, err = os.CreateTemp(dir, pattern)
+		tmp, err = createTemp(dir, prefix)
 	}
 	if err != nil {
 		return fmt.Errorf("saving %s: %w; check free space and permissions in %s", path, err, dir)
@@ -50,7 +50,7 @@ func WriteFileAtomic(path string, data []byte, o WriteOptions) (err error) {
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	// Explicit, whatever the umask: CreateTemp makes 0600.
+	// Explicit, whatever the umask: createTemp makes 0600.
 	if err := tmp.Chmod(FileMode); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
@@ -71,7 +71,7 @@ func WriteFileAtomic(path string, data []byte, o WriteOptions) (err error) {
 	if o.BeforeRename != nil {
 		o.BeforeRename()
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	return nil
