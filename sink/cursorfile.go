@@ -41,10 +41,15 @@ import (
 //     before a rotation is therefore synced, and later saves overwrite the other slot
 //     only, until the next synced save.
 //
-// The file is created, and created again when a cursor outgrows its slot or is found
-// torn, by writing a temporary file and renaming it over the old one, synced whenever it
-// replaces a cursor. A file that starts with '{' is of the layout before (one JSON
-// document, replaced by rename); it is read, and the next save replaces it.
+// A container's first save creates the file in place (O_EXCL): with no cursor file there,
+// no older copy needs a temporary file and a rename to protect it, and a crash can leave
+// only what a crash before the save would leave, or an empty or short file without an
+// intact copy, which a load takes for no cursor (and the data file holds no byte a cursor
+// saved since covers: none is written before the save returns). The file is created again
+// when a cursor outgrows its slot or is found torn, by writing a temporary file and
+// renaming it over the old one, synced, since the old one may be all the disk has. A file
+// that starts with '{' is of the layout before (one JSON document, replaced by rename); it
+// is read, and the next save replaces it.
 const (
 	cursorSlotAlign = 4096
 	cursorMagic     = "kubelogd cursor 2"
@@ -230,24 +235,81 @@ func writeCursor(path string, s cursorSlots, payload []byte, sync bool) (cursorS
 		}
 		// Removed behind kubelogd's back: create it again.
 	}
-	// A cursor file that replaces one is synced: until it is on disk, the one it replaces
-	// may be all the disk has.
-	sync = sync || s.keep != keepNothing
 	// Its one copy is kept, synced or not: with no other copy in the file, until a synced
 	// save it is the one that may be on disk.
 	size := (slotNeed(len(payload)) + cursorSlotAlign - 1) / cursorSlotAlign * cursorSlotAlign
 	next := cursorSlots{size: size, seq: s.seq + 1, keep: keepSlot0}
 	buf := slotBuffer(2 * next.size)
+	defer putSlotBuffer(buf)
 	data := buf[:2*next.size]
 	encodeSlot(data[:next.size], next.seq, payload)
 	clear(data[next.size:])
-	err := writeFileAtomic(path, data, sync)
-	putSlotBuffer(buf)
-	if err != nil {
+	if s.keep == keepNothing {
+		left, err := createCursor(path, data, sync)
+		if errors.Is(err, fs.ErrExist) {
+			// A file appeared since Open, not by kubelogd's doing. The next save replaces
+			// it as one found: synced, after the data (see storeCursor).
+			left = keepUnknown
+		}
+		if err != nil {
+			return cursorSlots{seq: next.seq, keep: left}, err
+		}
+		return next, nil
+	}
+	// A cursor file that replaces one is synced: until it is on disk, the one it replaces
+	// may be all the disk has.
+	if err := writeFileAtomic(path, data, true); err != nil {
 		// Renamed into place or not: the next save creates the file again, synced.
 		return cursorSlots{seq: next.seq, keep: keepUnknown}, err
 	}
 	return next, nil
+}
+
+// createCursor creates the cursor file at path, where none is, holding data (see the
+// layout above); with sync, the file is synced, then its directory. On failure it removes
+// the file it created, and returns what is left: keepNothing, or keepUnknown if the file
+// could not be removed.
+func createCursor(path string, data []byte, sync bool) (left keepCopy, err error) {
+	dir := filepath.Dir(path)
+	fd, err := layout.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	if err != nil {
+		return keepNothing, fmt.Errorf("saving %s: %w; check free space and permissions in %s", path, err, dir)
+	}
+	defer func() {
+		if err != nil {
+			_ = fd.Close()
+			if os.Remove(path) != nil {
+				left = keepUnknown
+			}
+		}
+	}()
+	// Crash tests: the file is there, empty.
+	failpoint.Hit(failpoint.CursorCreate)
+	// Explicit, whatever the umask.
+	if err := fd.Chmod(fileMode); err != nil {
+		return keepNothing, fmt.Errorf("saving %s: %w", path, err)
+	}
+	if _, err := fd.Write(data); err != nil {
+		return keepNothing, fmt.Errorf("saving %s: %w; check free space in %s", path, err, dir)
+	}
+	if sync {
+		if err := observeSync(path); err != nil {
+			return keepNothing, err
+		}
+		if err := fd.Sync(); err != nil {
+			return keepNothing, fmt.Errorf("syncing %s: %w", path, err)
+		}
+	}
+	if err := fd.Close(); err != nil {
+		return keepNothing, fmt.Errorf("saving %s: %w", path, err)
+	}
+	if sync {
+		// Its name, and whatever else the directory holds unsynced (the current file's).
+		if err := syncDir(dir); err != nil {
+			return keepNothing, fmt.Errorf("syncing directory %s: %w", dir, err)
+		}
+	}
+	return keepNothing, nil
 }
 
 // slotBuffers holds buffers of two default slots. Thousands of containers save a few

@@ -1,8 +1,13 @@
 package sink
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,4 +185,128 @@ func TestPodDirectoryCache(t *testing.T) {
 		t.Error("the sweep removed the pod directory, but it is still remembered")
 	}
 	openWrite()
+}
+
+// TestCursorCreatedInPlace checks the creation of a new container's cursor file: in
+// place, with no temporary file, and what a crash or a failure in the middle leaves.
+func TestCursorCreatedInPlace(t *testing.T) {
+	var synced []string
+	observe := func(fail string) {
+		synced = nil
+		syncObserver = func(path string) error {
+			synced = append(synced, filepath.Clean(path))
+			if path == fail {
+				return syscall.EIO
+			}
+			return nil
+		}
+	}
+	t.Cleanup(func() { syncObserver = nil })
+
+	t.Run("synced first save", func(t *testing.T) {
+		clock := newFakeClock()
+		m := newTestManager(t, Config{Now: clock.Now})
+		f := mustOpen(t, m, testKey)
+		defer f.Close()
+		observe("")
+		defer func() { syncObserver = nil }()
+		clock.Advance(time.Hour) // past SyncInterval: the save is a synced one
+		startInstance(t, f)
+		// The data, the cursor file itself (not a temporary one), then its name.
+		if want := []string{f.p.current, f.p.cursor, f.p.dir}; !slices.Equal(synced, want) {
+			t.Errorf("synced %q, want %q", synced, want)
+		}
+	})
+
+	t.Run("failed creation leaves nothing", func(t *testing.T) {
+		clock := newFakeClock()
+		m := newTestManager(t, Config{Now: clock.Now})
+		f := mustOpen(t, m, testKey)
+		defer f.Close()
+		observe(filepath.Join(m.cfg.Dir, testKey.Namespace, testKey.Pod, ".app.cursor"))
+		defer func() { syncObserver = nil }()
+		clock.Advance(time.Hour)
+		f.Cursor().Reset("uid-1", "containerd://abc", 0)
+		if err := f.SaveCursor(); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("SaveCursor with the cursor's sync failing: %v, want EIO", err)
+		}
+		if _, err := os.Lstat(f.p.cursor); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a failed creation left the cursor file: %v", err)
+		}
+		if err := f.Write(rec(1, "")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Flush(); err == nil {
+			t.Error("a line was written to a file without a cursor")
+		}
+		syncObserver = nil
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// The first write saved the empty cursor before the data (ensureCursor).
+		if pc := readCursorFile(t, f); pc.Offset != 0 {
+			t.Errorf("cursor after the retry covers %d bytes, want 0", pc.Offset)
+		}
+		if err := f.SaveCursor(); err != nil {
+			t.Fatal(err)
+		}
+		if pc := readCursorFile(t, f); pc.PodUID != "uid-1" || pc.Lines != 1 {
+			t.Errorf("cursor after the retry: %+v", pc)
+		}
+	})
+
+	t.Run("killed before the first copy", func(t *testing.T) {
+		// A kill at failpoint.CursorCreate leaves the file empty, beside an empty current
+		// file: recovery takes it for no cursor, and the next save replaces it.
+		m := newTestManager(t, Config{})
+		f := mustOpen(t, m, testKey)
+		crash(f)
+		if err := os.WriteFile(f.p.cursor, nil, fileMode); err != nil {
+			t.Fatal(err)
+		}
+		g := mustOpen(t, m, testKey)
+		defer g.Close()
+		if r := g.Recovered(); r.HadCursor || r.CursorError == nil || r.KeptBytes != 0 || r.TruncatedBytes != 0 {
+			t.Errorf("Recovered() = %+v, want an unreadable cursor and nothing kept", r)
+		}
+		startInstance(t, g)
+		if err := g.Write(rec(1, "")); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if pc := readCursorFile(t, g); pc.PodUID != "uid-1" {
+			t.Errorf("cursor after the restart: %+v", pc)
+		}
+	})
+
+	t.Run("file appeared since Open", func(t *testing.T) {
+		m := newTestManager(t, Config{})
+		f := mustOpen(t, m, testKey)
+		defer f.Close()
+		if err := os.WriteFile(f.p.cursor, []byte("not kubelogd's"), fileMode); err != nil {
+			t.Fatal(err)
+		}
+		observe("")
+		defer func() { syncObserver = nil }()
+		f.Cursor().Reset("uid-1", "containerd://abc", 0)
+		if err := f.SaveCursor(); !errors.Is(err, fs.ErrExist) {
+			t.Errorf("SaveCursor over a file that appeared since Open: %v, want it refused", err)
+		}
+		if len(synced) != 0 {
+			t.Errorf("the refused save synced %q", synced)
+		}
+		// The next save replaces it as a cursor found: the data, a synced temporary
+		// file, the directory.
+		if err := f.SaveCursor(); err != nil {
+			t.Fatal(err)
+		}
+		if len(synced) != 3 || synced[0] != f.p.current || !strings.HasPrefix(synced[1], f.p.cursor+tmpInfix) || synced[2] != f.p.dir {
+			t.Errorf("synced %q, want the data, a temporary file, the directory", synced)
+		}
+		if pc := readCursorFile(t, f); pc.PodUID != "uid-1" {
+			t.Errorf("cursor: %+v", pc)
+		}
+	})
 }

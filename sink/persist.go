@@ -186,7 +186,7 @@ func writeFileAtomic(path string, data []byte, sync bool) error {
 		Sync:       sync,
 		BeforeSync: func(tmp string) { _ = observeSync(tmp) },
 		// Crash tests: the new cursor is complete in its temporary file, the old one in place.
-		BeforeRename: func() { failpoint.Hit(failpoint.CursorBeforeRename) },
+		BeforeRename: func() { failpoint.Hit(failpoint.CursorCreate) },
 	})
 	if err != nil || !sync {
 		return err

@@ -8,10 +8,10 @@
 //
 // A test starts that binary with
 //
-//	KUBELOGD_FAILPOINTS="cursor-before-rename=3,gzip-midway=1"
+//	KUBELOGD_FAILPOINTS="cursor-create=3,gzip-midway=1"
 //	KUBELOGD_FAILPOINT_LOG=/tmp/x/failpoints.log
 //
-// and the process SIGKILLs itself on the 3rd time it reaches CursorBeforeRename (or the 1st
+// and the process SIGKILLs itself on the 3rd time it reaches CursorCreate (or the 1st
 // time it reaches GzipMidway), after appending the name to the log file, so that the test can
 // tell a crash at the failpoint from a crash elsewhere and a failpoint that was never reached.
 // Armed or not, each call costs one atomic load in that build.
@@ -30,11 +30,14 @@ const (
 	// before the cursor that covers them is saved: on restart the file holds lines the
 	// saved cursor does not count, which recovery must cut off and read again.
 	AfterDataBeforeCursor = "after-data-before-cursor"
-	// CursorBeforeRename is reached while a cursor file is created (a container's first
-	// save, or a cursor that outgrew its slot), after its temporary file was written and
-	// before it is renamed over the old cursor: the old cursor must stay valid and the
-	// temporary file must be cleaned up.
-	CursorBeforeRename = "cursor-before-rename"
+	// CursorCreate is reached while a cursor file is created. A container's first save
+	// creates it in place: the failpoint is right after the creation, with the file there
+	// and empty, which a load must take for no cursor (the data file holds nothing that a
+	// cursor saved since covers). A file that replaces a cursor (one that outgrew its slot,
+	// one found torn or of the old layout) is written to a temporary file and renamed
+	// over it: the failpoint is before the rename, and the old cursor must stay valid and
+	// the temporary file be cleaned up.
+	CursorCreate = "cursor-create"
 	// CursorMidWrite is reached while a cursor is saved in place, with the first part of
 	// the new copy written into its slot and the rest not: the torn copy must be refused
 	// and the other slot's, the previous cursor, used.
@@ -54,7 +57,7 @@ const (
 )
 
 // Names lists every failpoint kubelogd defines.
-var Names = []string{AfterDataBeforeCursor, CursorBeforeRename, CursorMidWrite, RotationAfterRename, GzipMidway, MidLine}
+var Names = []string{AfterDataBeforeCursor, CursorCreate, CursorMidWrite, RotationAfterRename, GzipMidway, MidLine}
 
 // Environment variables read once at start, in the failpoint build only.
 const (

@@ -39,7 +39,7 @@ func TestKillsOnNthHit(t *testing.T) {
 	}{
 		{name: "third hit", spec: MidLine + "=3", wantKill: true, wantOut: "before hit 1\nbefore hit 2\nbefore hit 3\n"},
 		{name: "fewer hits than armed", spec: MidLine + "=9", wantOut: "before hit 1\nbefore hit 2\nbefore hit 3\nbefore hit 4\nbefore hit 5\nsurvived\n"},
-		{name: "other name armed", spec: CursorBeforeRename + "=1", wantOut: "before hit 1\nbefore hit 2\nbefore hit 3\nbefore hit 4\nbefore hit 5\nsurvived\n"},
+		{name: "other name armed", spec: CursorCreate + "=1", wantOut: "before hit 1\nbefore hit 2\nbefore hit 3\nbefore hit 4\nbefore hit 5\nsurvived\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -52,8 +52,9 @@ func TestFaultCrashAtFailpoint(t *testing.T) {
 		args []string
 	}{
 		{name: failpoint.AfterDataBeforeCursor, hit: 5},
-		// A cursor file is created once per container (two here), then saved in place.
-		{name: failpoint.CursorBeforeRename, hit: 2},
+		// A cursor file is created once per container (two here), in place, then saved
+		// in place.
+		{name: failpoint.CursorCreate, hit: 2},
 		{name: failpoint.CursorMidWrite, hit: 5},
 		{name: failpoint.RotationAfterRename, hit: 1, args: rotate},
 		{name: failpoint.GzipMidway, hit: 1, args: append(rotate, "--compress")},
