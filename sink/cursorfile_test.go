@@ -564,3 +564,93 @@ func TestDirSyncErrors(t *testing.T) {
 		t.Errorf("synced save once the directory syncs: %v", err)
 	}
 }
+
+// TestPodDirSyncShared checks that the containers of a pod share the fsync of their
+// directory: a synced save skips it when an fsync that began after the directory's last
+// change it made has succeeded, whoever's it was, and makes its own otherwise.
+func TestPodDirSyncShared(t *testing.T) {
+	var fail error
+	var synced []string
+	clock := newFakeClock()
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Now: clock.Now, CursorInterval: time.Second, SyncInterval: time.Hour, Format: FormatRaw, maxSizeBytes: 4096})
+	app := mustOpen(t, m, Key{Namespace: "ns", Pod: "pod", Container: "app"})
+	defer app.Close()
+	side := mustOpen(t, m, Key{Namespace: "ns", Pod: "pod", Container: "side"})
+	defer side.Close()
+	podDir := app.p.dir
+	syncObserver = func(path string) error {
+		synced = append(synced, filepath.Clean(path))
+		if filepath.Clean(path) == podDir {
+			return fail
+		}
+		return nil
+	}
+	defer func() { syncObserver = nil }()
+	took := func() []string {
+		out := synced
+		synced = nil
+		return out
+	}
+	// Both cursor files created unsynced, then one line each.
+	for i, f := range []*File{app, side} {
+		startInstance(t, f)
+		if err := f.Write(rec(i, "")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took()
+	save := func(f *File) error {
+		t.Helper()
+		if err := f.Write(rec(9, "")); err != nil {
+			t.Fatal(err)
+		}
+		return f.SaveCursor()
+	}
+
+	// The directory's fsync fails for the first: the second makes its own, which covers
+	// the first's change too.
+	clock.Advance(time.Hour)
+	fail = syscall.EIO
+	if err := save(app); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("synced save with the directory sync failing: %v, want EIO", err)
+	}
+	fail = nil
+	if err := save(side); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := took(), []string{app.p.current, podDir, side.p.current, podDir, side.p.cursor}; !slices.Equal(got, want) {
+		t.Errorf("synced %q, want %q", got, want)
+	}
+	if err := app.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := took(), []string{app.p.current, app.p.cursor}; !slices.Equal(got, want) {
+		t.Errorf("after the other container's directory sync, synced %q, want %q", got, want)
+	}
+
+	// A change after that fsync began needs one of its own: a rotation makes it at once.
+	for i := 0; side.Stats().Rotations == 0; i++ {
+		if err := side.Write(rec(i, strings.Repeat("x", 90))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := took(), []string{side.p.current, side.p.cursor, podDir}; !slices.Equal(got, want) {
+		t.Errorf("rotation synced %q, want %q", got, want)
+	}
+	// A new cursor file in the directory (after its creation, the sync of another's
+	// directory change): the next synced save of its container syncs the directory.
+	third := mustOpen(t, m, Key{Namespace: "ns", Pod: "pod", Container: "third"})
+	defer third.Close()
+	startInstance(t, third)
+	clock.Advance(time.Hour)
+	if err := save(third); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := took(), []string{third.p.current, podDir, third.p.cursor}; !slices.Equal(got, want) {
+		t.Errorf("synced %q, want %q", got, want)
+	}
+}

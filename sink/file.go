@@ -140,9 +140,10 @@ type File struct {
 	// saves one first (ensureCursor), as does any save of a changed cursor.
 	noCursor bool
 
-	// dirUnsynced is set while the pod directory may hold changes not on disk that a
-	// synced cursor save must not precede: a rotation, the cursor file's creation.
-	dirUnsynced bool
+	// dirChange numbers (Manager.dirSeq) the last change to the pod directory that a
+	// synced cursor save must not precede — a rotation, the cursor file's creation, files
+	// created again — while it may not be on disk; 0 when there is none. See syncPodDir.
+	dirChange uint64
 }
 
 // SetPod tells the json format the node of the file's current pod and, with
@@ -560,7 +561,6 @@ func (f *File) rotate(retain bool) error {
 	f.touch()
 	f.mu.Unlock()
 	f.lastRot = time.Now().Round(0)
-	f.dirUnsynced = true // whether it failed or not, something may have been renamed
 	if err != nil {
 		// lumberjack may have failed before or after renaming the file away. Learn from
 		// the disk which, so that size matches what its next open will find, and if the
@@ -579,6 +579,7 @@ func (f *File) rotate(retain bool) error {
 			}
 			_ = fd.Close()
 		}
+		f.noteDirChange() // failed or not, something may have been renamed or created
 		f.loadTail()
 		return f.met.writeError(fmt.Errorf("rotating %s: %w; check free space and permissions in %s", f.p.current, err, f.p.dir))
 	}
@@ -598,10 +599,9 @@ func (f *File) rotate(retain bool) error {
 	// after the cursor was saved, and empty it. If this fails, the next synced save tries
 	// again first, and fails while it cannot (the copy saved before the rotation is kept
 	// meanwhile).
-	if err := syncDir(f.p.dir); err != nil {
+	f.noteDirChange()
+	if err := f.syncPodDir(); err != nil {
 		f.log.Warn("cannot sync directory after rotating", "path", f.p.dir, "err", f.met.writeError(err))
-	} else {
-		f.dirUnsynced = false
 	}
 	if retain {
 		f.applyRetention()

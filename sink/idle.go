@@ -90,7 +90,7 @@ func (f *File) checkCurrent() error {
 			f.noteOutside(what, marked)
 		}
 		if inode != f.inode {
-			f.dirUnsynced = true // perhaps created just now, directory and all
+			f.noteDirChange() // perhaps created just now, directory and all
 		}
 		f.size, f.inode = size, inode
 		f.tail.load(fd, f.size)

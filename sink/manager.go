@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,7 +48,10 @@ type Manager struct {
 	// dirs holds the pod directories known to exist, so that Open creates or checks a
 	// pod's directory once rather than once per container. The sweep forgets the ones
 	// it removes; one removed behind kubelogd's back is noticed by Open (recoverContainer).
-	dirs map[string]struct{}
+	dirs map[string]dirState
+	// dirSeq numbers the changes to pod directories that a synced cursor save must not
+	// precede, in the order they were made (File.noteDirChange).
+	dirSeq atomic.Uint64
 	// sweeping is the directory the sweep is working in ("" if none). Open waits until
 	// the sweep leaves the directory it needs (see reserve); wake signals that.
 	sweeping string
@@ -94,7 +98,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		lock: lock,
 		open: make(map[Key]*File),
 		busy: make(map[string]int),
-		dirs: make(map[string]struct{}),
+		dirs: make(map[string]dirState),
 	}
 	m.wake = sync.NewCond(&m.mu)
 	return m, nil
@@ -292,11 +296,11 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		epoch:  epoch,
 		slots:  r.slots,
 		// A cursor file found may be on disk without its name, or what it names without
-		// theirs: the first save syncs (see storeCursor).
-		dirUnsynced: r.slots.keep == keepUnknown,
-		lastSave:    now,
-		lastSync:    now,
-		recovered:   rec,
+		// theirs: the first save syncs (see storeCursor), the directory too.
+		dirChange: m.dirChangeIf(r.slots.keep == keepUnknown),
+		lastSave:  now,
+		lastSync:  now,
+		recovered: rec,
 		// The collector marks it at once (Recovered); the next save covers the marker.
 		outsidePending: rec.Outside,
 		outsideTaken:   rec.Outside != "",
@@ -367,9 +371,47 @@ func (m *Manager) makeDir(dir string) error {
 		return fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", dir, err, m.cfg.Dir)
 	}
 	m.mu.Lock()
-	m.dirs[dir] = struct{}{}
+	if _, known := m.dirs[dir]; !known {
+		m.dirs[dir] = dirState{}
+	}
 	m.mu.Unlock()
 	return nil
+}
+
+// dirState is what the Manager knows of a pod directory that exists.
+type dirState struct {
+	// synced is dirSeq as it was right before the last fsync of the directory that
+	// succeeded began: the changes numbered up to it are on disk. A directory forgotten
+	// and found again starts at 0, so that no fsync of its earlier self counts.
+	synced uint64
+}
+
+// dirChangeIf numbers a change to a pod directory that a synced cursor save must not
+// precede (see File.dirChange), if changed; it returns 0 if not.
+func (m *Manager) dirChangeIf(changed bool) uint64 {
+	if !changed {
+		return 0
+	}
+	return m.dirSeq.Add(1)
+}
+
+// dirSyncedSince reports whether an fsync of dir that began after the change numbered
+// change (File.noteDirChange) has succeeded.
+func (m *Manager) dirSyncedSince(dir string, change uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, known := m.dirs[dir]
+	return known && st.synced >= change
+}
+
+// noteDirSynced records a successful fsync of dir that began when dirSeq was seq.
+func (m *Manager) noteDirSynced(dir string, seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st, known := m.dirs[dir]; known && seq > st.synced {
+		st.synced = seq
+		m.dirs[dir] = st
+	}
 }
 
 // forgetDirs forgets dir and the directories below it, which the sweep removed (a pod

@@ -126,7 +126,7 @@ func (f *File) adoptCurrent(change string) (marked bool, err error) {
 	f.size, f.inode = st.Size(), inodeOf(st)
 	f.tail.load(fd, f.size)
 	// The directory and the file's name may be new: a synced save syncs them first.
-	f.dirUnsynced = true
+	f.noteDirChange()
 	return marked, nil
 }
 

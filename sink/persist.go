@@ -105,7 +105,8 @@ func (f *File) persist(unobserved int, sync bool) error {
 // A synced save also syncs the directory first if it changed unsynced since (a rotation,
 // the cursor file's creation): a durable cursor must not name a file whose name is not
 // durable, nor be a file whose name is not. So is the first save after Open of a cursor
-// found there, which may not be on disk yet, nor what it covers.
+// found there, which may not be on disk yet, nor what it covers. The fsync of the
+// directory may be another container's of the pod, begun after the change (syncPodDir).
 func (f *File) storeCursor(c *Cursor, sync bool) error {
 	// The save is what checks that the current file is still the one written to, also
 	// the last one at Close: a pod directory removed since the last save took the cursor
@@ -137,11 +138,8 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 		if err := syncPath(f.p.current); err != nil {
 			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
 		}
-		if f.dirUnsynced {
-			if err := syncDir(f.p.dir); err != nil {
-				return fmt.Errorf("syncing directory %s: %w; check the disk holding it", f.p.dir, err)
-			}
-			f.dirUnsynced = false
+		if err := f.syncPodDir(); err != nil {
+			return fmt.Errorf("syncing directory %s: %w; check the disk holding it", f.p.dir, err)
 		}
 	}
 	// Crash tests: the data is written (flushed), its cursor not yet saved.
@@ -152,7 +150,7 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 		return err
 	}
 	if creates && !sync {
-		f.dirUnsynced = true
+		f.noteDirChange()
 	}
 	f.lastSave = now
 	if sync {
@@ -215,6 +213,31 @@ func observeSync(path string) error {
 	if syncObserver != nil {
 		return syncObserver(path)
 	}
+	return nil
+}
+
+// noteDirChange records a change to the pod directory that a synced cursor save must not
+// precede (see File.dirChange). It is called once the change is made: a sync of the
+// directory that begins later covers it.
+func (f *File) noteDirChange() { f.dirChange = f.m.dirChangeIf(true) }
+
+// syncPodDir makes the pod directory's changes up to f.dirChange durable, if they may not
+// be: by an fsync of the directory, unless one that began after them succeeded already.
+// That one may be another File's: the containers of a pod, created together, share the
+// fsync of their directory instead of making one each.
+func (f *File) syncPodDir() error {
+	if f.dirChange == 0 {
+		return nil
+	}
+	if !f.m.dirSyncedSince(f.p.dir, f.dirChange) {
+		// Read before the fsync begins: what was numbered up to here is done, and covered.
+		seq := f.m.dirSeq.Load()
+		if err := syncDir(f.p.dir); err != nil {
+			return err
+		}
+		f.m.noteDirSynced(f.p.dir, seq)
+	}
+	f.dirChange = 0
 	return nil
 }
 
