@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -341,22 +342,25 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 }
 
 // recoverContainer creates the pod directory of p if it is not known to exist, and recovers the
-// container's files in it (recoverFiles).
+// container's files in it (recoverFiles), or creates them (newFiles) where it knows that
+// there are none.
 func (m *Manager) recoverContainer(p paths) (recovered, error) {
-	m.mu.Lock()
-	_, known := m.dirs[p.dir]
-	m.mu.Unlock()
-	if !known {
-		if err := m.makeDir(p.dir); err != nil {
-			return recovered{}, err
+	known, none, err := m.enterDir(p)
+	if err != nil {
+		return recovered{}, err
+	}
+	if none {
+		if r, err := newFiles(p); err == nil {
+			return r, nil
 		}
+		// Not so after all (a file there, the directory gone): look at what there is.
 	}
 	r, err := recoverFiles(p)
 	if known && errors.Is(err, fs.ErrNotExist) {
 		// The directory was removed by someone else than the sweep (which forgets what
 		// it removes): create it again. What was in it is gone; this is a new start.
 		m.forgetDirs(p.dir)
-		if err := m.makeDir(p.dir); err != nil {
+		if _, err := m.makeDir(p.dir, p.name); err != nil {
 			return recovered{}, err
 		}
 		r, err = recoverFiles(p)
@@ -364,18 +368,52 @@ func (m *Manager) recoverContainer(p paths) (recovered, error) {
 	return r, err
 }
 
-// makeDir creates a pod directory and its namespace directory where missing, and
-// remembers it.
-func (m *Manager) makeDir(dir string) error {
-	if err := layout.MkdirAll(dir); err != nil {
-		return fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", dir, err, m.cfg.Dir)
-	}
+// enterDir makes sure the pod directory of p exists, creating it if it is not known to,
+// and records that p's container has been opened there. none reports that the container
+// has no files there: the Manager created the directory, and no Open of the container
+// came before this one since.
+func (m *Manager) enterDir(p paths) (known, none bool, err error) {
 	m.mu.Lock()
-	if _, known := m.dirs[dir]; !known {
-		m.dirs[dir] = dirState{}
+	st, known := m.dirs[p.dir]
+	if known && st.created && !slices.Contains(st.opened, p.name) {
+		st.opened = append(st.opened, p.name)
+		m.dirs[p.dir] = st
+		none = true
 	}
 	m.mu.Unlock()
-	return nil
+	if known {
+		return true, none, nil
+	}
+	none, err = m.makeDir(p.dir, p.name)
+	return false, none, err
+}
+
+// makeDir creates a pod directory and its namespace directory where missing, remembers
+// it, and records that container is being opened there. none reports that the container
+// has no files there: makeDir created the directory.
+func (m *Manager) makeDir(dir, container string) (none bool, err error) {
+	created, err := layout.MkdirAllCreated(dir)
+	if err != nil {
+		return false, fmt.Errorf("creating directory %s: %w; check permissions and free space in %s", dir, err, m.cfg.Dir)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, known := m.dirs[dir]
+	if !known {
+		st.created = created
+	}
+	// Known already: another container's Open came first, and it decides whether the
+	// directory counts as created here.
+	if !st.created {
+		m.dirs[dir] = st
+		return false, nil
+	}
+	none = created && !slices.Contains(st.opened, container)
+	if !slices.Contains(st.opened, container) {
+		st.opened = append(st.opened, container)
+	}
+	m.dirs[dir] = st
+	return none, nil
 }
 
 // dirState is what the Manager knows of a pod directory that exists.
@@ -384,6 +422,12 @@ type dirState struct {
 	// succeeded began: the changes numbered up to it are on disk. A directory forgotten
 	// and found again starts at 0, so that no fsync of its earlier self counts.
 	synced uint64
+	// created is set when the Manager created the directory. Then only the containers
+	// in opened, each opened there since, can have files in it: nothing but the sink
+	// writes containers' files, and another kubelogd cannot (the lock). Those of any
+	// other container need no recovery (newFiles). Forgotten with the directory.
+	created bool
+	opened  []string
 }
 
 // dirChangeIf numbers a change to a pod directory that a synced cursor save must not

@@ -310,3 +310,84 @@ func TestCursorCreatedInPlace(t *testing.T) {
 		}
 	})
 }
+
+// TestNewFilesInCreatedDir checks when Open takes a container for one without files, in
+// a pod directory the Manager created, and that it looks at the files otherwise.
+func TestNewFilesInCreatedDir(t *testing.T) {
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir})
+	key := func(c string) Key { return Key{Namespace: "ns", Pod: "pod", Container: c} }
+	podDir := filepath.Join(dir, "ns", "pod")
+	write := func(f *File, n int) {
+		t.Helper()
+		startInstance(t, f)
+		for i := range n {
+			if err := f.Write(rec(i, "")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := mustOpen(t, m, key("app"))
+	if st := m.dirs[podDir]; !st.created || !slices.Equal(st.opened, []string{"app"}) {
+		t.Errorf("pod directory %+v, want created here with app opened", st)
+	}
+	write(first, 2)
+	crash(first)
+
+	// Opened before: its files are recovered (the lines after the cursor cut off).
+	again := mustOpen(t, m, key("app"))
+	if r := again.Recovered(); !r.HadCursor || r.TruncatedBytes == 0 {
+		t.Errorf("app opened again: Recovered() = %+v, want its cursor and the uncovered lines cut", r)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Never opened, but a file there (not kubelogd's doing): it is looked at and kept.
+	if err := os.WriteFile(filepath.Join(podDir, "side.log"), []byte("kept\n"), fileMode); err != nil {
+		t.Fatal(err)
+	}
+	side := mustOpen(t, m, key("side"))
+	if r := side.Recovered(); r.KeptBytes != 5 {
+		t.Errorf("side with a file there: Recovered() = %+v, want its 5 bytes kept", r)
+	}
+	if err := side.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The directory removed behind kubelogd's back: created again, and known so.
+	if err := os.RemoveAll(podDir); err != nil {
+		t.Fatal(err)
+	}
+	third := mustOpen(t, m, key("third"))
+	if r := third.Recovered(); r != (Recovery{}) {
+		t.Errorf("third: Recovered() = %+v, want a fresh start", r)
+	}
+	write(third, 1)
+	if err := third.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.dirs[podDir]; !st.created || !slices.Equal(st.opened, []string{"third"}) {
+		t.Errorf("pod directory created again: %+v, want created here with third opened", st)
+	}
+
+	// A directory that was there when the Manager came: every container is looked at.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(podDir, "fourth.log"), []byte("kept\n"), fileMode); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newTestManager(t, Config{Dir: dir})
+	fourth := mustOpen(t, m2, key("fourth"))
+	defer fourth.Close()
+	if r := fourth.Recovered(); r.KeptBytes != 5 {
+		t.Errorf("fourth in a directory found: Recovered() = %+v, want its 5 bytes kept", r)
+	}
+	if st := m2.dirs[podDir]; st.created {
+		t.Errorf("a directory found taken for one created: %+v", st)
+	}
+}

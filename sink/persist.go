@@ -382,6 +382,29 @@ func recoverFiles(p paths) (r recovered, err error) {
 	return r, nil
 }
 
+// newFiles creates the current file (0640) of a container that has no files: it does
+// what recoverFiles does then, without looking for a cursor, backups and temporary files
+// that are not there. It fails if the current file exists or the directory does not,
+// creating nothing then.
+func newFiles(p paths) (r recovered, err error) {
+	fd, err := layout.OpenFile(p.current, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
+	if err != nil {
+		return r, fmt.Errorf("creating %s: %w; check permissions in %s", p.current, err, p.dir)
+	}
+	defer fd.Close()
+	// Despite the umask, as recoverFiles.
+	if err := fd.Chmod(fileMode); err != nil {
+		return r, fmt.Errorf("setting mode of %s: %w", p.current, err)
+	}
+	st, err := fd.Stat()
+	if err != nil {
+		return r, fmt.Errorf("inspecting %s: %w", p.current, err)
+	}
+	r.inode = inodeOf(st)
+	r.tail = new(tailWindow) // holds the file's last 0 bytes
+	return r, nil
+}
+
 // lastLineEnd returns the offset just past the last '\n' in the first size bytes of fd
 // (0 if there is none).
 func lastLineEnd(fd *os.File, size int64) (int64, error) {

@@ -138,28 +138,35 @@ func ValidName(name string, subdomain bool) error {
 // It tries Mkdir first: a new pod's directory, in a namespace directory that exists,
 // then costs one Mkdir and its Chmod, with no lookups before.
 func MkdirAll(dir string) error {
-	err := os.Mkdir(dir, DirMode)
+	_, err := MkdirAllCreated(dir)
+	return err
+}
+
+// MkdirAllCreated is MkdirAll, and reports whether it created dir itself: if so, dir was
+// empty when this call created it, whoever else creates files there meanwhile.
+func MkdirAllCreated(dir string) (created bool, err error) {
+	err = os.Mkdir(dir, DirMode)
 	if errors.Is(err, fs.ErrNotExist) {
 		if parent := filepath.Dir(dir); parent != dir {
 			if err := MkdirAll(parent); err != nil {
-				return err
+				return false, err
 			}
 		}
 		err = os.Mkdir(dir, DirMode)
 	}
 	switch {
 	case err == nil:
-		return os.Chmod(dir, DirMode)
+		return true, os.Chmod(dir, DirMode)
 	case errors.Is(err, fs.ErrExist):
 		// There already, or created concurrently (another Open, the pod metadata writer).
 		st, err := os.Stat(dir)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !st.IsDir() {
-			return fmt.Errorf("%s exists and is not a directory", dir)
+			return false, fmt.Errorf("%s exists and is not a directory", dir)
 		}
-		return nil
+		return false, nil
 	}
-	return err
+	return false, err
 }
