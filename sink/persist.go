@@ -258,15 +258,7 @@ func syncPath(path string) error {
 	if err := observeSync(path); err != nil {
 		return err
 	}
-	fd, err := layout.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	err = fd.Sync()
-	if cerr := fd.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return layout.SyncPath(path)
 }
 
 // Recovery reports what Open found in a container's existing files and what it repaired.

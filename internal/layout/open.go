@@ -20,14 +20,50 @@ import (
 //
 // The descriptor is close-on-exec. Errors are *fs.PathError, as os.OpenFile's.
 func OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	fd, err := openFD(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// SyncPath fsyncs the file or directory at name through a descriptor of its own: any
+// descriptor of an inode flushes it, whoever else has it open. It costs an open, the
+// fsync and a close, without an *os.File's fcntl (see OpenFile). Errors are
+// *fs.PathError, as (*os.File).Sync's.
+func SyncPath(name string) error {
+	fd, err := openFD(name, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = ignoringEINTR(func() error { return syscall.Fsync(fd) })
+	if err != nil {
+		err = &fs.PathError{Op: "sync", Path: name, Err: err}
+	}
+	if cerr := syscall.Close(fd); cerr != nil && err == nil {
+		err = &fs.PathError{Op: "close", Path: name, Err: cerr}
+	}
+	return err
+}
+
+// openFD is open(2) with O_CLOEXEC, retried when a signal interrupts it, as os.OpenFile
+// does (an open on a slow file system can be).
+func openFD(name string, flag int, perm fs.FileMode) (int, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = syscall.Open(name, flag|syscall.O_CLOEXEC, uint32(perm.Perm()))
+		return err
+	})
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+func ignoringEINTR(fn func() error) error {
 	for {
-		fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, uint32(perm.Perm()))
-		if err == nil {
-			return os.NewFile(uintptr(fd), name), nil
-		}
-		// Like os.OpenFile: a signal may interrupt an open on a slow file system.
-		if !errors.Is(err, syscall.EINTR) {
-			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		if err := fn(); !errors.Is(err, syscall.EINTR) {
+			return err
 		}
 	}
 }

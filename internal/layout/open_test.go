@@ -79,3 +79,33 @@ func TestRenameOverDirectory(t *testing.T) {
 		t.Error("Rename of a file over a directory succeeded")
 	}
 }
+
+func TestSyncPath(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	mustf(t, os.WriteFile(file, []byte("x"), 0o600), "seed")
+	tests := []struct {
+		name    string
+		path    string
+		wantErr error
+	}{
+		{"file", file, nil},
+		{"directory", dir, nil},
+		{"missing", filepath.Join(dir, "missing"), fs.ErrNotExist},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := SyncPath(tt.path)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Errorf("SyncPath: %v", err)
+				}
+				return
+			}
+			var pe *fs.PathError
+			if !errors.Is(err, tt.wantErr) || !errors.As(err, &pe) || pe.Path != tt.path {
+				t.Errorf("SyncPath: %v, want a *fs.PathError naming %s that is %v", err, tt.path, tt.wantErr)
+			}
+		})
+	}
+}
