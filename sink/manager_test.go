@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestPathValidation(t *testing.T) {
@@ -279,5 +281,64 @@ func TestConcurrentFiles(t *testing.T) {
 	}
 	if m.loggers > owners {
 		t.Errorf("%d Loggers for %d concurrent owners", m.loggers, owners)
+	}
+}
+
+// TestConcurrentPodContainers opens the containers of a few pods all at once, each from
+// its own goroutine, with every save synced: the pod directory is created once, every
+// container is recorded as opened there, and the directory fsyncs they share leave
+// cursors that resume every file exactly.
+func TestConcurrentPodContainers(t *testing.T) {
+	dir := t.TempDir()
+	m := newTestManager(t, Config{Dir: dir, Format: FormatRaw, CursorInterval: time.Nanosecond, SyncInterval: time.Nanosecond})
+	const pods, containers, lines = 3, 6, 5
+	key := func(p, c int) Key {
+		return Key{Namespace: "ns", Pod: fmt.Sprintf("pod-%d", p), Container: fmt.Sprintf("c-%d", c)}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, pods*containers)
+	for p := range pods {
+		for c := range containers {
+			wg.Go(func() {
+				f, err := m.Open(key(p, c))
+				if err != nil {
+					errs <- err
+					return
+				}
+				f.Cursor().Reset("uid", "containerd://abc", 0)
+				err = f.SaveCursor()
+				for i := 0; i < lines && err == nil; i++ {
+					if err = f.Write(rec(i, "")); err == nil {
+						err = f.Flush()
+					}
+				}
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				errs <- err
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p := range pods {
+		st := m.dirs[filepath.Join(dir, "ns", fmt.Sprintf("pod-%d", p))]
+		if !st.created || len(st.opened) != containers {
+			t.Errorf("pod-%d directory %+v, want created here with %d containers opened", p, st, containers)
+		}
+		for c := range containers {
+			f := mustOpen(t, m, key(p, c))
+			if r := f.Recovered(); !r.HadCursor || r.TruncatedBytes != 0 || f.Cursor().Lines != lines {
+				t.Errorf("%s opened again: %+v, %d lines; want its cursor of %d lines, nothing cut", key(p, c), r, f.Cursor().Lines, lines)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
