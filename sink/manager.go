@@ -400,7 +400,9 @@ func (m *Manager) makeDir(dir, container string) (none bool, err error) {
 	defer m.mu.Unlock()
 	st, known := m.dirs[dir]
 	if !known {
-		st.created = created
+		// Replicas sharing the directory (Shards) take no lock, and hand pods over with
+		// their Leases: another may have written any container's files here since.
+		st.created = created && m.cfg.Shards == 0
 	}
 	// Known already: another container's Open came first, and it decides whether the
 	// directory counts as created here.
@@ -422,10 +424,11 @@ type dirState struct {
 	// succeeded began: the changes numbered up to it are on disk. A directory forgotten
 	// and found again starts at 0, so that no fsync of its earlier self counts.
 	synced uint64
-	// created is set when the Manager created the directory. Then only the containers
-	// in opened, each opened there since, can have files in it: nothing but the sink
-	// writes containers' files, and another kubelogd cannot (the lock). Those of any
-	// other container need no recovery (newFiles). Forgotten with the directory.
+	// created is set when the Manager created the directory and holds the lock (no
+	// Shards). Then only the containers in opened, each opened there since, can have
+	// files in it: nothing but the sink writes containers' files, and another kubelogd
+	// cannot (the lock). Those of any other container need no recovery (newFiles).
+	// Forgotten with the directory.
 	created bool
 	opened  []string
 }

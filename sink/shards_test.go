@@ -181,3 +181,45 @@ func TestFence(t *testing.T) {
 		t.Errorf("the file holds %q, want %q", got, want)
 	}
 }
+
+// Replicas sharing the directory hand pods over: a pod directory that one created may
+// hold files that another wrote since, so every container's files are looked at. Here
+// the other replica was killed right after a rotation renamed the current file away
+// (failpoint.RotationAfterRename): a fresh start would write every line again.
+func TestShardedOpenRecovers(t *testing.T) {
+	dir := t.TempDir()
+	ha, hb := &holder{epoch: 1, held: true}, &holder{}
+	a := newTestManager(t, Config{Dir: dir, Shards: 2, Fence: ha.fence})
+	b := newTestManager(t, Config{Dir: dir, Shards: 2, Fence: hb.fence})
+	key := func(c string) Key { return Key{Namespace: "ns", Pod: "pod", Container: c} }
+	first := mustOpen(t, a, key("app"))   // a creates the pod directory
+	if err := first.Close(); err != nil { // and hands the pod over
+		t.Fatal(err)
+	}
+	ha.held, *hb = false, holder{epoch: 2, held: true}
+	side := mustOpen(t, b, key("side"))
+	startInstance(t, side)
+	for i := range 3 {
+		if err := side.Write(rec(i, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := side.SaveCursor(); err != nil {
+		t.Fatal(err)
+	}
+	crash(side)
+	backup := filepath.Join(dir, "ns", "pod", backupName("side", time.Now(), false))
+	if err := os.Rename(side.p.current, backup); err != nil {
+		t.Fatal(err)
+	}
+	// The pod back with a: its side container resumes from b's cursor.
+	hb.held, *ha = false, holder{epoch: 3, held: true}
+	again := mustOpen(t, a, key("side"))
+	defer again.Close()
+	if r := again.Recovered(); !r.HadCursor || r.RemovedBytes != 0 || r.Unverified != "" {
+		t.Errorf("side opened by the replica that created its directory: Recovered() = %+v, want b's cursor, proven by the backup", r)
+	}
+	if c := again.Cursor(); c.PodUID != "uid-1" || c.Lines != 3 {
+		t.Errorf("cursor %+v, want b's: uid-1, 3 lines", *c)
+	}
+}
