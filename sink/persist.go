@@ -325,20 +325,11 @@ func recoverFiles(p paths) (r recovered, err error) {
 
 	_, statErr := os.Lstat(p.current)
 	existed := statErr == nil
-	fd, err := layout.OpenFile(p.current, os.O_RDWR|os.O_CREATE, fileMode)
+	fd, st, err := openForRecovery(p, os.O_CREATE, "opening")
 	if err != nil {
-		return r, fmt.Errorf("opening %s: %w; check permissions in %s", p.current, err, p.dir)
+		return r, err
 	}
 	defer fd.Close()
-	// lumberjack keeps the mode of the file it finds, also across rotations; the umask
-	// must not decide it.
-	if err := fd.Chmod(fileMode); err != nil {
-		return r, fmt.Errorf("setting mode of %s: %w", p.current, err)
-	}
-	st, err := fd.Stat()
-	if err != nil {
-		return r, fmt.Errorf("inspecting %s: %w", p.current, err)
-	}
 	size, inode := st.Size(), inodeOf(st)
 
 	keep := size
@@ -379,22 +370,34 @@ func recoverFiles(p paths) (r recovered, err error) {
 // that are not there. It fails if the current file exists or the directory does not,
 // creating nothing then.
 func newFiles(p paths) (r recovered, err error) {
-	fd, err := layout.OpenFile(p.current, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
+	fd, st, err := openForRecovery(p, os.O_CREATE|os.O_EXCL, "creating")
 	if err != nil {
-		return r, fmt.Errorf("creating %s: %w; check permissions in %s", p.current, err, p.dir)
+		return r, err
 	}
 	defer fd.Close()
-	// Despite the umask, as recoverFiles.
-	if err := fd.Chmod(fileMode); err != nil {
-		return r, fmt.Errorf("setting mode of %s: %w", p.current, err)
-	}
-	st, err := fd.Stat()
-	if err != nil {
-		return r, fmt.Errorf("inspecting %s: %w", p.current, err)
-	}
 	r.inode = inodeOf(st)
 	r.tail = new(tailWindow) // holds the file's last 0 bytes
 	return r, nil
+}
+
+// openForRecovery opens the current file read-write with flags added (verb names it in the
+// error), sets its mode and returns it with its FileInfo. lumberjack keeps the mode of
+// the file it finds, also across rotations; the umask must not decide it.
+func openForRecovery(p paths, flags int, verb string) (*os.File, os.FileInfo, error) {
+	fd, err := layout.OpenFile(p.current, os.O_RDWR|flags, fileMode)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w; check permissions in %s", verb, p.current, err, p.dir)
+	}
+	if err := fd.Chmod(fileMode); err != nil {
+		fd.Close()
+		return nil, nil, fmt.Errorf("setting mode of %s: %w", p.current, err)
+	}
+	st, err := fd.Stat()
+	if err != nil {
+		fd.Close()
+		return nil, nil, fmt.Errorf("inspecting %s: %w", p.current, err)
+	}
+	return fd, st, nil
 }
 
 // lastLineEnd returns the offset just past the last '\n' in the first size bytes of fd

@@ -129,9 +129,6 @@ func TestFence(t *testing.T) {
 	if got := len(allLines(t, dir, testKey)); got != 3 {
 		t.Fatalf("%d lines on disk, want the 3 written while the shard was held", got)
 	}
-	if _, err := NewManager(Config{Dir: dir, Shards: 4, Fence: a.fence}); err != nil {
-		t.Fatal(err) // a Manager opens; a File does not:
-	}
 	if _, err := ma.Open(Key{Namespace: "default", Pod: "other", Container: "app"}); !errors.Is(err, ErrNotHolder) {
 		t.Errorf("Open of a pod whose shard is not held: %v, want ErrNotHolder", err)
 	}

@@ -42,15 +42,11 @@ type shardGate struct {
 	logger  *slog.Logger
 	now     func() time.Time
 
-	mu    sync.Mutex
-	pods  map[types.UID]informer.Pod
-	tombs map[types.UID]time.Time // deleted pods in pods, and when they were deleted
-	held  map[int]heldShard
-}
-
-type heldShard struct {
-	since time.Time
-	epoch int64
+	mu     sync.Mutex
+	pods   map[types.UID]informer.Pod
+	tombs  map[types.UID]time.Time // deleted pods in pods, and when they were deleted
+	pruned time.Time               // when tombs past tombstoneTTL were last dropped
+	held   map[int]time.Time       // the shards held, and since when
 }
 
 var (
@@ -61,7 +57,7 @@ var (
 // newShardGate returns a gate; next and release are set once the collector exists.
 func newShardGate(shards int, logger *slog.Logger) *shardGate {
 	return &shardGate{shards: shards, logger: logger, now: time.Now,
-		pods: map[types.UID]informer.Pod{}, tombs: map[types.UID]time.Time{}, held: map[int]heldShard{}}
+		pods: map[types.UID]informer.Pod{}, tombs: map[types.UID]time.Time{}, held: map[int]time.Time{}}
 }
 
 // replicas is what a replica sharing the pods (--shards) adds to the daemon: the gate
@@ -105,7 +101,12 @@ func (r *replicas) attach(coll *collector.Collector, rc *rest.Config, h HAConfig
 	if err != nil {
 		return nil, err
 	}
-	if r.m, err = newShards(h, client, r.gate, logger); err != nil {
+	r.m, err = shard.New(shard.Config{
+		Client: client, Namespace: h.LeaseNamespace, ReplicaID: h.ReplicaID,
+		Shards: h.Shards, LeaseDuration: h.LeaseDuration, RenewDeadline: h.RenewDeadline, RetryPeriod: h.RetryPeriod,
+		Owner: r.gate, Logger: logger,
+	})
+	if err != nil {
 		return nil, err
 	}
 	return r.gate, nil
@@ -117,19 +118,6 @@ func (r *replicas) manager() *shard.Manager {
 		return nil
 	}
 	return r.m
-}
-
-// newShards returns the manager of this replica's shard Leases.
-func newShards(h HAConfig, client kubernetes.Interface, gate *shardGate, logger *slog.Logger) (*shard.Manager, error) {
-	m, err := shard.New(shard.Config{
-		Client: client, Namespace: h.LeaseNamespace, ReplicaID: h.ReplicaID,
-		Shards: h.Shards, LeaseDuration: h.LeaseDuration, RenewDeadline: h.RenewDeadline, RetryPeriod: h.RetryPeriod,
-		Owner: gate, Logger: logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
 }
 
 // leaseNamespace is --lease-namespace, else the pod's namespace (downward API), else the
@@ -168,10 +156,13 @@ func (g *shardGate) OnPod(p informer.Pod) {
 	if p.Deleted || p.Excluded {
 		g.tombs[p.UID] = now
 	}
-	for uid, at := range g.tombs {
-		if now.Sub(at) > tombstoneTTL {
-			delete(g.pods, uid)
-			delete(g.tombs, uid)
+	if now.Sub(g.pruned) > time.Minute { // not a walk of every tombstone per event
+		g.pruned = now
+		for uid, at := range g.tombs {
+			if now.Sub(at) > tombstoneTTL {
+				delete(g.pods, uid)
+				delete(g.tombs, uid)
+			}
 		}
 	}
 	if _, ok := g.held[shard.Of(p.Namespace, p.Name, g.shards)]; ok {
@@ -183,7 +174,7 @@ func (g *shardGate) OnPod(p informer.Pod) {
 func (g *shardGate) Start(s int, epoch int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.held[s] = heldShard{since: g.now(), epoch: epoch}
+	g.held[s] = g.now()
 	n := 0
 	for _, p := range g.pods {
 		if shard.Of(p.Namespace, p.Name, g.shards) == s {
@@ -214,8 +205,8 @@ func (g *shardGate) Stop(s int) {
 func (g *shardGate) owns(ns, pod string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	h, ok := g.held[shard.Of(ns, pod, g.shards)]
-	return ok && g.now().Sub(h.since) >= sweepGrace
+	since, ok := g.held[shard.Of(ns, pod, g.shards)]
+	return ok && g.now().Sub(since) >= sweepGrace
 }
 
 // share is the part of the disk budget this replica enforces: its shards out of all.

@@ -72,6 +72,30 @@ func (e *env) waitShares(ns string, shards int, want map[string]int) {
 	})
 }
 
+// haPods creates the lease namespace and pods p-00… in ns, one container each that logs
+// a line every interval until the returned stop is called (it waits for every writer).
+func (e *env) haPods(ns, leaseNS string, pods int, every time.Duration) (stop func()) {
+	e.t.Helper()
+	if err := e.c.EnsureNamespace(context.Background(), leaseNS); err != nil {
+		e.t.Fatal(err)
+	}
+	var stops []func() int
+	for i := range pods {
+		name := fmt.Sprintf("p-%02d", i)
+		e.pod(ns, name, nil, "app")
+		e.start(ns, name, "app")
+		stops = append(stops, e.flow(ns, name, "app", every, 1, numbered(ns, name, "app", ns)))
+	}
+	return func() {
+		var wg sync.WaitGroup
+		for _, stop := range stops {
+			wg.Add(1)
+			go func() { defer wg.Done(); stop() }()
+		}
+		wg.Wait()
+	}
+}
+
 // TestHAShards (issue #16): replicas share one output directory through shard Leases.
 // Three replicas split twelve shards; one is SIGKILLed and the two others take its shards
 // once its Leases expire; a fourth joins and takes its share; one leaves with SIGTERM and
@@ -80,16 +104,7 @@ func (e *env) waitShares(ns string, shards int, want map[string]int) {
 func TestHAShards(t *testing.T) {
 	e := parallelEnv(t)
 	const ns, leaseNS, shards, pods = "ha", "kubelogd-ha", 12, 12
-	if err := e.c.EnsureNamespace(context.Background(), leaseNS); err != nil {
-		t.Fatal(err)
-	}
-	var stops []func() int
-	for i := range pods {
-		name := fmt.Sprintf("p-%02d", i)
-		e.pod(ns, name, nil, "app")
-		e.start(ns, name, "app")
-		stops = append(stops, e.flow(ns, name, "app", 40*time.Millisecond, 1, numbered(ns, name, "app", "ha")))
-	}
+	stopLogging := e.haPods(ns, leaseNS, pods, 40*time.Millisecond)
 	dir := t.TempDir()
 	start := func(id string) *daemon {
 		d := e.kubelogd(dir, haFlags(leaseNS, id, shards)...)
@@ -124,12 +139,7 @@ func TestHAShards(t *testing.T) {
 	r["r0"].stop()
 	e.waitShares(leaseNS, shards, map[string]int{"r2": 6, "r3": 6})
 
-	var wg sync.WaitGroup
-	for _, stop := range stops {
-		wg.Add(1)
-		go func() { defer wg.Done(); stop() }()
-	}
-	wg.Wait()
+	stopLogging()
 	for i := range pods {
 		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
 	}
@@ -148,16 +158,7 @@ func TestHAShards(t *testing.T) {
 func TestHAFrozenHolder(t *testing.T) {
 	e := parallelEnv(t)
 	const ns, leaseNS, shards, pods = "frozen", "kubelogd-frozen", 4, 8
-	if err := e.c.EnsureNamespace(context.Background(), leaseNS); err != nil {
-		t.Fatal(err)
-	}
-	var stops []func() int
-	for i := range pods {
-		name := fmt.Sprintf("p-%02d", i)
-		e.pod(ns, name, nil, "app")
-		e.start(ns, name, "app")
-		stops = append(stops, e.flow(ns, name, "app", 20*time.Millisecond, 1, numbered(ns, name, "app", "frozen")))
-	}
+	stopLogging := e.haPods(ns, leaseNS, pods, 20*time.Millisecond)
 	dir := t.TempDir()
 	r0 := e.kubelogd(dir, haFlags(leaseNS, "r0", shards)...)
 	r0.waitReady()
@@ -181,12 +182,7 @@ func TestHAFrozenHolder(t *testing.T) {
 	})
 	e.waitShares(leaseNS, shards, map[string]int{"r0": 2, "r1": 2})
 	time.Sleep(time.Second)
-	var wg sync.WaitGroup
-	for _, stop := range stops {
-		wg.Add(1)
-		go func() { defer wg.Done(); stop() }()
-	}
-	wg.Wait()
+	stopLogging()
 	for i := range pods {
 		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
 	}
