@@ -1,7 +1,10 @@
 package collector
 
 import (
+	"strconv"
 	"sync"
+
+	"github.com/kubelogd/kubelogd/internal/shard"
 )
 
 // budget bounds the follow streams open at once: per node, because the kubelet holds one
@@ -12,75 +15,118 @@ import (
 // whose polls find lines marks itself as wanting one, and a stream on the same node (or,
 // when the total is what is full, anywhere) that has been idle for the stall timeout
 // gives its slot up (see watchdog). Safe for concurrent use.
+//
+// Replicas that share the pods by shard (shards > 0) share each node's budget too, rather
+// than each spending all of it: the per-node slots are split among the shards (see pool),
+// and a container draws from its pod's shard's part. A shard has one holder at a time and
+// its streams stop before its Lease is released, so the slots the replicas hold on a node
+// never sum to more than the per-node budget, whoever holds which shard.
 type budget struct {
 	perNode, total int // 0: unlimited
+	shards         int // above 0: perNode is split among this many shards
 
 	mu      sync.Mutex
-	open    map[string]int // slots held, by node
+	open    map[string]int // slots held, by pool
 	n       int            // slots held in all
-	wanting map[string]int // polled containers whose last poll found lines, by node
+	wanting map[string]int // polled containers whose last poll found lines, by pool
 	want    int            // their sum
+	limits  map[string]int // per-pool budget of the pools seen (shards > 0)
 }
 
-func newBudget(perNode, total int) *budget {
-	return &budget{perNode: perNode, total: total, open: map[string]int{}, wanting: map[string]int{}}
+func newBudget(perNode, total, shards int) *budget {
+	return &budget{perNode: perNode, total: total, shards: shards,
+		open: map[string]int{}, wanting: map[string]int{}, limits: map[string]int{}}
+}
+
+// pool names the slots a container of pod namespace/name on node draws from: the node's,
+// or with shards the node's part for the pod's shard, whose size is perNode/shards, one
+// more for the first perNode%shards shards (the parts sum to perNode exactly; a shard's
+// part can be 0, when there are more shards than slots: its containers are polled).
+func (b *budget) pool(node, namespace, name string) string {
+	if b.shards <= 0 || b.perNode <= 0 {
+		return node
+	}
+	i := shard.Of(namespace, name, b.shards)
+	key := node + "\x00" + strconv.Itoa(i)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.limits[key]; !ok {
+		part := b.perNode / b.shards
+		if i < b.perNode%b.shards {
+			part++
+		}
+		b.limits[key] = part
+	}
+	return key
+}
+
+// full reports whether pool has no free slot by the per-node budget (the total aside);
+// b.mu held. A shard's part of 0 slots is full from the start.
+func (b *budget) full(pool string) bool {
+	if b.perNode <= 0 {
+		return false
+	}
+	if l, ok := b.limits[pool]; ok {
+		return b.open[pool] >= l
+	}
+	return b.open[pool] >= b.perNode
 }
 
 // limited reports whether the budget bounds anything.
 func (b *budget) limited() bool { return b.perNode > 0 || b.total > 0 }
 
-// acquire takes a slot on node if one is free.
-func (b *budget) acquire(node string) bool {
+// acquire takes a slot of pool if one is free.
+func (b *budget) acquire(pool string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.perNode > 0 && b.open[node] >= b.perNode || b.total > 0 && b.n >= b.total {
+	if b.full(pool) || b.total > 0 && b.n >= b.total {
 		return false
 	}
-	b.open[node]++
+	b.open[pool]++
 	b.n++
 	return true
 }
 
-// release gives back a slot acquire took on node.
-func (b *budget) release(node string) {
+// release gives back a slot acquire took on pool.
+func (b *budget) release(pool string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.open[node]--; b.open[node] <= 0 {
-		delete(b.open, node)
+	if b.open[pool]--; b.open[pool] <= 0 {
+		delete(b.open, pool)
 	}
 	b.n--
 }
 
-// setWanting records whether a polled container of node would rather stream: its last poll
+// setWanting records whether a polled container of pool would rather stream: its last poll
 // found lines (on), or it found none, streams now or is gone (off). A container calls it
 // with the state it last set, so that the counts stay balanced (see target.want).
-func (b *budget) setWanting(node string, on bool) {
+func (b *budget) setWanting(pool string, on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := -1
 	if on {
 		d = 1
 	}
-	if b.wanting[node] += d; b.wanting[node] <= 0 {
-		delete(b.wanting, node)
+	if b.wanting[pool] += d; b.wanting[pool] <= 0 {
+		delete(b.wanting, pool)
 	}
 	b.want += d
 }
 
-// contended reports whether an idle stream on node should give its slot up: a busy
-// polled container waits for a slot that it would free — one on the same node whose
-// node budget is full, or any, when the total is what is full.
-func (b *budget) contended(node string) bool {
+// contended reports whether an idle stream of pool should give its slot up: a busy
+// polled container waits for a slot that it would free — one of the same pool, which is
+// full, or any, when the total is what is full.
+func (b *budget) contended(pool string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.wanting[node] > 0 && b.perNode > 0 && b.open[node] >= b.perNode {
+	if b.wanting[pool] > 0 && b.full(pool) {
 		return true
 	}
 	if b.want == 0 || b.total == 0 || b.n < b.total {
 		return false
 	}
 	for m, w := range b.wanting {
-		if w > 0 && (b.perNode == 0 || b.open[m] < b.perNode || m == node) {
+		if w > 0 && (!b.full(m) || m == pool) {
 			return true
 		}
 	}

@@ -2,13 +2,16 @@ package collector
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/kubelogd/kubelogd/internal/shard"
 )
 
 // TestBudget: slots per node and in all, and when an idle stream must give its slot up.
 func TestBudget(t *testing.T) {
-	b := newBudget(2, 3)
+	b := newBudget(2, 3, 0)
 	for i, want := range []bool{true, true, false} {
 		if got := b.acquire("n1"); got != want {
 			t.Fatalf("acquire n1 #%d = %v, want %v (2 per node)", i, got, want)
@@ -43,7 +46,7 @@ func TestBudget(t *testing.T) {
 	if b.want != 0 || len(b.wanting) != 0 {
 		t.Errorf("wanting not balanced: %d %v", b.want, b.wanting)
 	}
-	if u := newBudget(0, 0); !u.acquire("n") || u.limited() {
+	if u := newBudget(0, 0, 0); !u.acquire("n") || u.limited() {
 		t.Error("a budget of 0 and 0 is unlimited")
 	}
 }
@@ -54,7 +57,7 @@ func TestBudget(t *testing.T) {
 func TestTrialGivenBackWithoutSlot(t *testing.T) {
 	tg, _ := testTarget(t, runningPod("c1", 0, ""))
 	p := tg.snapshot()
-	tg.c.budget = newBudget(1, 0)
+	tg.c.budget = newBudget(1, 0, 0)
 	tg.c.budget.acquire(p.Node) // another container holds the node's only slot
 	tg.c.nodes.exhausted(p.Node)
 	tg.c.nodes.now = func() time.Time { return time.Now().Add(time.Hour) } // the period out has passed
@@ -86,4 +89,58 @@ func TestResumeAheadGoesByContent(t *testing.T) {
 			t.Errorf("mode %d: byContent %v, sinceTime %v; want by content, no sinceTime", mode, q.byContent, q.opts.SinceTime)
 		}
 	}
+}
+
+// TestBudgetSharedByShards (issue #16): replicas that share the pods by shard split each
+// node's budget among the shards, so that whichever replica holds which shards, the slots
+// held on a node never sum to more than the per-node budget.
+func TestBudgetSharedByShards(t *testing.T) {
+	const perNode, shards = 5, 3
+	// Each replica has its own budget; the three together hold every shard once.
+	replicas := []*budget{newBudget(perNode, 0, shards), newBudget(perNode, 0, shards), newBudget(perNode, 0, shards)}
+	held := 0
+	for i := range 200 {
+		pod := fmt.Sprintf("pod-%d", i)
+		r := replicas[shard.Of("ns", pod, shards)] // replica k holds shard k
+		if r.acquire(r.pool("n1", "ns", pod)) {
+			held++
+		}
+	}
+	if held != perNode {
+		t.Errorf("three replicas hold %d slots of node n1, want its budget of %d", held, perNode)
+	}
+	// A pool's part: 5 over 3 shards is 2, 2, 1.
+	b := newBudget(perNode, 0, shards)
+	parts := map[int]int{}
+	for i := range 200 {
+		pod := fmt.Sprintf("pod-%d", i)
+		if b.acquire(b.pool("n1", "ns", pod)) {
+			parts[shard.Of("ns", pod, shards)]++
+		}
+	}
+	if parts[0] != 2 || parts[1] != 2 || parts[2] != 1 {
+		t.Errorf("slots by shard = %v, want 2, 2, 1", parts)
+	}
+	// More shards than slots: some shards' containers are all polled.
+	few := newBudget(2, 0, 4)
+	if p := few.pool("n1", "ns", podOfShard(t, 3, 4)); few.acquire(p) {
+		t.Error("shard 3 of 4 has no part of a budget of 2, yet took a slot")
+	}
+	if p := few.pool("n2", "ns", podOfShard(t, 0, 4)); !few.acquire(p) || few.acquire(p) {
+		t.Error("shard 0 of 4 has exactly one slot of a budget of 2 on each node")
+	}
+	if p := newBudget(2, 0, 0).pool("n1", "ns", "x"); p != "n1" {
+		t.Errorf("without shards the pool is the node, got %q", p)
+	}
+}
+
+// podOfShard returns a pod name of namespace "ns" in shard i of n.
+func podOfShard(t *testing.T, i, n int) string {
+	for k := range 1000 {
+		if name := fmt.Sprintf("p%d", k); shard.Of("ns", name, n) == i {
+			return name
+		}
+	}
+	t.Fatalf("no pod name in shard %d of %d", i, n)
+	return ""
 }

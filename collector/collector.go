@@ -40,6 +40,10 @@ type Config struct {
 	// MaxStreamsPerNode and MaxStreams bound the follow streams open at once on one node
 	// and in all (see budget); containers beyond them are polled. 0: unlimited.
 	MaxStreamsPerNode, MaxStreams int
+	// Shards, above 0, is the shard count of replicas that share the pods (see
+	// internal/shard): each node's MaxStreamsPerNode is split among the shards, so that
+	// the replicas together stay within it. MaxStreams stays per replica.
+	Shards int
 	// PollQPS bounds the polls per second of all containers, and PollBurst their burst.
 	// Default 250 (half the client's default QPS of 500) and 1.
 	PollQPS   float64
@@ -128,7 +132,7 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
 	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })
-	c.budget = newBudget(cfg.MaxStreamsPerNode, cfg.MaxStreams)
+	c.budget = newBudget(cfg.MaxStreamsPerNode, cfg.MaxStreams, cfg.Shards)
 	c.pollRate = flowcontrol.NewTokenBucketRateLimiter(float32(cfg.PollQPS), cfg.PollBurst)
 	return c
 }

@@ -97,10 +97,11 @@ func (t *target) holdSlot(node string) bool {
 	if t.slot != "" {
 		return true
 	}
-	if t.c.cfg.Now().Before(t.noSlotUntil) || !t.c.budget.acquire(node) {
+	pool := t.c.budget.pool(node, t.ns, t.pod)
+	if t.c.cfg.Now().Before(t.noSlotUntil) || !t.c.budget.acquire(pool) {
 		return false
 	}
-	t.slot = node
+	t.slot = pool
 	t.want(node, false)
 	if t.pollEvery != 0 && t.c.budget.limited() {
 		// Polled for want of a slot (a node that recovered its inotify instances is
@@ -133,8 +134,9 @@ func (t *target) demote() {
 func (t *target) want(node string, on bool) {
 	switch {
 	case on && t.wantNode == "":
-		t.c.budget.setWanting(node, true)
-		t.wantNode = node
+		pool := t.c.budget.pool(node, t.ns, t.pod)
+		t.c.budget.setWanting(pool, true)
+		t.wantNode = pool
 	case !on && t.wantNode != "":
 		t.c.budget.setWanting(t.wantNode, false)
 		t.wantNode = ""

@@ -45,8 +45,8 @@ type target struct {
 	// so is logged once when writing stops, and an INFO when it resumes, however many
 	// flushes fail in between (a cancelled stream's buffered lines each try one).
 	writePaused bool
-	// slot is the node whose follow slot the target holds ("" none), wantNode the node on
-	// which it waits for one, polled ("" none), and noSlotUntil when a demoted target may
+	// slot is the budget pool whose follow slot the target holds ("" none), wantNode the
+	// pool in which it waits for one, polled ("" none), and noSlotUntil when a demoted target may
 	// take one again (see budget). lastPoll is when it last polled.
 	slot, wantNode string
 	noSlotUntil    time.Time

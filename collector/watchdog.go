@@ -65,7 +65,7 @@ type watchdog struct {
 	t                *target
 	follow, previous bool
 	slow, fast       time.Duration // check intervals while idle, and while something is pending
-	// slot is the node of the follow slot the stream holds (see budget), "" if none.
+	// slot is the budget pool of the follow slot the stream holds (see budget), "" if none.
 	slot string
 
 	mu       sync.Mutex

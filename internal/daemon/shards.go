@@ -83,6 +83,7 @@ func newReplicas(ctx context.Context, cfg *Config, client kubernetes.Interface, 
 	r := &replicas{gate: newShardGate(cfg.HA.Shards, logger)}
 	n := cfg.HA.Shards
 	cfg.Sink.Shards, cfg.Sink.Owns, cfg.Sink.Share = n, r.gate.owns, r.gate.share
+	cfg.Collector.Shards = n
 	// Every write, rotation and cursor save asks (sink/fence.go). r.m is set by attach,
 	// before any shard is taken and so before any file is opened.
 	cfg.Sink.Fence = func(ns, pod string) (int64, bool) { return r.m.Holds(shard.Of(ns, pod, n)) }
