@@ -328,7 +328,7 @@ const haTakeoverTarget = "HA takeover p99 after SIGKILL: a shard's containers' n
 // rows adds the scenario's rows to the report's table; goal appends a target's verdict.
 func (h *haResult) rows(t *table, goal func(name, text string) string) {
 	if tk := h.Takeover; tk != nil {
-		t.row(fmt.Sprintf("6 ha takeover: %d replicas, --shards %d, --lease-duration %.0fs (default); %s containers × a line every %.2f s; %d rounds of SIGKILL, new replica, even share",
+		t.row(fmt.Sprintf("6 ha takeover: %d replicas, --shards %d, --lease-duration %.0fs (default); %s containers × a line every %.2f s; rounds of SIGKILL, new replica, even share: %d",
 			tk.Replicas, tk.Shards, tk.LeaseDurationSeconds, commas(tk.Pods), tk.EmitIntervalSeconds, tk.Rounds))
 		t.row("", "SIGKILL → Lease held by another replica (per shard)", fmt.Sprintf("p50 %.2f s, p99 %.2f s, max %.2f s (%d shards)", tk.LeaseP50, tk.LeaseP99, tk.LeaseMax, tk.Samples), "")
 		t.row("", "SIGKILL → the shard's new lines readable", fmt.Sprintf("p50 %.2f s, p99 %.2f s, max %.2f s", tk.LinesP50, tk.LinesP99, tk.LinesMax),
