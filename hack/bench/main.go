@@ -10,7 +10,9 @@
 //  3. memory per idle stream at 1,000 and 5,000 followed containers, kubelogd's and stern's;
 //  4. latency from a line's emission to its being readable in the file, 1,000 containers
 //     at 10 lines/s each;
-//  5. the in-process line path (go test -bench in collector and sink).
+//  5. the in-process line path (go test -bench in collector and sink);
+//  6. replicas (ha.go): the takeover of a SIGKILLed replica's shards, and coverage of the
+//     backlog of 3,000 pods by 3 replicas against 1 kubelogd.
 //
 // Benchmarks are not pass/fail: figures are reported against their targets and the run
 // succeeds unless a scenario could not be measured. It is what `make bench` runs.
@@ -42,6 +44,7 @@ type config struct {
 	singleLines, singleRuns                int
 	coverageSizes                          []int
 	latencyContainers                      int
+	haPods, haTakeoverPods, haRounds       int
 	latencyDuration                        time.Duration
 	benchCount                             int
 	quiet, keep, trace                     bool
@@ -87,12 +90,15 @@ func run() int {
 	flag.StringVar(&cfg.stern, "stern", "bin/stern", "stern binary, the peer of the single stream, coverage and memory (make bench builds it from hack/tools/stern); skipped if missing")
 	flag.StringVar(&cfg.repo, "repo", ".", "the kubelogd module, for go test -bench and the git commit")
 	flag.StringVar(&jsonOut, "json", "bin/bench.json", "where to write the results as JSON")
-	flag.StringVar(&scenarios, "scenarios", "single,coverage,latency,go", "scenarios to run (coverage includes memory)")
+	flag.StringVar(&scenarios, "scenarios", "single,coverage,latency,go,ha", "scenarios to run (coverage includes memory)")
 	flag.IntVar(&cfg.singleLines, "single-lines", 1_000_000, "lines of the single stream")
 	flag.IntVar(&cfg.singleRuns, "single-runs", 2, "rounds of the single stream scenario (best wall time of each reader is reported)")
 	flag.StringVar(&sizes, "coverage-pods", "1000,5000", "pod counts of the coverage and memory scenarios")
 	flag.IntVar(&cfg.latencyContainers, "latency-containers", 1000, "containers emitting in the latency scenario")
 	flag.DurationVar(&cfg.latencyDuration, "latency-duration", time.Minute, "how long they emit")
+	flag.IntVar(&cfg.haPods, "ha-pods", 3000, "pods of the ha scenario's coverage, by 3 replicas and by 1 kubelogd")
+	flag.IntVar(&cfg.haTakeoverPods, "ha-takeover-pods", 300, "logging containers of the ha scenario's takeover")
+	flag.IntVar(&cfg.haRounds, "ha-rounds", 5, "replicas SIGKILLed, one per round, in the ha scenario's takeover")
 	flag.IntVar(&cfg.benchCount, "bench-count", 3, "go test -count for the in-process benchmarks (medians reported)")
 	flag.BoolVar(&cfg.quiet, "quiet", false, "no progress on stderr")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (kubelogd's output and logs) and print its path")
@@ -105,6 +111,10 @@ func run() int {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.scenarios[s] = true
 		}
+	}
+	if cfg.haPods <= 0 || cfg.haTakeoverPods <= 0 || cfg.haRounds <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: --ha-pods, --ha-takeover-pods and --ha-rounds must be positive")
+		return 2
 	}
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -168,8 +178,8 @@ func run() int {
 	rep := newReport(ctx, &cfg)
 	// The fake kubelets' readers hold one inotify instance per followed container, and
 	// the default limit of 128 per user is far below 10,000.
-	if cfg.scenarios["coverage"] || cfg.scenarios["latency"] {
-		want := 2*slices.Max(append(cfg.coverageSizes, cfg.latencyContainers)) + 4096
+	if cfg.scenarios["coverage"] || cfg.scenarios["latency"] || cfg.scenarios["ha"] {
+		want := 2*slices.Max(append(cfg.coverageSizes, cfg.latencyContainers, cfg.haPods, cfg.haTakeoverPods)) + 4096
 		s, err := raiseSysctl("fs.inotify.max_user_instances", want)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -218,6 +228,7 @@ func run() int {
 		return nil
 	})
 	step("latency", func() (err error) { rep.Latency, err = runLatency(ctx, &cfg); return })
+	step("ha", func() (err error) { rep.HA, err = runHA(ctx, &cfg); return })
 	step("go", func() (err error) { rep.Go, err = runGoBench(ctx, &cfg); return })
 
 	rep.finish()

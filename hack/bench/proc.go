@@ -35,6 +35,13 @@ type kubelogdProc struct {
 // defaults for everything else; its output goes to dir+".out". name labels its profiles
 // when --profile is set.
 func startKubelogd(cfg *config, name, kubeconfig, dir string) (*kubelogdProc, error) {
+	return startKubelogdWith(cfg, name, kubeconfig, dir, dir+".out")
+}
+
+// startKubelogdWith is startKubelogd with kubelogd's output in logPath and extra flags:
+// replicas share one dir, so each needs an output file of its own. The kubelogd-pprof
+// subcommand of --profile parses no extra flags.
+func startKubelogdWith(cfg *config, name, kubeconfig, dir, logPath string, extra ...string) (*kubelogdProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -42,7 +49,6 @@ func startKubelogd(cfg *config, name, kubeconfig, dir string) (*kubelogdProc, er
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
-	logPath := dir + ".out"
 	out, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -54,6 +60,7 @@ func startKubelogd(cfg *config, name, kubeconfig, dir string) (*kubelogdProc, er
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args = append(args, "--kubeconfig", kubeconfig, "--output-dir", dir, "--metrics-addr", addr)
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -95,6 +102,13 @@ func (d *kubelogdProc) stop() {
 		_ = d.cmd.Process.Kill()
 		<-d.done
 	}
+}
+
+// kill sends SIGKILL and waits for the exit: a replica dying without handing anything
+// over, as when its node is lost.
+func (d *kubelogdProc) kill() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
 }
 
 // cpu is the process's user+system CPU time so far.

@@ -42,6 +42,7 @@ type report struct {
 	Coverage []*coverageResult `json:"coverage,omitempty"`
 	Latency  *latencyResult    `json:"latency,omitempty"`
 	Go       *goResult         `json:"go_bench,omitempty"`
+	HA       *haResult         `json:"ha,omitempty"`
 
 	Targets []target `json:"targets"`
 	Errors  []string `json:"errors,omitempty"`
@@ -162,6 +163,11 @@ func (r *report) finish() {
 	if l := r.Latency; l != nil {
 		add("latency p99, emitted → readable in the file", l.P99Ms, 50, "ms", true,
 			fmt.Sprintf("%d containers × %.0f lines/s; transport alone p99 %.1fms", l.Containers, l.LinesPerSecond, l.Transport.P99Ms))
+	}
+	if h := r.HA; h != nil && h.Takeover != nil {
+		tk := h.Takeover
+		add(haTakeoverTarget, tk.LinesP99, tk.LeaseDurationSeconds+5, "s", true,
+			fmt.Sprintf("%d shards of %d SIGKILLed replicas; Lease held by another replica p99 %.2fs", tk.Samples, tk.Rounds, tk.LeaseP99))
 	}
 	if g := r.Go; g != nil {
 		ts, js := g.find("collector", "BenchmarkReadLoop/timestamped"), g.find("collector", "BenchmarkReadLoop/json")
@@ -384,6 +390,9 @@ func (r *report) print(w io.Writer) {
 		}
 		t.row("", "lines", fmt.Sprintf("%s emitted, %s readable, %d duplicates; emitters at worst %.0f ms behind schedule",
 			commas(l.Emitted), commas(l.Received), l.Duplicates, l.EmitBehindMs), "")
+	}
+	if h := r.HA; h != nil {
+		h.rows(t, goal)
 	}
 	if g := r.Go; g != nil {
 		t.row("5 in-process line path (go test -bench, median of runs): ns/line, allocs/line")
