@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,7 +52,13 @@ func liveHolder(l coordinationv1.Lease) string {
 // the count given in want (by id).
 func (e *env) waitShares(ns string, shards int, want map[string]int) {
 	e.t.Helper()
-	eventually(e.t, 3*time.Second+30*time.Second, fmt.Sprintf("shards shared as %v", want), func() (bool, string) {
+	e.waitSharesWithin(3*time.Second+30*time.Second, ns, shards, want)
+}
+
+// waitSharesWithin is waitShares with another timeout.
+func (e *env) waitSharesWithin(timeout time.Duration, ns string, shards int, want map[string]int) {
+	e.t.Helper()
+	eventually(e.t, timeout, fmt.Sprintf("shards shared as %v", want), func() (bool, string) {
 		held, err := e.heldBy(ns)
 		if err != nil {
 			return false, err.Error()
@@ -196,5 +203,172 @@ func TestHAFrozenHolder(t *testing.T) {
 		if v := d.metric("kubelogd_gaps_total"); v != 0 {
 			t.Errorf("kubelogd_gaps_total = %v, want 0", v)
 		}
+	}
+}
+
+// TestHAScale (issue #16): 300 logging containers while the replicas scale 1 → 3, roll
+// one at a time as deploy/ha's RollingUpdate does (the new replica first, then SIGTERM to
+// the old: maxUnavailable 0), and scale back to 1. Each change moves the fewest shards
+// that share the work evenly — a joining replica takes its share and nobody else's shards
+// move — and an orderly handover never fences a write (the giver stops writing before it
+// releases the Lease). Every file is exact at the end.
+//
+// The Leases have the shipped durations: an orderly handover does not wait for expiry,
+// and on a loaded machine a shorter renew deadline loses shards to slow renewals, which
+// is the fence at work, not a handover. A step in which a replica lost a shard that way
+// is logged, and its move count not judged.
+func TestHAScale(t *testing.T) {
+	e := parallelEnv(t)
+	const ns, leaseNS, shards = "scale", "kubelogd-scale", 12
+	// 300 containers, as the issue asks, when the inotify limit leaves room for their
+	// follow streams beside the other parallel tests' (make test raises it when it may).
+	pods := 300
+	if room := followBudget(t) - 200; room < pods {
+		t.Logf("fs.inotify.max_user_instances leaves room for %d follow streams: %d pods instead of %d", room, max(room, 24), pods)
+		pods = max(room, 24)
+	}
+	stopLogging := e.haPods(ns, leaseNS, pods, 2*time.Second)
+	dir := t.TempDir()
+	r := map[string]*daemon{}
+	start := func(id string) {
+		r[id] = e.kubelogd(dir, "--shards", fmt.Sprint(shards), "--lease-namespace", leaseNS, "--replica-id", id,
+			"--lease-duration", "15s", "--renew-deadline", "10s", "--retry-period", "1s")
+		r[id].waitReady()
+	}
+	counter := func(id, reason string) float64 {
+		return r[id].metric("kubelogd_shard_handovers_total", "reason="+reason)
+	}
+	// healthy checks what a replica must show before it stops, and at the end: a write
+	// fenced only if it lost a shard, no gap.
+	healthy := func(id string) {
+		t.Helper()
+		if v, lost := r[id].metric("kubelogd_write_errors_total", "reason=fenced"), counter(id, "lost"); v != 0 && lost == 0 {
+			t.Errorf("%s: %v writes fenced in orderly handovers: it wrote a shard it had given up", id, v)
+		}
+		if v := r[id].metric("kubelogd_gaps_total"); v != 0 {
+			t.Errorf("%s: kubelogd_gaps_total = %v, want 0", id, v)
+		}
+	}
+	retire := func(id string) { healthy(id); r[id].stop() }
+	// step changes the replicas and checks that exactly gain[id] shards were acquired by
+	// each replica of want, once the Leases and the replicas agree on the shares.
+	step := func(what string, change func(), want map[string]int, gain map[string]float64) {
+		t.Helper()
+		acquired, lost := map[string]float64{}, map[string]float64{}
+		for id := range want {
+			if r[id] != nil {
+				acquired[id], lost[id] = counter(id, "acquired"), counter(id, "lost")
+			}
+		}
+		change()
+		e.waitSharesWithin(90*time.Second, leaseNS, shards, want)
+		eventually(t, 30*time.Second, what+": every replica's own count agrees", func() (bool, string) {
+			got := map[string]float64{}
+			for id, n := range want {
+				if got[id] = r[id].metric("kubelogd_shards_held"); got[id] != float64(n) {
+					return false, fmt.Sprintf("kubelogd_shards_held by replica: %v", got)
+				}
+			}
+			return true, ""
+		})
+		judged := true
+		for id := range want {
+			if l := counter(id, "lost") - lost[id]; l != 0 {
+				t.Logf("%s: %s lost %v shards to slow renewals (machine overloaded): moves not judged", what, id, l)
+				judged = false
+			}
+		}
+		for id := range want {
+			if got := counter(id, "acquired") - acquired[id]; judged && got != gain[id] {
+				t.Errorf("%s: %s acquired %v shards, want %v", what, id, got, gain[id])
+			}
+		}
+	}
+
+	step("start r0", func() { start("r0") }, map[string]int{"r0": 12}, map[string]float64{"r0": 12})
+	step("r1 joins", func() { start("r1") }, map[string]int{"r0": 6, "r1": 6}, map[string]float64{"r1": 6})
+	step("r2 joins", func() { start("r2") }, map[string]int{"r0": 4, "r1": 4, "r2": 4}, map[string]float64{"r2": 4})
+	live := []string{"r0", "r1", "r2"}
+	for i, old := range []string{"r0", "r1", "r2"} {
+		repl := fmt.Sprintf("r%d", 3+i)
+		others := slices.DeleteFunc(slices.Clone(live), func(id string) bool { return id == old })
+		want := map[string]int{old: 3, repl: 3, others[0]: 3, others[1]: 3}
+		step(repl+" surges", func() { start(repl) }, want, map[string]float64{repl: 3})
+		want = map[string]int{repl: 4, others[0]: 4, others[1]: 4}
+		step(old+" stops", func() { retire(old) }, want, map[string]float64{repl: 1, others[0]: 1, others[1]: 1})
+		live = append(others, repl)
+	}
+	step("scale to 1", func() { retire(live[0]); retire(live[1]) },
+		map[string]int{live[2]: 12}, map[string]float64{live[2]: 8})
+
+	stopLogging()
+	for i := range pods {
+		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
+	}
+	healthy(live[2])
+}
+
+// TestHABudgetShared (issues #16, #17): replicas share each node's follow budget rather
+// than each spending all of it. Three replicas with --max-streams-per-node 6 collect 24
+// containers of one node: the node never has more than 6 follow streams open, the rest
+// are polled, and every file is exact.
+func TestHABudgetShared(t *testing.T) {
+	e := parallelEnv(t)
+	const ns, leaseNS, shards, pods, budget = "hab", "kubelogd-hab", 12, 24, 6
+	stopLogging := e.haPods(ns, leaseNS, pods, 200*time.Millisecond)
+	dir := t.TempDir()
+	var r []*daemon
+	for _, id := range []string{"r0", "r1", "r2"} {
+		d := e.kubelogd(dir, append(haFlags(leaseNS, id, shards), "--max-streams-per-node", fmt.Sprint(budget))...)
+		d.waitReady()
+		r = append(r, d)
+	}
+	e.waitShares(leaseNS, shards, map[string]int{"r0": 4, "r1": 4, "r2": 4})
+	eventually(t, 60*time.Second, "every replica polls", func() (bool, string) {
+		var polls []float64
+		for _, d := range r {
+			polls = append(polls, d.metric("kubelogd_polls_total"))
+		}
+		return !slices.Contains(polls, 0), fmt.Sprintf("polls by replica: %v", polls)
+	})
+	stopLogging()
+	for i := range pods {
+		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
+	}
+	if n := e.k.MaxFollowStreams(); n > budget {
+		t.Errorf("%d follow streams were open at once on the node, over its budget of %d shared by the replicas", n, budget)
+	}
+}
+
+// TestHAAPIServerDown (issue #16): the API server goes away for 60 s under three
+// replicas. None can renew its Leases, so none can prove it holds a shard: each stops
+// writing within its renew deadline (the fence), and none takes another's shard, since
+// no Lease can be read or written. When the API server is back the shards are shared
+// again and collection resumes where each file stopped: every file exact.
+func TestHAAPIServerDown(t *testing.T) {
+	e := parallelEnv(t)
+	const ns, leaseNS, shards, pods = "down", "kubelogd-down", 12, 24
+	stopLogging := e.haPods(ns, leaseNS, pods, 100*time.Millisecond)
+	dir := t.TempDir()
+	r := map[string]*daemon{}
+	for _, id := range []string{"r0", "r1", "r2"} {
+		r[id] = e.kubelogd(dir, haFlags(leaseNS, id, shards)...)
+		r[id].waitReady()
+	}
+	shares := map[string]int{"r0": 4, "r1": 4, "r2": 4}
+	e.waitShares(leaseNS, shards, shares)
+
+	e.c.StopAPIServer()
+	time.Sleep(60 * time.Second)
+	fatalIf(t, e.c.StartAPIServer(context.Background()))
+	e.waitShares(leaseNS, shards, shares)
+	for id, d := range r {
+		if v := d.metric("kubelogd_lease_renew_failures_total"); v == 0 {
+			t.Errorf("%s: kubelogd_lease_renew_failures_total = 0 after 60 s without the API server", id)
+		}
+	}
+	stopLogging()
+	for i := range pods {
+		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
 	}
 }
