@@ -33,6 +33,7 @@ var chartExamples = []string{"cluster-values.yaml", "namespaced-values.yaml", "h
 // TestChartLint: `helm lint --strict` passes on the chart with its defaults and with each
 // example values file, and the examples are exactly the ones the other chart tests use.
 func TestChartLint(t *testing.T) {
+	t.Parallel() // helm and kubectl only: beside the tests that wait on an API server
 	files, err := filepath.Glob(filepath.Join(repoRoot(t), chartDir, "ci", "*.yaml"))
 	fatalIf(t, err)
 	var names []string
@@ -60,6 +61,7 @@ func TestChartLint(t *testing.T) {
 // ports, resources, volumes and mounts), replicas and strategy, the same volume access
 // modes and size, Service ports, PodDisruptionBudget and Namespace labels.
 func TestChartMatchesKustomize(t *testing.T) {
+	t.Parallel() // helm and kubectl only: beside the tests that wait on an API server
 	for _, tc := range []struct{ kustomization, values, ns string }{
 		{"deploy", "cluster-values.yaml", "kubelogd"},
 		{"deploy/namespaced", "namespaced-values.yaml", "my-team"},
@@ -155,6 +157,7 @@ func compareField(t *testing.T, object, field string, kustomize, chart any) {
 // TestChartValuesSchema: a wrong value fails at `helm template` (as at `helm install`) with
 // a message that names the value and what is wrong with it.
 func TestChartValuesSchema(t *testing.T) {
+	t.Parallel() // helm and kubectl only: beside the tests that wait on an API server
 	for _, tc := range []struct {
 		name, values string
 		want         []string // in the error, in this order
@@ -196,6 +199,7 @@ var helpFlag = regexp.MustCompile(`(?m)^\s+(?:-[a-z], )?--([a-z][a-z0-9-]*)`)
 // moving the mount and the port), and kubelogd's own flag parser accepts the lot. With
 // the defaults the args are deploy/'s and there is no --config.
 func TestChartFlags(t *testing.T) {
+	t.Parallel() // helm and kubectl only: beside the tests that wait on an API server
 	help, err := exec.Command(kubelogdBin, "--help").Output()
 	fatalIf(t, err)
 	var flags []string
@@ -317,6 +321,7 @@ func kebabCase(key string) string {
 // read-only at /etc/kubelogd/ and passed as --config; without it (the default) there is
 // no ConfigMap, no such volume and no --config.
 func TestChartConfig(t *testing.T) {
+	t.Parallel() // helm and kubectl only: beside the tests that wait on an API server
 	for _, values := range []string{"", filepath.Join(chartDir, "ci", "ha-values.yaml")} {
 		args := []string{}
 		if values != "" {
@@ -382,6 +387,7 @@ func mustJSON(t *testing.T, v any) string {
 // unchanged, labelled for Grafana's sidecar; the ServiceMonitor selects the chart's
 // metrics Service on its port. Without monitoring.enabled none is rendered.
 func TestChartMonitoring(t *testing.T) {
+	t.Parallel() // helm and kubectl only: beside the tests that wait on an API server
 	root := repoRoot(t)
 	for _, f := range []string{"servicemonitor.yaml", "prometheusrule.yaml", "dashboard.json"} {
 		orig, err := os.ReadFile(filepath.Join(root, "deploy/monitoring", f))
