@@ -2,16 +2,20 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
@@ -153,4 +157,77 @@ func installMonitoringCRDs(t *testing.T, cfg *rest.Config) {
 		}
 		return slices.Contains(names, "servicemonitors") && slices.Contains(names, "prometheusrules"), strings.Join(names, ",")
 	})
+}
+
+// compareDeployments compares the chart's Deployment with the kustomization's: the whole
+// pod spec, replicas and strategy. The chart's selectors add app.kubernetes.io/instance
+// (two releases in one namespace must not select each other's pods); each must still
+// select its own pod template.
+func compareDeployments(t *testing.T, k, c *appsv1.Deployment) {
+	t.Helper()
+	for _, d := range []*appsv1.Deployment{k, c} {
+		for key, v := range d.Spec.Selector.MatchLabels {
+			if d.Spec.Template.Labels[key] != v {
+				t.Errorf("Deployment selector %v does not select its pod template %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+			}
+		}
+		for i := range d.Spec.Template.Spec.TopologySpreadConstraints {
+			tsc := &d.Spec.Template.Spec.TopologySpreadConstraints[i]
+			if tsc.LabelSelector == nil || !reflect.DeepEqual(tsc.LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
+				t.Errorf("topology spread selector %v, want the Deployment's selector %v", tsc.LabelSelector, d.Spec.Selector.MatchLabels)
+			}
+			tsc.LabelSelector = nil
+		}
+	}
+	compareField(t, "Deployment", "replicas", k.Spec.Replicas, c.Spec.Replicas)
+	compareField(t, "Deployment", "strategy", k.Spec.Strategy, c.Spec.Strategy)
+	ks, cs := k.Spec.Template.Spec, c.Spec.Template.Spec
+	// Field by field for a readable failure, then the whole spec for anything missed.
+	compareField(t, "Deployment", "pod securityContext", ks.SecurityContext, cs.SecurityContext)
+	compareField(t, "Deployment", "serviceAccountName", ks.ServiceAccountName, cs.ServiceAccountName)
+	compareField(t, "Deployment", "automountServiceAccountToken", ks.AutomountServiceAccountToken, cs.AutomountServiceAccountToken)
+	compareField(t, "Deployment", "volumes", ks.Volumes, cs.Volumes)
+	if len(ks.Containers) == 1 && len(cs.Containers) == 1 {
+		kc, cc := ks.Containers[0], cs.Containers[0]
+		compareField(t, "Deployment", "container securityContext", kc.SecurityContext, cc.SecurityContext)
+		compareField(t, "Deployment", "args", kc.Args, cc.Args)
+		compareField(t, "Deployment", "env", kc.Env, cc.Env)
+		compareField(t, "Deployment", "ports", kc.Ports, cc.Ports)
+		compareField(t, "Deployment", "liveness probe", kc.LivenessProbe, cc.LivenessProbe)
+		compareField(t, "Deployment", "readiness probe", kc.ReadinessProbe, cc.ReadinessProbe)
+		compareField(t, "Deployment", "resources", kc.Resources, cc.Resources)
+		compareField(t, "Deployment", "volume mounts", kc.VolumeMounts, cc.VolumeMounts)
+	}
+	compareField(t, "Deployment", "pod spec", ks, cs)
+}
+
+// compareField reports where the chart's value differs from the kustomization's.
+func compareField(t *testing.T, object, field string, kustomize, chart any) {
+	t.Helper()
+	if !reflect.DeepEqual(kustomize, chart) {
+		kj, _ := json.Marshal(kustomize)
+		cj, _ := json.Marshal(chart)
+		t.Errorf("%s %s differ:\n  kustomize: %s\n  chart:     %s", object, field, kj, cj)
+	}
+}
+
+// camelCase is the values key of a flag: max-size-mb → maxSizeMb.
+func camelCase(flag string) string {
+	parts := strings.Split(flag, "-")
+	for i := 1; i < len(parts); i++ {
+		parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+	}
+	return strings.Join(parts, "")
+}
+
+// kebabCase is the flag of a values key: maxSizeMb → max-size-mb.
+func kebabCase(key string) string {
+	return strings.ToLower(regexp.MustCompile(`([A-Z])`).ReplaceAllString(key, "-$1"))
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	fatalIf(t, err)
+	return string(b)
 }
