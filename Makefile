@@ -31,6 +31,11 @@ $(BIN)/etcd: $(ETCD_TOOLS)
 $(BIN)/promtool: hack/tools/prometheus/go.mod hack/tools/prometheus/go.sum
 	cd hack/tools/prometheus && $(GO) build -tags remove_all_sd -ldflags='-s -w' -o $@ github.com/prometheus/prometheus/cmd/promtool
 
+# helm lints charts/kubelogd and renders it for the chart tests (test/e2e/chart_test.go).
+# The -X sets what `helm version` prints, the module's version as Helm's own Makefile does.
+$(BIN)/helm: hack/tools/helm/go.mod hack/tools/helm/go.sum
+	cd hack/tools/helm && $(GO) build -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$$($(GO) list -m -f '{{.Version}}' helm.sh/helm/v4)" -o $@ helm.sh/helm/v4/cmd/helm
+
 $(BIN)/staticcheck: hack/tools/lint/go.mod hack/tools/lint/go.sum
 	cd hack/tools/lint && $(GO) build -o $@ honnef.co/go/tools/cmd/staticcheck
 
@@ -40,8 +45,8 @@ kubectl: $(BIN)/kubectl
 $(BIN)/kubectl: $(KUBE_TOOLS)
 	cd hack/tools/kube && $(GO) build -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kubectl
 
-## testbin: build etcd, kube-apiserver, kubectl and promtool into bin/ (skipped when bin/ is current).
-testbin: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl $(BIN)/promtool
+## testbin: build etcd, kube-apiserver, kubectl, promtool and helm into bin/ (skipped when bin/ is current).
+testbin: $(BIN)/kube-apiserver $(BIN)/etcd $(BIN)/kubectl $(BIN)/promtool $(BIN)/helm
 
 ## test: every test, against the real control plane (make lint included).
 test: testbin lint
