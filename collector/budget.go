@@ -13,9 +13,9 @@ import (
 // when the total is what is full, anywhere) that has been idle for the stall timeout
 // gives its slot up (see watchdog). Safe for concurrent use.
 type budget struct {
+	mu             sync.Mutex
 	perNode, total int // 0: unlimited
 
-	mu      sync.Mutex
 	open    map[string]int // slots held, by node
 	n       int            // slots held in all
 	wanting map[string]int // polled containers whose last poll found lines, by node
@@ -27,7 +27,20 @@ func newBudget(perNode, total int) *budget {
 }
 
 // limited reports whether the budget bounds anything.
-func (b *budget) limited() bool { return b.perNode > 0 || b.total > 0 }
+func (b *budget) limited() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.perNode > 0 || b.total > 0
+}
+
+// set changes the bounds (a reload of the configuration). Slots held beyond a lowered
+// bound are not taken back: they are given up as their streams end or idle (watchdog),
+// and no new one is granted until the count is below the bound.
+func (b *budget) set(perNode, total int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.perNode, b.total = perNode, total
+}
 
 // acquire takes a slot on node if one is free.
 func (b *budget) acquire(node string) bool {
