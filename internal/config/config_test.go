@@ -120,7 +120,7 @@ func watch(t *testing.T, path string) *watched {
 		x.applied.Store(string(data))
 		return nil
 	}
-	x.w = NewWatcher(path, apply, x.hup, x.reg, slog.New(slog.DiscardHandler))
+	x.w = NewWatcher(path, apply, x.hup, NewMetrics(x.reg), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- x.w.Run(ctx) }()

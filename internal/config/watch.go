@@ -42,12 +42,16 @@ type Watcher struct {
 	last []byte
 }
 
-// NewWatcher returns a Watcher of the file at path, whose content was read and applied
-// at start, with its metrics registered on reg. Run calls apply for each new content
-// and for each signal on hup (nil: none); apply reads the file itself, so that a
-// content that changes again meanwhile is never half-applied.
-func NewWatcher(path string, apply func(ctx context.Context) error, hup <-chan os.Signal, reg prometheus.Registerer, logger *slog.Logger) *Watcher {
-	w := &Watcher{path: path, apply: apply, hup: hup, logger: logger,
+// Metrics are the reload metrics. They exist without a configuration file too
+// (success 1, no reloads), so that dashboards and alerts see every kubelogd alike.
+type Metrics struct {
+	reloads *prometheus.CounterVec
+	success prometheus.Gauge
+}
+
+// NewMetrics registers the reload metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubelogd_config_reloads_total",
 			Help: "Reloads of the configuration file (--config), on a change of the file or SIGHUP, by result: success or error (the last good configuration stays in force).",
@@ -57,10 +61,19 @@ func NewWatcher(path string, apply func(ctx context.Context) error, hup <-chan o
 			Help: "1 if the last reload of the configuration file (--config) succeeded, or none was tried yet; 0 if it failed and the configuration before it stays in force.",
 		}),
 	}
-	w.reloads.WithLabelValues("success")
-	w.reloads.WithLabelValues("error")
-	w.success.Set(1)
-	reg.MustRegister(w.reloads, w.success)
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("error")
+	m.success.Set(1)
+	reg.MustRegister(m.reloads, m.success)
+	return m
+}
+
+// NewWatcher returns a Watcher of the file at path, whose content was read and applied
+// at start, counting its reloads in m. Run calls apply for each new content and for
+// each signal on hup (nil: none); apply reads the file itself, so that a content that
+// changes again meanwhile is never half-applied.
+func NewWatcher(path string, apply func(ctx context.Context) error, hup <-chan os.Signal, m *Metrics, logger *slog.Logger) *Watcher {
+	w := &Watcher{path: path, apply: apply, hup: hup, logger: logger, reloads: m.reloads, success: m.success}
 	w.last, _ = os.ReadFile(path)
 	return w
 }
@@ -126,7 +139,12 @@ func (w *Watcher) reload(ctx context.Context, force bool) {
 	if err != nil {
 		w.reloads.WithLabelValues("error").Inc()
 		w.success.Set(0)
-		w.logger.Error("invalid configuration file; keeping the last good configuration", "file", w.path, "err", err)
+		attrs := []any{"file", w.path, "err", err}
+		var ce *Error
+		if errors.As(err, &ce) && ce.Line > 0 {
+			attrs = append(attrs, "line", ce.Line)
+		}
+		w.logger.Error("invalid configuration file; keeping the last good configuration", attrs...)
 		return
 	}
 	w.reloads.WithLabelValues("success").Inc()
