@@ -172,12 +172,12 @@ func (f *File) Locate(err error) error {
 	return err
 }
 
-// Has reports whether the file sets key.
-func (f *File) Has(key string) bool {
+// Entry returns the entry of key, if the file sets it.
+func (f *File) Entry(key string) (Entry, bool) {
 	for _, e := range f.Entries {
 		if e.Key == key {
-			return true
+			return e, true
 		}
 	}
-	return false
+	return Entry{}, false
 }

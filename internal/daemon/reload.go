@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubelogd/kubelogd/collector"
 	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/internal/config"
 	"github.com/kubelogd/kubelogd/internal/rbac"
 	"github.com/kubelogd/kubelogd/sink"
 )
@@ -78,7 +79,7 @@ func (r *reloader) apply(ctx context.Context) error {
 	// selection cannot change.
 	oldSink := r.cur.Sink
 	if err := r.files.Reconfigure(next.Sink); err != nil {
-		return err
+		return r.at(err, "max-size-mb", "format", "max-line-bytes")
 	}
 	sel := r.cur.Informer
 	sel.Namespaces, sel.ExcludeNamespaces = next.Informer.Namespaces, next.Informer.ExcludeNamespaces
@@ -86,7 +87,7 @@ func (r *reloader) apply(ctx context.Context) error {
 	if !sameSelection(sel, r.cur.Informer) {
 		if err := r.changeSelection(ctx, sel); err != nil {
 			_ = r.files.Reconfigure(oldSink)
-			return err
+			return r.at(err, "namespace", "exclude-namespace", "selector", "field-selector")
 		}
 		r.cur.Informer = sel
 	}
@@ -114,6 +115,21 @@ func (r *reloader) changeSelection(ctx context.Context, sel informer.Config) err
 	r.logger.Info("changing the pod selection", "namespaces", sel.Namespaces, "excludeNamespaces", sel.ExcludeNamespaces,
 		"selector", sel.LabelSelector, "fieldSelector", sel.FieldSelector)
 	return r.sel.apply(ctx, sel)
+}
+
+// at returns err located at the first of keys that the file sets, so that the ERROR
+// names the line to look at; err as it is if the file sets none of them.
+func (r *reloader) at(err error, keys ...string) error {
+	f, ferr := config.Load(r.cur.ConfigFile)
+	if ferr != nil {
+		return err
+	}
+	for _, k := range keys {
+		if e, ok := f.Entry(k); ok {
+			return &config.Error{Path: f.Path, Line: e.Line, Reason: err.Error()}
+		}
+	}
+	return err
 }
 
 func sameSelection(a, b informer.Config) bool {
