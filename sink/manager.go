@@ -34,9 +34,9 @@ type Manager struct {
 	live atomic.Pointer[settings]
 	// given is the Config NewManager was given, before defaults, for Reconfigure.
 	given Config
-	log  *slog.Logger
-	met  *metrics
-	lock *os.File // holds the flock on <Dir>/.kubelogd.lock until Close
+	log   *slog.Logger
+	met   *metrics
+	lock  *os.File // holds the flock on <Dir>/.kubelogd.lock until Close
 
 	mu sync.Mutex
 	// pool holds closed lumberjack Loggers for reuse. Each Logger starts a goroutine on

@@ -46,7 +46,6 @@ func (r *selRecorder) release(_ context.Context, match func(ns, pod string) bool
 	return nil
 }
 
-
 func testPod(ns, name string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name), ResourceVersion: "1"},
