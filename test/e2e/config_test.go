@@ -98,10 +98,14 @@ func TestConfigReloadNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	linesA := d.metric("kubelogd_lines_written_total", "namespace=cfg-a")
 	e.emit("cfg-a", "web", "app", 10)
 	e.emit("cfg-b", "web", "app", 10)
 	e.waitCollected(dir, "cfg-b", "web", "app")
 	time.Sleep(time.Second) // more than --flush-interval: a line cfg-a still wrote would be on disk
+	if got := d.metric("kubelogd_lines_written_total", "namespace=cfg-a"); got != linesA {
+		t.Errorf("kubelogd_lines_written_total{namespace=\"cfg-a\"} went from %g to %g after cfg-a left the selection", linesA, got)
+	}
 	after, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
