@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -131,6 +132,14 @@ func (c *Config) RestConfig() (*rest.Config, error) {
 // every file and returns. Errors that prevent starting wrap ErrUsage.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	given := cfg
+	var hup <-chan os.Signal
+	if cfg.ConfigFile != "" {
+		// From the start: SIGHUP's default action would end the process, and one sent
+		// while kubelogd starts is a reload once the watcher runs.
+		var stop func()
+		hup, stop = notifyHUP()
+		defer stop()
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
@@ -220,8 +229,6 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	reloads := config.NewMetrics(reg)
 	if cfg.ConfigFile != "" && cfg.Reload != nil {
 		r := &reloader{cur: cfg, given: given, client: client, sel: disc, coll: coll, files: files, logger: logger}
-		hup, stop := notifyHUP()
-		defer stop()
 		w := config.NewWatcher(cfg.ConfigFile, r.apply, hup, reloads, logger)
 		g.run("configuration file watcher", w.Run)
 	}
