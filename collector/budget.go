@@ -22,20 +22,20 @@ import (
 // its streams stop before its Lease is released, so the slots the replicas hold on a node
 // never sum to more than the per-node budget, whoever holds which shard.
 type budget struct {
+	mu             sync.Mutex
 	perNode, total int // 0: unlimited
 	shards         int // above 0: perNode is split among this many shards
 
-	mu      sync.Mutex
 	open    map[string]int // slots held, by pool
 	n       int            // slots held in all
 	wanting map[string]int // polled containers whose last poll found lines, by pool
 	want    int            // their sum
-	limits  map[string]int // per-pool budget of the pools seen (shards > 0)
+	shardOf map[string]int // the shard of each pool named (shards > 0)
 }
 
 func newBudget(perNode, total, shards int) *budget {
 	return &budget{perNode: perNode, total: total, shards: shards,
-		open: map[string]int{}, wanting: map[string]int{}, limits: map[string]int{}}
+		open: map[string]int{}, wanting: map[string]int{}, shardOf: map[string]int{}}
 }
 
 // pool names the slots a container of pod namespace/name on node draws from: the node's,
@@ -43,20 +43,14 @@ func newBudget(perNode, total, shards int) *budget {
 // more for the first perNode%shards shards (the parts sum to perNode exactly; a shard's
 // part can be 0, when there are more shards than slots: its containers are polled).
 func (b *budget) pool(node, namespace, name string) string {
-	if b.shards <= 0 || b.perNode <= 0 {
+	if b.shards <= 0 {
 		return node
 	}
 	i := shard.Of(namespace, name, b.shards)
 	key := node + "\x00" + strconv.Itoa(i)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.limits[key]; !ok {
-		part := b.perNode / b.shards
-		if i < b.perNode%b.shards {
-			part++
-		}
-		b.limits[key] = part
-	}
+	b.shardOf[key] = i
 	return key
 }
 
@@ -66,14 +60,31 @@ func (b *budget) full(pool string) bool {
 	if b.perNode <= 0 {
 		return false
 	}
-	if l, ok := b.limits[pool]; ok {
-		return b.open[pool] >= l
+	limit := b.perNode
+	if i, ok := b.shardOf[pool]; ok {
+		limit = b.perNode / b.shards
+		if i < b.perNode%b.shards {
+			limit++
+		}
 	}
-	return b.open[pool] >= b.perNode
+	return b.open[pool] >= limit
 }
 
 // limited reports whether the budget bounds anything.
-func (b *budget) limited() bool { return b.perNode > 0 || b.total > 0 }
+func (b *budget) limited() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.perNode > 0 || b.total > 0
+}
+
+// set changes the bounds (a reload of the configuration). Slots held beyond a lowered
+// bound are not taken back: they are given up as their streams end or idle (watchdog),
+// and no new one is granted until the count is below the bound.
+func (b *budget) set(perNode, total int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.perNode, b.total = perNode, total
+}
 
 // acquire takes a slot of pool if one is free.
 func (b *budget) acquire(pool string) bool {

@@ -144,3 +144,30 @@ func podOfShard(t *testing.T, i, n int) string {
 	t.Fatalf("no pod name in shard %d of %d", i, n)
 	return ""
 }
+
+// TestBudgetSet: a reload lowers and raises the bounds; slots held beyond a lowered
+// bound stay held, and no new one is granted until the count is below it.
+func TestBudgetSet(t *testing.T) {
+	b := newBudget(0, 0, 0)
+	if b.limited() {
+		t.Fatal("an unlimited budget reports limits")
+	}
+	for range 3 {
+		if !b.acquire("n1") {
+			t.Fatal("an unlimited budget refused a slot")
+		}
+	}
+	b.set(2, 0)
+	if !b.limited() || b.acquire("n1") {
+		t.Fatal("a slot granted beyond the lowered per-node bound")
+	}
+	b.release("n1")
+	b.release("n1")
+	if !b.acquire("n1") {
+		t.Fatal("no slot below the lowered bound")
+	}
+	b.set(0, 0)
+	if b.limited() || !b.acquire("n1") {
+		t.Fatal("the bound not lifted")
+	}
+}

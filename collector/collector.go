@@ -98,7 +98,9 @@ type Collector struct {
 	nodes *nodes
 	// budget bounds the follow streams; pollRate the polls of the containers beyond it.
 	budget   *budget
-	pollRate flowcontrol.RateLimiter
+	pollRate atomic.Pointer[pollLimit]
+	// pollMax is Config.PollMaxInterval, which SetStreamBudget changes.
+	pollMax atomic.Int64
 
 	mu      sync.Mutex
 	pending map[types.UID]informer.Pod // latest state of pods changed since the last reconcile
@@ -132,9 +134,30 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
 	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })
-	c.budget = newBudget(cfg.MaxStreamsPerNode, cfg.MaxStreams, cfg.Shards)
-	c.pollRate = flowcontrol.NewTokenBucketRateLimiter(float32(cfg.PollQPS), cfg.PollBurst)
+	c.budget = newBudget(0, 0, cfg.Shards)
+	c.SetStreamBudget(cfg.MaxStreamsPerNode, cfg.MaxStreams, cfg.PollQPS, cfg.PollMaxInterval)
 	return c
+}
+
+// pollLimit is the rate limiter of the polls, with the rate it was made for.
+type pollLimit struct {
+	flowcontrol.RateLimiter
+	qps float64
+}
+
+// SetStreamBudget sets the bounds of the follow streams (Config.MaxStreamsPerNode and
+// MaxStreams), the rate of the polls (PollQPS; 0 keeps it) and the longest wait between
+// two polls (PollMaxInterval; 0 keeps it), as a reload of the configuration does. Streams
+// beyond a lowered bound are not cut: they give their slots up as they end or idle, and
+// the containers beyond the bound are polled from then on.
+func (c *Collector) SetStreamBudget(perNode, total int, pollQPS float64, pollMax time.Duration) {
+	c.budget.set(perNode, total)
+	if pl := c.pollRate.Load(); pollQPS > 0 && (pl == nil || pl.qps != pollQPS) {
+		c.pollRate.Store(&pollLimit{flowcontrol.NewTokenBucketRateLimiter(float32(pollQPS), c.cfg.PollBurst), pollQPS})
+	}
+	if pollMax > 0 {
+		c.pollMax.Store(int64(pollMax))
+	}
 }
 
 // oldestWaiting is how long the target that has waited longest for a log stream has been

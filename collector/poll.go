@@ -56,7 +56,7 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 // container within the interval, the interval stretches (kubelogd_poll_interval_seconds
 // shows it). A change of the container's instance or state ends the wait.
 func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Container) {
-	if err := t.c.pollRate.Wait(ctx); err != nil {
+	if err := t.c.pollRate.Load().Wait(ctx); err != nil {
 		return
 	}
 	now := t.c.cfg.Now()
@@ -78,7 +78,7 @@ func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Containe
 	case found || t.pollEvery == 0:
 		t.pollEvery = least
 	default:
-		t.pollEvery = min(2*t.pollEvery, max(t.c.cfg.PollMaxInterval, least))
+		t.pollEvery = min(2*t.pollEvery, max(time.Duration(t.c.pollMax.Load()), least))
 	}
 	// A poll that found lines makes the container a candidate for a stream.
 	t.want(p.Node, found && t.c.budget.limited())

@@ -27,10 +27,16 @@ var _ io.Closer = (*Manager)(nil)
 // processes out, opens one File per container and, in Run, closes idle files and keeps
 // the directory within its limits. It is safe for concurrent use.
 type Manager struct {
-	cfg  settings
-	log  *slog.Logger
-	met  *metrics
-	lock *os.File // holds the flock on <Dir>/.kubelogd.lock until Close
+	cfg settings
+	// live is the settings that Reconfigure last set (cfg at first): retention, the disk
+	// budget and the settings of files opened from now on. The fields Reconfigure
+	// cannot change are the same in both.
+	live atomic.Pointer[settings]
+	// given is the Config NewManager was given, before defaults, for Reconfigure.
+	given Config
+	log   *slog.Logger
+	met   *metrics
+	lock  *os.File // holds the flock on <Dir>/.kubelogd.lock until Close
 
 	mu sync.Mutex
 	// pool holds closed lumberjack Loggers for reuse. Each Logger starts a goroutine on
@@ -102,8 +108,33 @@ func NewManager(cfg Config) (*Manager, error) {
 		dirs: make(map[string]dirState),
 	}
 	m.wake = sync.NewCond(&m.mu)
+	m.live.Store(&m.cfg)
+	m.given = cfg
 	return m, nil
 }
+
+// Reconfigure changes the settings a running Manager can change, as a reload of
+// kubelogd's configuration does: retention (MaxBackups, MaxAgeDays, Compress), the
+// totals the sweep enforces (MaxTotalSizeMB, MaxTotalAgeDays, RetainDeleted) from its
+// next round, and the format and rotation (Format, JSONLabels, MaxSizeMB) of the files
+// opened from now on; a File already open keeps the settings it was opened with, so
+// that a file is never half in one format and half in another. The other fields of cfg
+// are ignored. Nothing changes if the result is invalid.
+func (m *Manager) Reconfigure(cfg Config) error {
+	next := m.given
+	next.Format, next.JSONLabels, next.MaxSizeMB = cfg.Format, cfg.JSONLabels, cfg.MaxSizeMB
+	next.MaxBackups, next.MaxAgeDays, next.Compress = cfg.MaxBackups, cfg.MaxAgeDays, cfg.Compress
+	next.MaxTotalSizeMB, next.MaxTotalAgeDays, next.RetainDeleted = cfg.MaxTotalSizeMB, cfg.MaxTotalAgeDays, cfg.RetainDeleted
+	s, err := next.complete()
+	if err != nil {
+		return err
+	}
+	m.live.Store(&s)
+	return nil
+}
+
+// BudgetBytes is the disk budget in force (MaxTotalSizeMB in bytes); 0 for none.
+func (m *Manager) BudgetBytes() int64 { return m.live.Load().totalBytes }
 
 // claimDir makes the directory this kubelogd's: with no shards it takes the lock; with
 // shards it checks (or, in a directory without one, records) the shard count, and
@@ -283,14 +314,15 @@ func (m *Manager) openFile(key Key, p paths) (*File, error) {
 		log.Warn("the last run changed these files again after a change outside kubelogd and stopped before marking it", "path", p.current, "change", rec.Outside)
 	}
 	now := m.cfg.Now()
+	live := m.live.Load()
 	f := &File{
 		m:      m,
-		cfg:    &m.cfg,
+		cfg:    live, // a File keeps the settings it was opened with
 		key:    key,
 		p:      p,
 		log:    log,
 		met:    m.met,
-		enc:    newEncoder(m.cfg.Format, key, m.cfg.Node),
+		enc:    newEncoder(live.Format, key, m.cfg.Node),
 		size:   size,
 		inode:  r.inode,
 		cursor: r.cur,

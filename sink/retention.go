@@ -81,14 +81,15 @@ func (f *File) applyRetention() {
 // The current file never matches a backup name, and is excluded by name besides.
 // Failures are logged, not returned: the records were written, only cleanup lags.
 func (m *Manager) retain(p paths, log *slog.Logger) (changed bool) {
+	s := m.live.Load()
 	backups, err := listBackups(p)
 	if err != nil {
 		log.Warn("cannot apply log retention", "err", err)
 		return false
 	}
 	cutoff := time.Time{}
-	if m.cfg.MaxAgeDays > 0 {
-		cutoff = m.cfg.Now().Add(-time.Duration(m.cfg.MaxAgeDays) * 24 * time.Hour)
+	if s.MaxAgeDays > 0 {
+		cutoff = m.cfg.Now().Add(-time.Duration(s.MaxAgeDays) * 24 * time.Hour)
 	}
 	kept := 0
 	for i, b := range backups {
@@ -102,13 +103,13 @@ func (m *Manager) retain(p paths, log *slog.Logger) (changed bool) {
 		}
 		kept++
 		switch {
-		case m.cfg.MaxBackups > 0 && kept > m.cfg.MaxBackups:
+		case s.MaxBackups > 0 && kept > s.MaxBackups:
 			m.remove(path, reasonCount, log)
 			changed = true
 		case !cutoff.IsZero() && b.t.Before(cutoff):
 			m.remove(path, reasonAge, log)
 			changed = true
-		case m.cfg.Compress && !b.gz:
+		case s.Compress && !b.gz:
 			if err := compressFile(path); err != nil {
 				log.Warn("cannot compress rotated log file", "path", path, "err", err)
 				continue

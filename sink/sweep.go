@@ -289,7 +289,7 @@ func (m *Manager) sweepPod(key Key, dir string, now time.Time, tot *sweepTotals)
 		m.log.Warn("cannot sweep pod directory", "dir", dir, "err", err)
 		return false
 	}
-	if busy == 0 && now.Sub(m.started) >= startupGrace && now.Sub(pf.newest) > m.cfg.RetainDeleted {
+	if busy == 0 && now.Sub(m.started) >= startupGrace && now.Sub(pf.newest) > m.live.Load().RetainDeleted {
 		n, gone := m.removePod(pf)
 		tot.deleted[reasonRetainDeleted] += n
 		if gone {
@@ -353,13 +353,14 @@ func removeStaleTemps(dir string, now time.Time) (removed bool) {
 // needsRetention tells from a listing whether retain would change anything, sparing
 // the sweep a second listing per container in the common case.
 func (m *Manager) needsRetention(backups []sweptBackup, now time.Time) bool {
-	if m.cfg.MaxBackups > 0 && len(backups) > m.cfg.MaxBackups {
+	s := m.live.Load()
+	if s.MaxBackups > 0 && len(backups) > s.MaxBackups {
 		return true
 	}
-	cutoff := now.Add(-time.Duration(m.cfg.MaxAgeDays) * 24 * time.Hour)
+	cutoff := now.Add(-time.Duration(s.MaxAgeDays) * 24 * time.Hour)
 	for i, b := range backups {
 		switch {
-		case m.cfg.Compress && !b.gz, m.cfg.MaxAgeDays > 0 && b.t.Before(cutoff):
+		case s.Compress && !b.gz, s.MaxAgeDays > 0 && b.t.Before(cutoff):
 			return true
 		case i+1 < len(backups) && backups[i+1].name == b.name+gzExt:
 			// The original of a finished compression (listPod keeps ReadDir's name
@@ -420,11 +421,12 @@ func isLogFile(name string) bool {
 // rotated files of all containers until the output fits MaxTotalSizeMB. Current files
 // are never candidates.
 func (m *Manager) enforceTotals(ctx context.Context, now time.Time, tot *sweepTotals) {
+	s := m.live.Load()
 	var cutoff time.Time
-	if m.cfg.MaxTotalAgeDays > 0 {
-		cutoff = now.Add(-time.Duration(m.cfg.MaxTotalAgeDays) * 24 * time.Hour)
+	if s.MaxTotalAgeDays > 0 {
+		cutoff = now.Add(-time.Duration(s.MaxTotalAgeDays) * 24 * time.Hour)
 	}
-	limit := m.cfg.totalBytes
+	limit := s.totalBytes
 	if m.cfg.Share != nil && limit > 0 {
 		// At least a byte: 0 would mean no bound.
 		limit = max(1, int64(float64(limit)*m.cfg.Share()))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/kubelogd/kubelogd/internal/config"
 	"github.com/kubelogd/kubelogd/internal/daemon"
 	"github.com/kubelogd/kubelogd/sink"
 )
@@ -33,6 +34,11 @@ Environment: every flag can also be set with a variable named after it, --max-si
 as KUBELOGD_MAX_SIZE_MB. A flag on the command line wins; for repeatable flags both add
 up.
 
+Configuration file: --config FILE sets flags from YAML keys named like them
+(max-size-mb: 100, namespace: [a, b]). The command line wins over the environment, which
+wins over the file; a key set by either is ignored in the file. The file is reloaded when
+it changes and on SIGHUP (see the README for what a reload changes).
+
 Exit status: 0 after SIGTERM or SIGINT (a second one exits at once, 1), 1 on a failure
 while running, 2 for invalid flags, an unreachable API server, missing permissions or an
 unusable output directory.
@@ -49,6 +55,7 @@ type flagGroup struct {
 type options struct {
 	namespaces, excludeNS       stringList
 	format, logFormat, logLevel string
+	config                      string
 	qps, pollQPS                float64
 	showVersion, help           bool
 }
@@ -116,6 +123,7 @@ func newFlagSet(cfg *daemon.Config, o *options) (*pflag.FlagSet, []flagGroup) {
 	g.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
 	g = group("Other")
+	g.StringVar(&o.config, "config", "", "YAML file of flag values (keys named like the flags), reloaded when it changes and on SIGHUP; the command line and KUBELOGD_* win over it")
 	g.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	g.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
 
@@ -166,58 +174,137 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
-// parse turns flags, and KUBELOGD_* environment variables for flags not given, into a
-// Config. Environment variables are named after the flag: --max-size-mb is
-// KUBELOGD_MAX_SIZE_MB. It returns errHelp for -h and --help, errVersion for --version.
+// parse turns flags, KUBELOGD_* environment variables and the --config file into a
+// Config, with a logger. Environment variables are named after the flag: --max-size-mb
+// is KUBELOGD_MAX_SIZE_MB. It returns errHelp for -h and --help, errVersion for
+// --version. The Config's Reload reads everything again, the file's new content with
+// the same command line and environment.
 func parse(args []string, stderr io.Writer) (daemon.Config, *slog.Logger, error) {
+	cfg, o, err := load(args)
+	if err != nil {
+		return cfg, nil, err
+	}
+	level := new(slog.LevelVar)
+	logger, err := newLogger(stderr, o.logFormat, o.logLevel, level)
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg.LogLevel = level
+	if cfg.ConfigFile != "" {
+		cfg.Reload = func() (daemon.Config, error) {
+			cfg, o, err := load(args)
+			if err != nil {
+				return cfg, err
+			}
+			// The format of kubelogd's own logs cannot change (one handler for the whole
+			// run); the level can.
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+				return cfg, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", o.logLevel)
+			}
+			cfg.LogLevel = new(slog.LevelVar)
+			cfg.LogLevel.Set(lvl)
+			return cfg, nil
+		}
+	}
+	return cfg, logger, nil
+}
+
+// load layers the sources of the settings: defaults, then the --config file, then the
+// environment, then the command line, each winning over the ones before. A flag the
+// command line or the environment sets is not taken from the file at all, so a
+// repeatable flag (--namespace) comes from the file alone or from the environment and
+// the command line, which add up as they always did.
+func load(args []string) (daemon.Config, options, error) {
 	var cfg daemon.Config
 	var o options
 	fs, _ := newFlagSet(&cfg, &o)
-	if err := applyEnv(fs); err != nil {
-		return cfg, nil, err
-	}
-	if err := fs.Parse(longDashes(fs, args)); err != nil {
-		return cfg, nil, fmt.Errorf("%w (see kubelogd --help)", err)
+	args = longDashes(fs, args)
+
+	// A first pass over the command line alone finds --config, -h, --version and the
+	// flags given there.
+	var first options
+	pre, _ := newFlagSet(new(daemon.Config), &first)
+	if err := pre.Parse(args); err != nil {
+		return cfg, o, fmt.Errorf("%w (see kubelogd --help)", err)
 	}
 	switch {
-	case o.help:
-		return cfg, nil, errHelp
-	case o.showVersion:
-		return cfg, nil, errVersion
-	case fs.NArg() > 0:
-		return cfg, nil, fmt.Errorf("unexpected argument %q (see kubelogd --help)", fs.Arg(0))
+	case first.help:
+		return cfg, o, errHelp
+	case first.showVersion:
+		return cfg, o, errVersion
+	case pre.NArg() > 0:
+		return cfg, o, fmt.Errorf("unexpected argument %q (see kubelogd --help)", pre.Arg(0))
 	}
+	path := first.config
+	if v, ok := os.LookupEnv(envName("config")); ok && !pre.Changed("config") {
+		path = v
+	}
+	var file *config.File
+	if path != "" {
+		var err error
+		if file, err = config.Load(path); err != nil {
+			return cfg, o, err
+		}
+		given := func(name string) bool {
+			_, inEnv := os.LookupEnv(envName(name))
+			return pre.Changed(name) || inEnv
+		}
+		if err := file.Apply(fs, given); err != nil {
+			return cfg, o, err
+		}
+		cfg.ConfigFile = path
+	}
+	if err := applyEnv(fs); err != nil {
+		return cfg, o, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, o, fmt.Errorf("%w (see kubelogd --help)", err)
+	}
+	err := complete(&cfg, &o)
+	if file != nil {
+		err = file.Locate(err)
+	}
+	return cfg, o, err
+}
+
+// complete derives the Config fields that are not flags as given, and validates it.
+func complete(cfg *daemon.Config, o *options) error {
 	cfg.QPS = float32(o.qps)
 	switch {
 	case o.pollQPS < 0:
-		return cfg, nil, errors.New("--poll-qps must not be negative")
+		return errors.New("--poll-qps must not be negative")
 	case o.pollQPS == 0:
 		cfg.Collector.PollQPS = o.qps / 2
 	case o.pollQPS > o.qps:
-		return cfg, nil, fmt.Errorf("--poll-qps %g exceeds --kube-api-qps %g: polls would leave stream opens and probes no room", o.pollQPS, o.qps)
+		return fmt.Errorf("--poll-qps %g exceeds --kube-api-qps %g: polls would leave stream opens and probes no room", o.pollQPS, o.qps)
 	default:
 		cfg.Collector.PollQPS = o.pollQPS
 	}
 	if cfg.Collector.MaxStreamsPerNode < 0 || cfg.Collector.MaxStreams < 0 {
-		return cfg, nil, errors.New("--max-streams-per-node and --max-streams must not be negative (0: unlimited)")
+		return errors.New("--max-streams-per-node and --max-streams must not be negative (0: unlimited)")
 	}
 	switch lt := cfg.Collector.MaxStreamLifetime; {
 	case lt < 0:
-		return cfg, nil, errors.New("--max-stream-lifetime must not be negative")
+		return errors.New("--max-stream-lifetime must not be negative")
 	case lt == 0:
 		cfg.Collector.MaxStreamLifetime = -1 // the collector's "never"
 	}
 	cfg.Informer.Namespaces, cfg.Informer.ExcludeNamespaces = o.namespaces, o.excludeNS
 	cfg.Sink.Node = cfg.Informer.Node
+	cfg.LogFormat = o.logFormat
 	var err error
 	if cfg.Sink.Format, err = sink.ParseFormat(o.format); err != nil {
-		return cfg, nil, fmt.Errorf("invalid --format: %w", err)
+		return fmt.Errorf("invalid --format: %w", err)
 	}
-	logger, err := newLogger(stderr, o.logFormat, o.logLevel)
-	if err != nil {
-		return cfg, nil, err
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", o.logLevel)
 	}
-	return cfg, logger, cfg.Validate()
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return fmt.Errorf("invalid --log-format %q: want text or json", o.logFormat)
+	}
+	return cfg.Validate()
 }
 
 // applyEnv sets every flag whose KUBELOGD_* variable is set, before the command line is

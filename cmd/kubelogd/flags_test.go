@@ -162,6 +162,66 @@ func TestLongDashes(t *testing.T) {
 	}
 }
 
+// TestConfigFile: the precedence of the sources — command line, then environment, then
+// the --config file, then defaults — and the file's errors at start, with file and line.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/config.yaml"
+	if err := os.WriteFile(path, []byte("max-size-mb: 3\nmax-backups: 4\nnamespace: [f1, f2]\ncompress: true\nlog-level: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(daemon.Config) bool
+	}{
+		{"file over defaults", []string{"--config", path}, nil, func(c daemon.Config) bool {
+			return c.Sink.MaxSizeMB == 3 && c.Sink.MaxBackups == 4 && c.Sink.Compress && c.ConfigFile == path &&
+				slices.Equal(c.Informer.Namespaces, []string{"f1", "f2"}) && c.LogLevel.Level() == -4 && c.Reload != nil
+		}},
+		{"env over file", []string{"--config=" + path}, map[string]string{"KUBELOGD_MAX_SIZE_MB": "9"}, func(c daemon.Config) bool {
+			return c.Sink.MaxSizeMB == 9 && c.Sink.MaxBackups == 4
+		}},
+		{"flag over env over file", []string{"--config", path, "--max-size-mb", "7"}, map[string]string{"KUBELOGD_MAX_SIZE_MB": "9"}, func(c daemon.Config) bool {
+			return c.Sink.MaxSizeMB == 7
+		}},
+		{"a repeatable flag replaces the file's list", []string{"--config", path, "--namespace", "c"}, map[string]string{"KUBELOGD_NAMESPACE": "e"}, func(c daemon.Config) bool {
+			return slices.Equal(c.Informer.Namespaces, []string{"e", "c"})
+		}},
+		{"--config from the environment", nil, map[string]string{"KUBELOGD_CONFIG": path}, func(c daemon.Config) bool {
+			return c.Sink.MaxSizeMB == 3
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg, _, err := parse(tt.args, io.Discard)
+			if err != nil {
+				t.Fatalf("parse(%q): %v", tt.args, err)
+			}
+			if !tt.check(cfg) {
+				t.Fatalf("parse(%q) with env %v: unexpected config %+v", tt.args, tt.env, cfg)
+			}
+		})
+	}
+	t.Run("reload reads the file again", func(t *testing.T) {
+		cfg, _, err := parse([]string{"--config", path, "--max-backups", "1"}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("max-size-mb: 8\nmax-backups: 2\nlog-level: error\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		next, err := cfg.Reload()
+		if err != nil || next.Sink.MaxSizeMB != 8 || next.Sink.MaxBackups != 1 || next.LogLevel.Level() != 8 || len(next.Informer.Namespaces) != 0 {
+			t.Fatalf("reload: %+v, %v", next, err)
+		}
+	})
+}
+
 func TestVersion(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"--version"}, &stdout, &stderr); code != 0 || stdout.String() != "kubelogd dev\n" {

@@ -76,11 +76,14 @@ func signalContext(logger *slog.Logger) (context.Context, func()) {
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+// newLogger returns kubelogd's logger, at the level of lvl, which it sets from level: a
+// reload of the configuration file changes the level through lvl.
+func newLogger(w io.Writer, format, level string, lvl *slog.LevelVar) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
 	}
+	lvl.Set(l)
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch format {
 	case "text":

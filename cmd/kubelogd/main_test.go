@@ -22,6 +22,14 @@ current-context: c
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	badConfig := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badConfig, []byte("max-size-mb: 10\nnamespace: [a]\nmax-backup: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badSelector := filepath.Join(dir, "selector.yaml")
+	if err := os.WriteFile(badSelector, []byte("# the selector\n\nselector: a in ((\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -40,6 +48,9 @@ current-context: c
 		{"stray argument", []string{"extra"}, nil, 2, "unexpected argument"},
 		{"unreachable API server", []string{"--kubeconfig", kc, "--output-dir", dir, "--metrics-addr", ""}, nil, 2, "cannot reach the Kubernetes API server at https://127.0.0.1:1"},
 		{"version", []string{"--version"}, nil, 0, ""},
+		{"config file with an unknown key", []string{"--config", badConfig}, nil, 2, badConfig + `:3: unknown key "max-backup"`},
+		{"config file with an invalid value", []string{"--config", badSelector}, nil, 2, badSelector + `:3: invalid --selector`},
+		{"missing config file", []string{"--config", dir + "/none.yaml"}, nil, 2, dir + "/none.yaml: cannot read the configuration file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/kubelogd/kubelogd/collector"
 	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/internal/config"
 	"github.com/kubelogd/kubelogd/internal/rbac"
 	"github.com/kubelogd/kubelogd/sink"
 )
@@ -37,6 +39,15 @@ type Config struct {
 	MetricsAddr string
 	// Version is reported by kubelogd_build_info.
 	Version string
+	// LogFormat is the format of kubelogd's own logs (text or json), and LogLevel the
+	// level of its logger's handler, which a reload sets; nil: none to set.
+	LogFormat string
+	LogLevel  *slog.LevelVar
+	// ConfigFile is the --config file, watched while kubelogd runs (and reread on
+	// SIGHUP); on each change Reload builds the Config anew from the command line, the
+	// environment and the file, and Run applies what can change (see reload.go).
+	ConfigFile string
+	Reload     func() (Config, error)
 
 	Informer  informer.Config
 	Collector collector.Config
@@ -120,6 +131,15 @@ func (c *Config) RestConfig() (*rest.Config, error) {
 // Run runs kubelogd until ctx is cancelled, then stops every stream, flushes and closes
 // every file and returns. Errors that prevent starting wrap ErrUsage.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	given := cfg
+	var hup <-chan os.Signal
+	if cfg.ConfigFile != "" {
+		// From the start: SIGHUP's default action would end the process, and one sent
+		// while kubelogd starts is a reload once the watcher runs.
+		var stop func()
+		hup, stop = notifyHUP()
+		defer stop()
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
@@ -186,11 +206,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 	}
-	disc, err := informer.New(client, cfg.Informer, handler, logger)
+	disc, err := newSelection(client, cfg.Informer, handler, logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	registerDaemonMetrics(reg, cfg.Version, float64(cfg.Sink.MaxTotalSizeMB)*(1<<20), disc.Synced)
+	disc.release = coll.Release
+	if reps != nil {
+		disc.forget = reps.gate.forget
+	}
+	registerDaemonMetrics(reg, cfg.Version, files.BudgetBytes, disc.Synced)
 	registerShardMetrics(reg, reps.manager)
 
 	var g group
@@ -201,6 +225,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		logger.Info("serving metrics and health", "addr", srv.addr(), "metrics", "http://"+srv.addr()+"/metrics")
 		g.last("metrics server", srv.run)
+	}
+	reloads := config.NewMetrics(reg)
+	if cfg.ConfigFile != "" && cfg.Reload != nil {
+		r := &reloader{cur: cfg, given: given, client: client, sel: disc, coll: coll, files: files, logger: logger}
+		w := config.NewWatcher(cfg.ConfigFile, r.apply, hup, reloads, logger)
+		g.run("configuration file watcher", w.Run)
 	}
 	g.run("file sweeper", files.Run)
 	g.run("pod metadata", meta.Run)

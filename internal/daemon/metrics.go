@@ -13,12 +13,12 @@ import (
 )
 
 // registerDaemonMetrics registers the process-level series: build info and informer sync.
-func registerDaemonMetrics(reg prometheus.Registerer, version string, budgetBytes float64, synced func() bool) {
+func registerDaemonMetrics(reg prometheus.Registerer, version string, budgetBytes func() int64, synced func() bool) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kubelogd_output_budget_bytes",
 			Help: "The disk budget of the output directory (--max-total-size-mb) in bytes; 0 when there is none.",
-		}, func() float64 { return budgetBytes }),
+		}, func() float64 { return float64(budgetBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "kubelogd_build_info",
 			Help:        "Always 1; the labels give kubelogd's version and the Go version it was built with.",

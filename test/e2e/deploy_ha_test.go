@@ -26,7 +26,7 @@ func TestDeployHA(t *testing.T) {
 	ctx := context.Background()
 	objs := renderKustomization(t, "deploy/ha")
 	wantObjects(t, objs, "Namespace//kubelogd", "ServiceAccount/kubelogd/kubelogd", "ClusterRole//kubelogd",
-		"ClusterRoleBinding//kubelogd", "PersistentVolumeClaim/kubelogd/kubelogd-logs",
+		"ClusterRoleBinding//kubelogd", "ConfigMap/kubelogd/kubelogd-config", "PersistentVolumeClaim/kubelogd/kubelogd-logs",
 		"Deployment/kubelogd/kubelogd", "Service/kubelogd/kubelogd-metrics",
 		"Role/kubelogd/kubelogd-leases", "RoleBinding/kubelogd/kubelogd-leases", "PodDisruptionBudget/kubelogd/kubelogd")
 	base := renderKustomization(t, "deploy")

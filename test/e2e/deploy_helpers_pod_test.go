@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubelogd/kubelogd/internal/testing/cluster"
+	"github.com/kubelogd/kubelogd/internal/testing/configmap"
 	"github.com/kubelogd/kubelogd/internal/testing/kubelogdproc"
 )
 
@@ -40,8 +41,10 @@ type podRun struct {
 
 // runAsPod starts kubelogd as the Deployment's pod would run, with kubeconfig standing
 // in for the mounted ServiceAccount token ($KUBECONFIG, used when kubelogd is not in a
-// cluster). The volume's directory is podRun.Dir.
-func runAsPod(t *testing.T, dep *appsv1.Deployment, kubeconfig string) *podRun {
+// cluster). The volume's directory is podRun.Dir. The ConfigMaps that the pod mounts
+// must be among configMaps: each is laid out as the kubelet's atomic writer does, and
+// the args that name a path under its mount path are pointed at that directory.
+func runAsPod(t *testing.T, dep *appsv1.Deployment, kubeconfig string, configMaps ...*corev1.ConfigMap) *podRun {
 	t.Helper()
 	tmpl := dep.Spec.Template
 	if len(tmpl.Spec.Containers) != 1 || len(tmpl.Spec.InitContainers) != 0 {
@@ -75,12 +78,17 @@ func runAsPod(t *testing.T, dep *appsv1.Deployment, kubeconfig string) *podRun {
 	fatalIf(t, os.Chown(dir, 0, int(fsGroup)))
 	fatalIf(t, os.Chmod(dir, 0o770|os.ModeSetgid))
 	mounts := map[string]string{}
+	cmMounts := map[string]string{} // mount path → directory, of the ConfigMap volumes
 	for _, m := range c.VolumeMounts {
 		i := slices.IndexFunc(tmpl.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
-		if i < 0 || tmpl.Spec.Volumes[i].PersistentVolumeClaim == nil {
-			t.Fatalf("volume mount %s is not a PersistentVolumeClaim", m.Name)
+		switch {
+		case i >= 0 && tmpl.Spec.Volumes[i].ConfigMap != nil:
+			cmMounts[m.MountPath] = configMapVolume(t, root, tmpl.Spec.Volumes[i], m, configMaps)
+		case i < 0 || tmpl.Spec.Volumes[i].PersistentVolumeClaim == nil:
+			t.Fatalf("volume mount %s is not a PersistentVolumeClaim or a ConfigMap", m.Name)
+		default:
+			mounts[m.MountPath] = dir
 		}
-		mounts[m.MountPath] = dir
 	}
 	if len(mounts) != 1 {
 		t.Fatalf("%d volume mounts, want the one PersistentVolumeClaim", len(mounts))
@@ -101,6 +109,14 @@ func runAsPod(t *testing.T, dep *appsv1.Deployment, kubeconfig string) *podRun {
 		t.Fatalf("--output-dir=%s is not the mount path of the volume (mounts %v)", out, mounts)
 	}
 	args[i] = "--output-dir=" + mounts[out]
+	// Paths into ConfigMap volumes (--config=/etc/kubelogd/config.yaml).
+	for j, a := range args {
+		for path, d := range cmMounts {
+			if name, value, ok := strings.Cut(a, "="); ok && strings.HasPrefix(value, path+"/") {
+				args[j] = name + "=" + d + strings.TrimPrefix(value, path)
+			}
+		}
+	}
 	// The metrics port: a container port, mapped to a free local port.
 	i = slices.IndexFunc(args, func(a string) bool { return strings.HasPrefix(a, "--metrics-addr=") })
 	if i < 0 {
@@ -134,6 +150,23 @@ func runAsPod(t *testing.T, dep *appsv1.Deployment, kubeconfig string) *podRun {
 	}
 	d := watched(t, &daemon{Proc: p, t: t, Metrics: fmt.Sprintf("http://127.0.0.1:%d", local), Dir: dir})
 	return &podRun{daemon: d, container: c, env: env, listen: int32(listen), port: local}
+}
+
+// configMapVolume lays out the ConfigMap of volume v as the kubelet does (symlinks
+// through ..data to a timestamped directory, files 0644: the defaultMode) under root,
+// readable by any user, and returns its directory.
+func configMapVolume(t *testing.T, root string, v corev1.Volume, m corev1.VolumeMount, configMaps []*corev1.ConfigMap) string {
+	t.Helper()
+	i := slices.IndexFunc(configMaps, func(cm *corev1.ConfigMap) bool { return cm.Name == v.ConfigMap.Name })
+	if i < 0 {
+		t.Fatalf("volume %s mounts ConfigMap %s, which the test did not pass to runAsPod", m.Name, v.ConfigMap.Name)
+	}
+	if len(v.ConfigMap.Items) > 0 || m.SubPath != "" {
+		t.Fatalf("volume %s: items and subPath are not laid out here (a subPath mount is never updated anyway)", m.Name)
+	}
+	dir := filepath.Join(root, "configmap-"+v.Name)
+	fatalIf(t, configmap.Write(dir, configMaps[i].Data))
+	return dir
 }
 
 // securityIDs returns the UID, GID and fsGroup the pod runs with; the container's

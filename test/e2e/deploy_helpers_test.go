@@ -119,6 +119,22 @@ func checkDeployment(t *testing.T, dep *appsv1.Deployment) {
 	if len(c.Ports) != 1 || c.Ports[0].Name != "metrics" || c.Ports[0].ContainerPort != 8080 {
 		t.Errorf("container ports %v: want metrics 8080", c.Ports)
 	}
+	// --config names a file in a ConfigMap volume mounted as a directory (a subPath
+	// mount is never updated, so a reload would never see a change).
+	i = slices.IndexFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--config=") })
+	if i < 0 {
+		t.Errorf("args %q: want --config, the file of the ConfigMap kubelogd-config", c.Args)
+	} else {
+		path := strings.TrimPrefix(c.Args[i], "--config=")
+		ok := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+			v := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+			return v >= 0 && spec.Volumes[v].ConfigMap != nil && spec.Volumes[v].ConfigMap.Name == "kubelogd-config" &&
+				m.SubPath == "" && path == m.MountPath+"/config.yaml"
+		})
+		if !ok {
+			t.Errorf("--config=%s is not config.yaml in a volume of ConfigMap kubelogd-config mounted without subPath (mounts %v)", path, c.VolumeMounts)
+		}
+	}
 	if g := spec.TerminationGracePeriodSeconds; g == nil || *g < 30 {
 		t.Errorf("terminationGracePeriodSeconds %v: want at least 30 for the final flush", g)
 	}

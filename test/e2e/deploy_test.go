@@ -37,7 +37,7 @@ func TestDeployBase(t *testing.T) {
 	ctx := context.Background()
 	objs := renderKustomization(t, "deploy")
 	wantObjects(t, objs, "Namespace//kubelogd", "ServiceAccount/kubelogd/kubelogd", "ClusterRole//kubelogd",
-		"ClusterRoleBinding//kubelogd", "PersistentVolumeClaim/kubelogd/kubelogd-logs",
+		"ClusterRoleBinding//kubelogd", "ConfigMap/kubelogd/kubelogd-config", "PersistentVolumeClaim/kubelogd/kubelogd-logs",
 		"Deployment/kubelogd/kubelogd", "Service/kubelogd/kubelogd-metrics")
 	applyAll(t, e.c.Config, objs)
 
@@ -71,7 +71,7 @@ func TestDeployBase(t *testing.T) {
 	fatalIf(t, rbac.CheckSelf(ctx, saClient, nil))
 
 	start := time.Now()
-	r := runAsPod(t, dep, kc)
+	r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
 	c := dep.Spec.Template.Spec.Containers[0]
 	r.waitProbe("liveness probe", c.LivenessProbe, 30*time.Second)
 	r.waitProbe("readiness probe", c.ReadinessProbe, 60*time.Second)
@@ -120,7 +120,7 @@ func TestDeployNamespaced(t *testing.T) {
 	objs := renderKustomization(t, "deploy/namespaced")
 	ns := objs[0].GetNamespace()
 	wantObjects(t, objs, "ServiceAccount/"+ns+"/kubelogd", "Role/"+ns+"/kubelogd", "RoleBinding/"+ns+"/kubelogd",
-		"PersistentVolumeClaim/"+ns+"/kubelogd-logs", "Deployment/"+ns+"/kubelogd", "Service/"+ns+"/kubelogd-metrics")
+		"ConfigMap/"+ns+"/kubelogd-config", "PersistentVolumeClaim/"+ns+"/kubelogd-logs", "Deployment/"+ns+"/kubelogd", "Service/"+ns+"/kubelogd-metrics")
 
 	// The team's namespace and its admin exist already: everything within the namespace,
 	// nothing outside it (the built-in "admin" ClusterRole is aggregated by the
@@ -175,7 +175,7 @@ func TestDeployNamespaced(t *testing.T) {
 		}
 	}
 
-	r := runAsPod(t, dep, kc)
+	r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
 	if !slices.Contains(r.Cmd.Args, "--namespace="+ns) {
 		t.Fatalf("kubelogd args %q: want --namespace=%s from the downward API", r.Cmd.Args, ns)
 	}

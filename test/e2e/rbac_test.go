@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -26,7 +27,8 @@ import (
 func TestClusterRoleEveryPermissionNeeded(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	applyAll(t, e.c.Config, renderKustomization(t, "deploy"))
+	objs := renderKustomization(t, "deploy")
+	applyAll(t, e.c.Config, objs)
 	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
 	fatalIf(t, err)
 	e.pod("team-a", "web", nil, "app")
@@ -79,7 +81,7 @@ func TestClusterRoleEveryPermissionNeeded(t *testing.T) {
 				})
 
 				// kubelogd itself, as the pod.
-				r := runAsPod(t, dep, kc)
+				r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
 				code := r.waitExit(60 * time.Second)
 				out := r.Output()
 				for _, w := range want {

@@ -216,10 +216,16 @@ func TestComponentRenders(t *testing.T) {
 			for _, o := range objs {
 				switch o.Kind {
 				case "ServiceMonitor", "PrometheusRule", "ConfigMap":
-					if _, dup := byKind[o.Kind]; dup {
-						t.Errorf("two %s objects", o.Kind)
+					// The installation has a ConfigMap of its own (kubelogd-config):
+					// ConfigMaps are told apart by name.
+					key := o.Kind
+					if o.Kind == "ConfigMap" {
+						key += "/" + o.Metadata.Name
 					}
-					byKind[o.Kind] = o
+					if _, dup := byKind[key]; dup {
+						t.Errorf("two %s objects", key)
+					}
+					byKind[key] = o
 					if o.Metadata.Namespace != tc.namespace {
 						t.Errorf("%s %s in namespace %q, want %q", o.Kind, o.Metadata.Name, o.Metadata.Namespace, tc.namespace)
 					}
@@ -231,7 +237,7 @@ func TestComponentRenders(t *testing.T) {
 			}
 			checkServiceMonitor(t, sm, objs)
 
-			cm := byKind["ConfigMap"]
+			cm := byKind["ConfigMap/kubelogd-dashboard"]
 			if cm.Metadata.Name != "kubelogd-dashboard" || cm.Metadata.Labels["grafana_dashboard"] != "1" {
 				t.Errorf("dashboard ConfigMap %q with labels %v, want kubelogd-dashboard labelled grafana_dashboard: \"1\"", cm.Metadata.Name, cm.Metadata.Labels)
 			}
