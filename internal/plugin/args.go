@@ -143,7 +143,7 @@ const usageHead = `Usage: kubectl kubelogd [POD] [flags]
 Print the container logs kubelogd collected, read inside a running kubelogd pod: the
 plugin finds the pod in --kubelogd-namespace and runs ` + "`kubelogd tail`" + ` there through the API
 server (pods/exec), with the arguments given here. It needs pods get/list and pods/exec
-create in kubelogd's namespace, nothing else (see the README).
+create (and get, for WebSocket) in kubelogd's namespace, nothing else (see the README).
 
 On a terminal the command runs with a TTY: colours work and Ctrl-C stops the remote tail.
 Otherwise it is given --color never and ends when its output is closed.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -92,12 +94,52 @@ func Exec(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, s 
 	}
 	// The upgrade's error is text by the time it gets here (a 403 of the WebSocket attempt
 	// is wrapped, that of SPDY flattened): ask the API server whether exec is allowed.
-	if allowed, rerr := canExec(ctx, client, s.Target); rerr == nil && !allowed {
-		ns := s.Target.Pod.Namespace
-		return fmt.Errorf("%w: you may not exec into kubelogd's pod %s/%s: the plugin needs verb create on resource pods/exec in namespace %q (see the README for a Role). Check with:\n  kubectl auth can-i create pods --subresource=exec -n %s\n(%v)",
-			ErrForbidden, ns, s.Target.Pod.Name, ns, ns, err)
+	if missing := missingExecVerbs(ctx, client, s.Target); len(missing) > 0 {
+		return fmt.Errorf("%w: %s (%v)", ErrForbidden, forbiddenMessage(s.Target, missing), err)
 	}
 	return fmt.Errorf("exec into pod %s/%s: %w", s.Target.Pod.Namespace, s.Target.Pod.Name, err)
+}
+
+// forbiddenMessage explains which verbs on pods/exec the user lacks and how to check.
+// create is what exec is; since v1.35 the API server also checks get, the verb of the
+// WebSocket upgrade (a GET), while SPDY (a POST) needs create alone.
+func forbiddenMessage(t Target, missing []string) string {
+	ns := t.Pod.Namespace
+	var b strings.Builder
+	fmt.Fprintf(&b, "you may not exec into kubelogd's pod %s/%s: ", ns, t.Pod.Name)
+	if slices.Contains(missing, "create") {
+		fmt.Fprintf(&b, "the plugin needs verb create on resource pods/exec in namespace %q", ns)
+		if slices.Contains(missing, "get") {
+			b.WriteString(", and get for WebSocket")
+		}
+	} else {
+		fmt.Fprintf(&b, "WebSocket exec needs verb get on resource pods/exec in namespace %q besides create (or use --exec-protocol spdy)", ns)
+	}
+	b.WriteString(" (deploy/oncall/role.yaml is such a Role). Check with:")
+	for _, verb := range missing {
+		fmt.Fprintf(&b, "\n  kubectl auth can-i %s pods --subresource=exec -n %s", verb, ns)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// missingExecVerbs asks with SelfSubjectAccessReviews, which every authenticated user may
+// create, whether the user may create and get pods/exec on the target pod, and returns
+// the verbs denied. An error of the review itself counts as allowed: then the original
+// error is all there is to say.
+func missingExecVerbs(ctx context.Context, client kubernetes.Interface, t Target) []string {
+	var missing []string
+	for _, verb := range []string{"create", "get"} {
+		r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: t.Pod.Namespace, Verb: verb, Resource: "pods", Subresource: "exec", Name: t.Pod.Name,
+			}},
+		}, metav1.CreateOptions{})
+		if err == nil && !r.Status.Allowed {
+			missing = append(missing, verb)
+		}
+	}
+	return missing
 }
 
 func stderrFor(s *Session) io.Writer {
@@ -105,20 +147,6 @@ func stderrFor(s *Session) io.Writer {
 		return nil
 	}
 	return s.Stderr
-}
-
-// canExec asks with a SelfSubjectAccessReview, which every authenticated user may create,
-// whether the user may create pods/exec on the target pod.
-func canExec(ctx context.Context, client kubernetes.Interface, t Target) (bool, error) {
-	r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: t.Pod.Namespace, Verb: "create", Resource: "pods", Subresource: "exec", Name: t.Pod.Name,
-		}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return false, err
-	}
-	return r.Status.Allowed, nil
 }
 
 // countingWriter counts the bytes written, to tell a session that never opened from one
