@@ -155,8 +155,15 @@ func ExecLocal(paths map[string]string) Executor {
 		}
 		cmd := exec.CommandContext(ctx, bin, req.Command[1:]...)
 		cmd.Env, cmd.Dir = req.Env, "/"
+		var stdinPipe io.WriteCloser
 		if stdin != nil {
-			cmd.Stdin = stdin
+			// Not cmd.Stdin: Wait would wait for its copy, which ends only when the client
+			// closes stdin, not when the process exits.
+			w, err := cmd.StdinPipe()
+			if err != nil {
+				return err
+			}
+			stdinPipe = w
 		}
 		var pipes []io.ReadCloser
 		var dsts []io.Writer
@@ -179,6 +186,14 @@ func ExecLocal(paths map[string]string) Executor {
 		}
 		if err := cmd.Start(); err != nil {
 			return err
+		}
+		if stdinPipe != nil {
+			// Ends when the session's stdin does, which closes once this Executor returned
+			// (Wait closes the pipe after the process exits).
+			go func() {
+				_, _ = io.Copy(stdinPipe, stdin)
+				_ = stdinPipe.Close()
+			}()
 		}
 		var wg sync.WaitGroup
 		for i, r := range pipes {
