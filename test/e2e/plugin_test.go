@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -200,6 +201,8 @@ func TestPlugin(t *testing.T) {
 		}
 	})
 
+	t.Run("terminal", func(t *testing.T) { testPluginTerminal(t, p) })
+
 	t.Run("exit-code", func(t *testing.T) {
 		_, stderr, code := p.run(t, admin, "-n", "shop", "no-such-pod")
 		if code != 1 || !strings.Contains(stderr, "no matching container logs") {
@@ -347,4 +350,60 @@ func testPluginFollow(t *testing.T, p *pluginCluster) {
 		}
 		return true, ""
 	})
+}
+
+// testPluginTerminal runs the plugin on a pseudo-terminal: it must ask for a TTY and
+// stdin (so that Ctrl-C typed in raw mode reaches the remote terminal), leave --color to
+// the remote tail, and print its output unchanged. The fake kubelet runs the command
+// without a terminal of its own, so the remote output carries no colour here.
+func testPluginTerminal(t *testing.T, p *pluginCluster) {
+	master, slave := openPTY(t)
+	args := []string{"-n", "shop", "web"}
+	before := len(p.k.ExecRequests())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, p.bin, append([]string{"--kubeconfig", p.c.Kubeconfig}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, &stderr
+	fatalIf(t, cmd.Start())
+	fatalIf(t, slave.Close())
+	out := make(chan []byte, 1)
+	go func() {
+		// Reading the master ends with EIO once the last holder of the slave closed it.
+		b, _ := io.ReadAll(master)
+		out <- b
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("kubectl kubelogd on a terminal: %v; stderr: %s", err, stderr.String())
+	}
+	got := string(<-out)
+	want, _ := p.localTail(t, args...)
+	if got != want {
+		t.Fatalf("on a terminal: output\n%q\nwant\n%q\nstderr: %s", got, want, stderr.String())
+	}
+	reqs := p.k.ExecRequests()
+	if len(reqs) != before+1 {
+		t.Fatalf("%d exec requests, want 1", len(reqs)-before)
+	}
+	wantCmd := append([]string{"/kubelogd", "tail", "--output-dir=" + p.tree}, args...)
+	if r := reqs[before]; !r.TTY || !r.Stdin || !slices.Equal(r.Command, wantCmd) {
+		t.Fatalf("exec request %+v, want %q with TTY and stdin", r, wantCmd)
+	}
+}
+
+// openPTY opens a pseudo-terminal pair; the master is closed when the test ends.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { _ = master.Close() })
+	fd := int(master.Fd())
+	fatalIf(t, unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0))
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	fatalIf(t, err)
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	fatalIf(t, err)
+	return master, slave
 }
