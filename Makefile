@@ -14,11 +14,15 @@ FUZZTIME ?= 30s
 
 all: build
 
-## build: bin/kubelogd, the release build.
-build: $(BIN)/kubelogd
+## build: bin/kubelogd and the kubectl plugin bin/kubectl-kubelogd, the release builds.
+build: $(BIN)/kubelogd $(BIN)/kubectl-kubelogd
 
 $(BIN)/kubelogd: FORCE
 	$(GO) build -o $@ ./cmd/kubelogd
+
+# On the PATH, it is `kubectl kubelogd` (a kubectl plugin; krew manifest: deploy/krew/).
+$(BIN)/kubectl-kubelogd: FORCE
+	$(GO) build -o $@ ./cmd/kubectl-kubelogd
 
 $(BIN)/kube-apiserver: $(KUBE_TOOLS)
 	cd hack/tools/kube && $(GO) build -ldflags='-s -w' -o $@ k8s.io/kubernetes/cmd/kube-apiserver

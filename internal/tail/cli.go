@@ -98,9 +98,15 @@ func newFlagSet(o *options, env func(string) (string, bool)) *pflag.FlagSet {
 
 // Usage returns the help text of `kubelogd tail`.
 func Usage() string {
+	return usageHead + FlagSet().FlagUsages() + usageTail
+}
+
+// FlagSet returns the flags of `kubelogd tail` with their built-in defaults (no
+// environment), for commands that pass them on to a kubelogd tail elsewhere, such as the
+// kubectl plugin: which flags take a value, their help text.
+func FlagSet() *pflag.FlagSet {
 	var o options
-	fs := newFlagSet(&o, func(string) (string, bool) { return "", false })
-	return usageHead + fs.FlagUsages() + usageTail
+	return newFlagSet(&o, func(string) (string, bool) { return "", false })
 }
 
 // errHelp is returned by ParseArgs for -h and --help.

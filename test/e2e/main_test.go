@@ -37,6 +37,11 @@ func TestMain(m *testing.M) {
 		}
 		defer cleanup()
 		kubelogdBin = bin
+		defer func() {
+			if pluginBinDir != "" {
+				_ = os.RemoveAll(pluginBinDir)
+			}
+		}()
 		return m.Run()
 	}())
 }

@@ -8,6 +8,10 @@
 // streams on purpose through fault hooks (CutStreams, Stall, StallOpen, FailNext, FailFor,
 // InjectBodyError, EndFollow, ForgetPrevious).
 //
+// It serves /exec the same way, with the kubelet's remote-command server
+// (k8s.io/cri-streaming ServeExec, SPDY and WebSocket); Config.Exec runs the commands, for
+// example as local processes (ExecLocal).
+//
 // There is no scheduler and no controller-manager next to it: tests create pods with
 // spec.nodeName set to NodeName, and the fake kubelet finishes graceful deletions itself.
 //

@@ -45,9 +45,12 @@ type Config struct {
 	// KillExitCode is the exit code of the containers that a graceful deletion stops:
 	// 0 (the default) ends them "Completed", anything else (such as 137) "Error".
 	KillExitCode int32
+	// Exec runs the commands of /exec (pods/exec), such as ExecLocal; without it every
+	// exec fails with an error status once the session is open.
+	Exec Executor
 }
 
-// Kubelet is a fake kubelet: an HTTPS server for /containerLogs, a pod status writer driven
+// Kubelet is a fake kubelet: an HTTPS server for /containerLogs and /exec, a pod status writer driven
 // by test verbs, and a watcher that completes graceful deletions of pods bound to it.
 //
 // All methods are safe for concurrent use.
@@ -81,6 +84,8 @@ type Kubelet struct {
 	// (MaxFollowStreams).
 	follows, maxFollows int
 	requests            []*Request
+	execs               []ExecRequest
+	execRunning         int
 	faults              faults
 	holds               []target
 	deleteSet           map[string]types.UID // pods whose graceful deletion is due, by "ns/name"
@@ -139,6 +144,8 @@ func New(cfg Config) (*Kubelet, error) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{podNamespace}/{podID}/{containerName}", k.serveContainerLogs)
+	mux.HandleFunc("GET /exec/{podNamespace}/{podID}/{containerName}", k.serveExec)
+	mux.HandleFunc("POST /exec/{podNamespace}/{podID}/{containerName}", k.serveExec)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	})
