@@ -175,7 +175,7 @@ func TestChartFlags(t *testing.T) {
 	props := schema.Properties.Flags.Properties
 
 	// Not daemon settings, or set elsewhere in the values (ha.shards).
-	elsewhere := map[string]bool{"help": true, "version": true, "shards": true}
+	elsewhere := map[string]bool{"help": true, "version": true, "shards": true, "config": true} // config: .Values.config
 	values := map[string]any{}
 	want := map[string][]string{} // flag → the args it must render
 	for _, f := range flags {
@@ -234,7 +234,7 @@ func TestChartFlags(t *testing.T) {
 			}
 		}
 	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/data/logs" {
+	if len(c.VolumeMounts) == 0 || c.VolumeMounts[0].Name != "logs" || c.VolumeMounts[0].MountPath != "/data/logs" {
 		t.Errorf("volume mounts %v: want the volume at --output-dir /data/logs", c.VolumeMounts)
 	}
 	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 9090 {
@@ -252,25 +252,36 @@ func TestChartFlags(t *testing.T) {
 }
 
 // TestChartConfig: .Values.config becomes a ConfigMap holding config.yaml, mounted
-// read-only at /etc/kubelogd/ and passed as --config; without it (the default) there is
-// no ConfigMap, no such volume and no --config.
+// read-only at /etc/kubelogd/ and passed as --config; by default it holds what deploy/'s
+// does, and with config: null there is no ConfigMap, no such volume and no --config.
 func TestChartConfig(t *testing.T) {
 	t.Parallel() // helm and kubectl only: beside the tests that wait on an API server
+	// By default the chart ships deploy/'s config file: the same keys and values.
+	deployCM := findObject[corev1.ConfigMap](t, renderKustomization(t, "deploy"), "ConfigMap", "kubelogd-config")
+	chartCM := findObject[corev1.ConfigMap](t, renderChart(t, "kubelogd", "kubelogd"), "ConfigMap", "kubelogd-config")
+	var fromDeploy, fromChart map[string]any
+	fatalIf(t, utilyaml.Unmarshal([]byte(deployCM.Data["config.yaml"]), &fromDeploy))
+	fatalIf(t, utilyaml.Unmarshal([]byte(chartCM.Data["config.yaml"]), &fromChart))
+	if dj, cj := mustJSON(t, fromDeploy), mustJSON(t, fromChart); dj != cj {
+		t.Errorf("the chart's default config.yaml holds %s, deploy/'s %s", cj, dj)
+	}
+
+	// config: null leaves the file out.
 	for _, values := range []string{"", filepath.Join(chartDir, "ci", "ha-values.yaml")} {
-		args := []string{}
+		args := []string{"-f", chartValues(t, `{"config": null}`)}
 		if values != "" {
 			args = append(args, "-f", values)
 		}
 		objs := renderChart(t, "kubelogd", "kubelogd", args...)
 		for _, o := range objs {
 			if o.GetKind() == "ConfigMap" {
-				t.Errorf("values %q: a ConfigMap %s without .Values.config", values, o.GetName())
+				t.Errorf("values %q: a ConfigMap %s with config: null", values, o.GetName())
 			}
 		}
 		dep := findObject[appsv1.Deployment](t, objs, "Deployment", "kubelogd")
 		for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
 			if strings.HasPrefix(a, "--config") {
-				t.Errorf("values %q: %s without .Values.config", values, a)
+				t.Errorf("values %q: %s with config: null", values, a)
 			}
 		}
 		if n := len(dep.Spec.Template.Spec.Volumes); n != 1 {
@@ -285,8 +296,13 @@ func TestChartConfig(t *testing.T) {
 	cm := findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config")
 	var got map[string]any
 	fatalIf(t, utilyaml.Unmarshal([]byte(cm.Data["config.yaml"]), &got))
-	if gj, wj := mustJSON(t, got), mustJSON(t, config); gj != wj {
-		t.Errorf("config.yaml holds %s, want .Values.config %s", gj, wj)
+	for k, v := range config { // merged into the defaults
+		if gj, wj := mustJSON(t, got[k]), mustJSON(t, v); gj != wj {
+			t.Errorf("config.yaml holds %s: %s, want %s from .Values.config", k, gj, wj)
+		}
+	}
+	if got["max-backups"] == nil {
+		t.Errorf("config.yaml %v: the defaults not kept beside .Values.config", got)
 	}
 	dep := findObject[appsv1.Deployment](t, objs, "Deployment", "kubelogd")
 	spec := dep.Spec.Template.Spec
@@ -302,8 +318,9 @@ func TestChartConfig(t *testing.T) {
 	if j < 0 || spec.Volumes[j].ConfigMap == nil || spec.Volumes[j].ConfigMap.Name != cm.Name {
 		t.Errorf("volume %s is not the ConfigMap %s: %v", c.VolumeMounts[i].Name, cm.Name, spec.Volumes)
 	}
-	if dep.Spec.Template.Annotations["checksum/config"] == "" {
-		t.Error("no checksum/config annotation: a changed config would not roll the pods")
+	// kubelogd reloads the file live: a changed config must not roll the pods.
+	if len(dep.Spec.Template.Annotations) != 0 {
+		t.Errorf("pod annotations %v: a changed config would roll the pods it reloads in", dep.Spec.Template.Annotations)
 	}
 }
 
@@ -363,7 +380,7 @@ func TestChartMonitoring(t *testing.T) {
 	}
 
 	for _, o := range renderChart(t, "kubelogd", "kubelogd") {
-		if o.GetKind() == "ServiceMonitor" || o.GetKind() == "PrometheusRule" || o.GetKind() == "ConfigMap" {
+		if o.GetKind() == "ServiceMonitor" || o.GetKind() == "PrometheusRule" || o.GetName() == "kubelogd-dashboard" {
 			t.Errorf("%s %s rendered without monitoring.enabled", o.GetKind(), o.GetName())
 		}
 	}
@@ -390,7 +407,7 @@ func chartCluster(t *testing.T, e *env) {
 	objs := renderChart(t, "kubelogd", "kubelogd", "-f", filepath.Join(chartDir, "ci", "cluster-values.yaml"))
 	wantObjects(t, objs, "Namespace//kubelogd", "ServiceAccount/kubelogd/kubelogd", "ClusterRole//kubelogd",
 		"ClusterRoleBinding//kubelogd", "PersistentVolumeClaim/kubelogd/kubelogd-logs",
-		"Deployment/kubelogd/kubelogd", "Service/kubelogd/kubelogd-metrics")
+		"Deployment/kubelogd/kubelogd", "Service/kubelogd/kubelogd-metrics", "ConfigMap/kubelogd/kubelogd-config")
 	applyAll(t, e.c.Config, objs)
 
 	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
@@ -418,7 +435,7 @@ func chartCluster(t *testing.T, e *env) {
 	fatalIf(t, err)
 	fatalIf(t, rbac.CheckSelf(ctx, saClient, nil))
 
-	r := runAsPod(t, dep, kc)
+	r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
 	c := dep.Spec.Template.Spec.Containers[0]
 	r.waitProbe("liveness probe", c.LivenessProbe, 30*time.Second)
 	r.waitProbe("readiness probe", c.ReadinessProbe, 60*time.Second)
@@ -442,7 +459,8 @@ func chartNamespaced(t *testing.T, e *env) {
 	const ns = "my-team"
 	objs := renderChart(t, "kubelogd", ns, "-f", filepath.Join(chartDir, "ci", "namespaced-values.yaml"))
 	wantObjects(t, objs, "ServiceAccount/"+ns+"/kubelogd", "Role/"+ns+"/kubelogd", "RoleBinding/"+ns+"/kubelogd",
-		"PersistentVolumeClaim/"+ns+"/kubelogd-logs", "Deployment/"+ns+"/kubelogd", "Service/"+ns+"/kubelogd-metrics")
+		"PersistentVolumeClaim/"+ns+"/kubelogd-logs", "Deployment/"+ns+"/kubelogd", "Service/"+ns+"/kubelogd-metrics",
+		"ConfigMap/"+ns+"/kubelogd-config")
 
 	fatalIf(t, e.c.EnsureNamespace(ctx, ns))
 	nsObj, err := e.c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
@@ -488,7 +506,7 @@ func chartNamespaced(t *testing.T, e *env) {
 	e.pod(ns, "batch", restrictedPod, "app") // the namespace enforces it
 	e.start(ns, "batch", "app")
 	e.emit(ns, "batch", "app", 10)
-	r := runAsPod(t, dep, kc)
+	r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
 	if !slices.Contains(r.Cmd.Args, "--namespace="+ns) {
 		t.Fatalf("kubelogd args %q: want --namespace=%s from the downward API", r.Cmd.Args, ns)
 	}
@@ -510,7 +528,8 @@ func chartHA(t *testing.T, e *env) {
 	wantObjects(t, objs, "Namespace//"+ns, "ServiceAccount/"+ns+"/"+name, "ClusterRole//"+name,
 		"ClusterRoleBinding//"+name, "PersistentVolumeClaim/"+ns+"/"+name+"-logs",
 		"Deployment/"+ns+"/"+name, "Service/"+ns+"/"+name+"-metrics",
-		"Role/"+ns+"/"+name+"-leases", "RoleBinding/"+ns+"/"+name+"-leases", "PodDisruptionBudget/"+ns+"/"+name)
+		"Role/"+ns+"/"+name+"-leases", "RoleBinding/"+ns+"/"+name+"-leases", "PodDisruptionBudget/"+ns+"/"+name,
+		"ConfigMap/"+ns+"/"+name+"-config")
 	applyAll(t, e.c.Config, objs)
 
 	dep, err := e.c.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})

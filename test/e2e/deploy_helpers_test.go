@@ -128,11 +128,11 @@ func checkDeployment(t *testing.T, dep *appsv1.Deployment) {
 		path := strings.TrimPrefix(c.Args[i], "--config=")
 		ok := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
 			v := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
-			return v >= 0 && spec.Volumes[v].ConfigMap != nil && spec.Volumes[v].ConfigMap.Name == "kubelogd-config" &&
+			return v >= 0 && spec.Volumes[v].ConfigMap != nil && strings.HasSuffix(spec.Volumes[v].ConfigMap.Name, "-config") &&
 				m.SubPath == "" && path == m.MountPath+"/config.yaml"
 		})
 		if !ok {
-			t.Errorf("--config=%s is not config.yaml in a volume of ConfigMap kubelogd-config mounted without subPath (mounts %v)", path, c.VolumeMounts)
+			t.Errorf("--config=%s is not config.yaml in a volume of a ConfigMap <name>-config mounted without subPath (mounts %v)", path, c.VolumeMounts)
 		}
 	}
 	if g := spec.TerminationGracePeriodSeconds; g == nil || *g < 30 {

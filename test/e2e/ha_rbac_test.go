@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -24,7 +25,8 @@ import (
 func TestHALeaseEveryPermissionNeeded(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	applyAll(t, e.c.Config, renderKustomization(t, "deploy/ha"))
+	objs := renderKustomization(t, "deploy/ha")
+	applyAll(t, e.c.Config, objs)
 	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
 	fatalIf(t, err)
 	e.pod("team-a", "web", nil, "app")
@@ -79,7 +81,7 @@ func TestHALeaseEveryPermissionNeeded(t *testing.T) {
 				}
 			}
 
-			r := runAsPod(t, dep, kc)
+			r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
 			code := r.waitExit(60 * time.Second)
 			if out := r.Output(); code != 2 || !strings.Contains(out, want) {
 				t.Fatalf("kubelogd exited %d; want 2 and the line %q in its output:\n%s", code, want, tail(out, 30))

@@ -79,6 +79,9 @@ into the flag's (maxSizeMb: --max-size-mb), then what the mode adds.
 {{- include "kubelogd.flagArg" (list (regexReplaceAll "([A-Z])" . "-${1}" | lower) (get $flags .)) }}
 {{- end }}
 {{- end }}
+{{- if .Values.config }}
+- --config=/etc/kubelogd/config.yaml
+{{- end }}
 {{- range $k := keys $flags | sortAlpha }}
 {{- if not (has $k $first) }}
 {{- include "kubelogd.flagArg" (list (regexReplaceAll "([A-Z])" $k "-${1}" | lower) (get $flags $k)) }}
@@ -89,9 +92,6 @@ into the flag's (maxSizeMb: --max-size-mb), then what the mode adds.
 {{- end }}
 {{- if eq .Values.mode "namespaced" }}
 - --namespace=$(POD_NAMESPACE)
-{{- end }}
-{{- if .Values.config }}
-- --config=/etc/kubelogd/config.yaml
 {{- end }}
 {{- end -}}
 
