@@ -224,11 +224,13 @@ func (t *target) firstSight(p informer.Pod, ct *informer.Container) {
 			t.gap(gapPodDeleted, fmt.Sprintf("pod UID %s was deleted before its log was read to the end", cur.PodUID))
 		}
 		t.marker(t.c.cfg.Now(), fmt.Sprintf("pod %s/%s recreated with UID %s (previous UID %s)", t.ns, t.pod, p.UID, cur.PodUID))
-		if first := firstReadable(p, ct); first > 0 {
-			// The new pod restarted before kubelogd saw it (seed 76022315, soak-0/p-09):
-			// the file has followed this pod name, so say which instances it lacks.
-			t.gap(gapInstancesLost, fmt.Sprintf("%d container instance(s) before restartCount %d exited before their logs could be read", first, first))
-		}
+	}
+	if first := firstReadable(p, ct); first > 0 {
+		// The container restarted more than once before kubelogd first saw it — a new
+		// pod of a recreated name (seed 76022315, soak-0/p-09), or a new file (seed
+		// 391711025, soak-0/p-00: two restarts before kubelogd's first list): the kubelet
+		// serves only the last terminated instance, so say which instances the file lacks.
+		t.gap(gapInstancesLost, fmt.Sprintf("%d container instance(s) before restartCount %d exited before their logs could be read", first, first))
 	}
 	if firstReadable(p, ct) < ct.RestartCount {
 		// First sight of a container that has restarted already: start with the previous

@@ -449,3 +449,35 @@ func TestFaultRecreatedAfterRestarts(t *testing.T) {
 		}
 	})
 }
+
+// TestFirstSightAfterRestarts (seed 391711025, soak-0/p-00/app): a container logs,
+// restarts into an instance that logs nothing and restarts again, all before kubelogd
+// first sees it. The kubelet serves only the last terminated instance, so the first one
+// is lost before kubelogd could read it: the new file starts by saying so, then holds the
+// instances it could read.
+func TestFirstSightAfterRestarts(t *testing.T) {
+	e := parallelEnv(t)
+	ctx := context.Background()
+	e.pod("f", "early", nil, "app")
+	e.start("f", "early", "app")
+	e.emit("f", "early", "app", 5) // instance 0: lost
+	for range 2 {
+		if err := e.k.Restart(ctx, "f", "early", "app", 1, "Error"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.emit("f", "early", "app", 5)
+	dir := t.TempDir()
+	d := e.kubelogd(dir)
+	d.waitReady()
+	e.sections(dir, "f", "early", "app", func() []oracle.Want {
+		return []oracle.Want{
+			{}, // nothing before the first marker
+			{Marker: "gap: 1 container instance(s) before restartCount 1 exited before their logs could be read"},
+			{Marker: "container restarted (restartCount 2): previous instance exited with code 1 (Error)", Lines: e.instanceLines("f", "early", "app", 2)},
+		}
+	})
+	if v := d.metric("kubelogd_gaps_total", "reason=instances_lost"); v != 1 {
+		t.Errorf("kubelogd_gaps_total{reason=instances_lost} = %v, want 1", v)
+	}
+}

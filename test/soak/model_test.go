@@ -51,6 +51,9 @@ type boundary struct {
 func (b boundary) restart() bool  { return b.from.uid == b.into.uid && b.from.rc != b.into.rc }
 func (b boundary) recreate() bool { return b.from.uid != b.into.uid }
 
+// atStart is the where of the gap before the first line of a file.
+const atStart = "at the start"
+
 var (
 	restartRe   = regexp.MustCompile(`container restarted \(restartCount (\d+)\)(?:: previous instance exited with code (-?\d+))?`)
 	recreateRe  = regexp.MustCompile(`recreated with UID (\S+) \(previous UID ([^)]+)\)`)
@@ -199,7 +202,7 @@ func judge(segs []*segment, got []oracle.Section) verdict {
 		if len(in) == 0 && len(markersBefore[j]) == 0 && lo == hi {
 			continue
 		}
-		where := "at the start"
+		where := atStart
 		if j > 0 {
 			where = fmt.Sprintf("after line %q", want[at[j-1]])
 		}
@@ -306,12 +309,19 @@ func (g gap) check(v *verdict) []string {
 		case lostFirstRe.MatchString(m):
 			sub := lostFirstRe.FindStringSubmatch(m)
 			n, rc := atoi32(sub[1]), atoi32(sub[2])
-			b, ok := g.find(func(x boundary) bool { return x.recreate() })
-			_, okRC := g.find(func(x boundary) bool { return x.restart() && x.into.rc == rc && x.into.uid == b.into.uid })
-			if !ok || !okRC || n != rc {
-				fail("gap marker %q does not match a recreation and restarts here", m)
+			// The first instances of a recreated pod, or, at the start of a file, of
+			// the container kubelogd first saw there.
+			var uid types.UID
+			if b, ok := g.find(func(x boundary) bool { return x.recreate() }); ok {
+				uid = b.into.uid
+			} else if x, ok := g.find(func(x boundary) bool { return x.restart() && x.into.rc == rc }); ok && g.where == atStart {
+				uid = x.into.uid
 			}
-			lostFirst = append(lostFirst, instKey{b.into.uid, rc})
+			_, okRC := g.find(func(x boundary) bool { return x.restart() && x.into.rc == rc && x.into.uid == uid })
+			if uid == "" || !okRC || n != rc {
+				fail("gap marker %q does not match a recreation, or the start of the file, and restarts here", m)
+			}
+			lostFirst = append(lostFirst, instKey{uid, rc})
 		case strings.HasPrefix(strings.TrimPrefix(m, oracle.MarkerPrefix), deletedText):
 			deleted = true
 			if _, ok := g.find(func(b boundary) bool { return b.recreate() }); !ok {

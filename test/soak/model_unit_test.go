@@ -111,6 +111,16 @@ func TestJudge(t *testing.T) {
 		{"recreated after restarts, unsaid", []*segment{seg("u", 0, "a", "b"), multi(seg("v", 0, "c")), seg("v", 1), seg("v", 2, "d")},
 			[]oracle.Section{sec("", "a"), sec("gap: pod UID u was deleted before its log was read to the end"), sec("pod n/p recreated with UID v (previous UID u)"),
 				sec("container restarted (restartCount 2): previous instance exited with code 1", "d")}, "no restart marker for restartCount 1"},
+		// seed 391711025, soak-0/p-00/app: two restarts before kubelogd's first list; its
+		// new file starts with the instances it could never read.
+		{"first sight after restarts", []*segment{multi(seg("u", 0, "a", "b")), seg("u", 1), seg("u", 2, "c")},
+			[]oracle.Section{sec("gap: 1 container instance(s) before restartCount 1 exited before their logs could be read"),
+				sec("container restarted (restartCount 2): previous instance exited with code 1", "c")}, ""},
+		{"first sight after restarts, unsaid", []*segment{multi(seg("u", 0, "a", "b")), seg("u", 1), seg("u", 2, "c")},
+			[]oracle.Section{sec("container restarted (restartCount 2): previous instance exited with code 1", "c")}, "no restart marker for restartCount 1"},
+		{"instances lost, not at the start", []*segment{seg("u", 0, "a"), multi(seg("u", 1, "b")), seg("u", 2), seg("u", 3, "c")},
+			[]oracle.Section{sec("", "a"), sec("gap: 2 container instance(s) before restartCount 2 exited before their logs could be read"),
+				sec("container restarted (restartCount 3): previous instance exited with code 1", "c")}, "does not match"},
 		{"recreate marker missing", []*segment{seg("u", 0, "a"), seg("v", 0, "c")}, []oracle.Section{sec("", "a", "c")}, "no recreate marker"},
 		{"not yet collected", []*segment{seg("u", 0, "a", "b")}, []oracle.Section{sec("", "a")}, "missing"},
 		// A removed pod directory takes the lines and markers before it, and the lines
