@@ -22,6 +22,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -506,4 +507,28 @@ func fatalIf(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// namespaceAdmin returns a client config for a ServiceAccount "team-admin" that may do
+// everything within namespace ns and nothing outside it, as a team's admin (the built-in
+// "admin" ClusterRole is aggregated by the controller-manager, which this control plane
+// does not run).
+func (e *env) namespaceAdmin(ns string) *rest.Config {
+	t, ctx := e.t, context.Background()
+	t.Helper()
+	fatalIf(t, e.c.EnsureServiceAccount(ctx, ns, "team-admin"))
+	_, err := e.c.Client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "team-admin"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}},
+	}, metav1.CreateOptions{})
+	fatalIf(t, err)
+	_, err = e.c.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "team-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "team-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "team-admin"}},
+	}, metav1.CreateOptions{})
+	fatalIf(t, err)
+	cfg, err := e.c.ServiceAccountConfig(ctx, ns, "team-admin")
+	fatalIf(t, err)
+	return cfg
 }

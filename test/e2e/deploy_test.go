@@ -127,21 +127,7 @@ func TestDeployNamespaced(t *testing.T) {
 	// controller-manager, which this control plane does not run). The team admin applies
 	// the overlay.
 	fatalIf(t, e.c.EnsureNamespace(ctx, ns))
-	fatalIf(t, e.c.EnsureServiceAccount(ctx, ns, "team-admin"))
-	_, err := e.c.Client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "team-admin"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}},
-	}, metav1.CreateOptions{})
-	fatalIf(t, err)
-	_, err = e.c.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "team-admin"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "team-admin"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "team-admin"}},
-	}, metav1.CreateOptions{})
-	fatalIf(t, err)
-	teamAdmin, err := e.c.ServiceAccountConfig(ctx, ns, "team-admin")
-	fatalIf(t, err)
-	applyAll(t, teamAdmin, objs)
+	applyAll(t, e.namespaceAdmin(ns), objs)
 
 	dep, err := e.c.Client.AppsV1().Deployments(ns).Get(ctx, "kubelogd", metav1.GetOptions{})
 	fatalIf(t, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -81,18 +80,7 @@ func TestHALeaseEveryPermissionNeeded(t *testing.T) {
 				}
 			}
 
-			r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
-			code := r.waitExit(60 * time.Second)
-			if out := r.Output(); code != 2 || !strings.Contains(out, want) {
-				t.Fatalf("kubelogd exited %d; want 2 and the line %q in its output:\n%s", code, want, tail(out, 30))
-			}
-			entries, err := os.ReadDir(r.Dir)
-			fatalIf(t, err)
-			for _, en := range entries {
-				if en.IsDir() {
-					t.Errorf("kubelogd collected %s before refusing", en.Name())
-				}
-			}
+			refusesToStart(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"), want)
 			leases, err := e.c.Client.CoordinationV1().Leases("kubelogd").List(ctx, metav1.ListOptions{})
 			fatalIf(t, err)
 			for _, l := range leases.Items {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -81,22 +82,7 @@ func TestClusterRoleEveryPermissionNeeded(t *testing.T) {
 				})
 
 				// kubelogd itself, as the pod.
-				r := runAsPod(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"))
-				code := r.waitExit(60 * time.Second)
-				out := r.Output()
-				for _, w := range want {
-					if code != 2 || !strings.Contains(out, w) {
-						t.Fatalf("kubelogd exited %d; want 2 and the line %q in its output:\n%s", code, w, tail(out, 30))
-					}
-				}
-				// It refused before collecting anything.
-				entries, err := os.ReadDir(r.Dir)
-				fatalIf(t, err)
-				for _, en := range entries {
-					if en.IsDir() {
-						t.Errorf("kubelogd collected %s before refusing", en.Name())
-					}
-				}
+				refusesToStart(t, dep, kc, findObject[corev1.ConfigMap](t, objs, "ConfigMap", "kubelogd-config"), want...)
 			})
 		}
 	}
@@ -236,4 +222,25 @@ func rulesReview(t *testing.T, client kubernetes.Interface, ns string) reviewRul
 		}
 	}
 	return out
+}
+
+// refusesToStart runs kubelogd as dep's pod would run (see runAsPod) and checks that it
+// exits 2 with each of want in its output, before collecting anything.
+func refusesToStart(t *testing.T, dep *appsv1.Deployment, kubeconfig string, config *corev1.ConfigMap, want ...string) {
+	t.Helper()
+	r := runAsPod(t, dep, kubeconfig, config)
+	code := r.waitExit(60 * time.Second)
+	out := r.Output()
+	for _, w := range want {
+		if code != 2 || !strings.Contains(out, w) {
+			t.Fatalf("kubelogd exited %d; want 2 and the line %q in its output:\n%s", code, w, tail(out, 30))
+		}
+	}
+	entries, err := os.ReadDir(r.Dir)
+	fatalIf(t, err)
+	for _, en := range entries {
+		if en.IsDir() {
+			t.Errorf("kubelogd collected %s before refusing", en.Name())
+		}
+	}
 }
