@@ -260,9 +260,12 @@ func TestDockerfileMatchesDeployment(t *testing.T) {
 	if len(c.Command) != 0 {
 		t.Errorf("the Deployment overrides the image's ENTRYPOINT with %q", c.Command)
 	}
+	// The Deployment adds only its config file, which the image does not hold (it comes
+	// from the ConfigMap volume; see checkDeployment).
 	cmd := final.one(t, "cmd")
-	if cmd.Attributes["json"] != true || !slices.Equal(instArgs(cmd), c.Args) {
-		t.Errorf("CMD %q, Deployment args %q: want the same (exec form)", instArgs(cmd), c.Args)
+	args := slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool { return strings.HasPrefix(a, "--config=") })
+	if cmd.Attributes["json"] != true || !slices.Equal(instArgs(cmd), args) {
+		t.Errorf("CMD %q, Deployment args %q: want the same but --config (exec form)", instArgs(cmd), c.Args)
 	}
 	// The binary and the output directory come from the build stage.
 	copies := map[string]*parser.Node{}
@@ -280,10 +283,11 @@ func TestDockerfileMatchesDeployment(t *testing.T) {
 	if src := instArgs(binCopy)[0]; !strings.Contains(goBuild, "-o "+src+" ") {
 		t.Errorf("the entrypoint is copied from %s, but go build writes elsewhere: %q", src, goBuild)
 	}
-	if len(c.VolumeMounts) != 1 {
-		t.Fatalf("%d volume mounts, want 1", len(c.VolumeMounts))
+	i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "logs" })
+	if i < 0 || len(c.VolumeMounts) > 2 {
+		t.Fatalf("volume mounts %v: want logs, and config beside it", c.VolumeMounts)
 	}
-	mount := c.VolumeMounts[0].MountPath
+	mount := c.VolumeMounts[i].MountPath
 	if !slices.Contains(c.Args, "--output-dir="+mount) {
 		t.Errorf("Deployment args %q do not write to the volume at %s", c.Args, mount)
 	}
