@@ -410,18 +410,7 @@ func chartCluster(t *testing.T, e *env) {
 		"Deployment/kubelogd/kubelogd", "Service/kubelogd/kubelogd-metrics", "ConfigMap/kubelogd/kubelogd-config")
 	applyAll(t, e.c.Config, objs)
 
-	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
-	fatalIf(t, err)
-	checkDeployment(t, dep)
-	checkSingleWriter(t, dep)
-	checkWiring(t, e.c.Client, dep, "kubelogd-metrics", corev1.ReadWriteOnce)
-	crb, err := e.c.Client.RbacV1().ClusterRoleBindings().Get(ctx, "kubelogd", metav1.GetOptions{})
-	fatalIf(t, err)
-	if want := (rbacv1.Subject{Kind: "ServiceAccount", Name: dep.Spec.Template.Spec.ServiceAccountName, Namespace: dep.Namespace}); !slices.Equal(crb.Subjects, []rbacv1.Subject{want}) ||
-		crb.RoleRef.Kind != "ClusterRole" || crb.RoleRef.Name != "kubelogd" {
-		t.Errorf("ClusterRoleBinding binds %v to %v, want the Deployment's ServiceAccount %v to ClusterRole kubelogd", crb.Subjects, crb.RoleRef, want)
-	}
-	checkPodSecurity(t, e.c.Config, dep)
+	dep := e.checkClusterInstall()
 
 	refs := []ref{{"team-a", "web", "app"}, {"team-b", "api", "app"}}
 	e.pod("team-a", "web", nil, "app")

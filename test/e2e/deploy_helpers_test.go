@@ -532,3 +532,25 @@ func (e *env) namespaceAdmin(ns string) *rest.Config {
 	fatalIf(t, err)
 	return cfg
 }
+
+// checkClusterInstall checks what the cluster-wide install (deploy/, or the chart's
+// cluster mode) left on the API server, and returns its Deployment: the hardened single
+// writer on a ReadWriteOnce volume, its ClusterRoleBinding to the Deployment's
+// ServiceAccount, and a pod the restricted Pod Security level admits.
+func (e *env) checkClusterInstall() *appsv1.Deployment {
+	t, ctx := e.t, context.Background()
+	t.Helper()
+	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
+	fatalIf(t, err)
+	checkDeployment(t, dep)
+	checkSingleWriter(t, dep)
+	checkWiring(t, e.c.Client, dep, "kubelogd-metrics", corev1.ReadWriteOnce)
+	crb, err := e.c.Client.RbacV1().ClusterRoleBindings().Get(ctx, "kubelogd", metav1.GetOptions{})
+	fatalIf(t, err)
+	if want := (rbacv1.Subject{Kind: "ServiceAccount", Name: dep.Spec.Template.Spec.ServiceAccountName, Namespace: dep.Namespace}); !slices.Equal(crb.Subjects, []rbacv1.Subject{want}) ||
+		crb.RoleRef.Kind != "ClusterRole" || crb.RoleRef.Name != "kubelogd" {
+		t.Errorf("ClusterRoleBinding binds %v to %v, want the Deployment's ServiceAccount %v to ClusterRole kubelogd", crb.Subjects, crb.RoleRef, want)
+	}
+	checkPodSecurity(t, e.c.Config, dep)
+	return dep
+}

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubelogd/kubelogd/internal/rbac"
 )
@@ -22,18 +21,8 @@ import (
 // with the ServiceAccount's token, refuses to start with exit code 2 and a line naming
 // the verb, the resource and the Role to fix, before it takes a shard or writes a file.
 func TestHALeaseEveryPermissionNeeded(t *testing.T) {
-	e := newEnv(t)
+	e, objs, dep, kc, sa := permissionRig(t, "deploy/ha")
 	ctx := context.Background()
-	objs := renderKustomization(t, "deploy/ha")
-	applyAll(t, e.c.Config, objs)
-	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
-	fatalIf(t, err)
-	e.pod("team-a", "web", nil, "app")
-	e.start("team-a", "web", "app")
-	e.emit("team-a", "web", "app", 10)
-	kc, saCfg := serviceAccountKubeconfig(t, e.c, "kubelogd", "kubelogd")
-	sa, err := kubernetes.NewForConfig(saCfg)
-	fatalIf(t, err)
 
 	roles := e.c.Client.RbacV1().Roles("kubelogd")
 	full, err := roles.Get(ctx, "kubelogd-leases", metav1.GetOptions{})

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubelogd/kubelogd/internal/rbac"
@@ -26,18 +27,8 @@ import (
 // resource, instead of silently collecting less (or hanging on an informer that never
 // syncs). With everything granted, the same setup collects (TestDeployBase).
 func TestClusterRoleEveryPermissionNeeded(t *testing.T) {
-	e := newEnv(t)
+	e, objs, dep, kc, sa := permissionRig(t, "deploy")
 	ctx := context.Background()
-	objs := renderKustomization(t, "deploy")
-	applyAll(t, e.c.Config, objs)
-	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(ctx, "kubelogd", metav1.GetOptions{})
-	fatalIf(t, err)
-	e.pod("team-a", "web", nil, "app")
-	e.start("team-a", "web", "app")
-	e.emit("team-a", "web", "app", 10)
-	kc, saCfg := serviceAccountKubeconfig(t, e.c, "kubelogd", "kubelogd")
-	sa, err := kubernetes.NewForConfig(saCfg)
-	fatalIf(t, err)
 	const who = "system:serviceaccount:kubelogd:kubelogd"
 
 	roles := e.c.Client.RbacV1().ClusterRoles()
@@ -243,4 +234,23 @@ func refusesToStart(t *testing.T, dep *appsv1.Deployment, kubeconfig string, con
 			t.Errorf("kubelogd collected %s before refusing", en.Name())
 		}
 	}
+}
+
+// permissionRig applies kustomization to a fresh control plane with a pod that logs, and
+// returns what the permission tests take away from: the objects, the Deployment, a
+// kubeconfig and a client with nothing but its ServiceAccount's token.
+func permissionRig(t *testing.T, kustomization string) (*env, []*unstructured.Unstructured, *appsv1.Deployment, string, kubernetes.Interface) {
+	t.Helper()
+	e := newEnv(t)
+	objs := renderKustomization(t, kustomization)
+	applyAll(t, e.c.Config, objs)
+	dep, err := e.c.Client.AppsV1().Deployments("kubelogd").Get(context.Background(), "kubelogd", metav1.GetOptions{})
+	fatalIf(t, err)
+	e.pod("team-a", "web", nil, "app")
+	e.start("team-a", "web", "app")
+	e.emit("team-a", "web", "app", 10)
+	kc, saCfg := serviceAccountKubeconfig(t, e.c, "kubelogd", "kubelogd")
+	sa, err := kubernetes.NewForConfig(saCfg)
+	fatalIf(t, err)
+	return e, objs, dep, kc, sa
 }
