@@ -55,9 +55,17 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 // that stream opens and probes keep their room in the client's: when it cannot poll every
 // container within the interval, the interval stretches (kubelogd_poll_interval_seconds
 // shows it). A change of the container's instance or state ends the wait.
+//
+// A container's first poll does not wait for that rate: it is the read every container
+// gets when kubelogd first sees it (a streamed one's is its follow), and the backlog of
+// thousands of containers found at start — most of them beyond the budget — would
+// otherwise take pods ÷ PollQPS seconds to reach the disk. The client's own rate
+// (--kube-api-qps) still bounds it; the poll rate bounds the reads the budget adds.
 func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Container) {
-	if err := t.c.pollRate.Load().Wait(ctx); err != nil {
-		return
+	if !t.lastPoll.IsZero() {
+		if err := t.c.pollRate.Load().Wait(ctx); err != nil {
+			return
+		}
 	}
 	now := t.c.cfg.Now()
 	if !t.lastPoll.IsZero() {
