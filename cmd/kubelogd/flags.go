@@ -104,8 +104,8 @@ func newFlagSet(cfg *daemon.Config, o *options) (*pflag.FlagSet, []flagGroup) {
 	g.DurationVar(&cfg.Collector.Since, "since", 0, "for a container kubelogd has no cursor for, how far back to read (0: everything the kubelet still has)")
 	g.DurationVar(&cfg.Collector.StallTimeout, "stall-timeout", 2*time.Minute, "a stream silent this long is probed; if the kubelet has lines it did not deliver, it is reopened")
 	g.DurationVar(&cfg.Collector.MaxStreamLifetime, "max-stream-lifetime", time.Hour, "reopen follow streams after this long (0: never)")
-	g.IntVar(&cfg.Collector.MaxStreamsPerNode, "max-streams-per-node", 0, "follow streams open at once on one node, each an inotify instance of its kubelet; containers beyond it are polled (0: unlimited)")
-	g.IntVar(&cfg.Collector.MaxStreams, "max-streams", 0, "follow streams open at once in all; containers beyond it are polled (0: unlimited)")
+	g.IntVar(&cfg.Collector.MaxStreamsPerNode, "max-streams-per-node", 50, "follow streams open at once on one node, each an inotify instance of its kubelet; containers beyond it are polled (0: unlimited)")
+	g.IntVar(&cfg.Collector.MaxStreams, "max-streams", 2000, "follow streams open at once in all; containers beyond it are polled (0: unlimited)")
 	g.Float64Var(&o.pollQPS, "poll-qps", 0, "polls per second of all polled containers, within --kube-api-qps (0: half of --kube-api-qps)")
 	g.DurationVar(&cfg.Collector.PollMaxInterval, "poll-max-interval", 30*time.Second, "longest wait between two polls of a quiet polled container (at least 1s; 5s on a node out of inotify instances)")
 

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,20 +33,29 @@ import (
 	"github.com/kubelogd/kubelogd/sink"
 )
 
-// kubelogdArgs are the flags of every kubelogd run: small output files so that kubelogd
-// rotates and compresses its own files (and the rotation failpoints are reachable), every
-// backup kept so the files hold every line, and a short stall timeout. With
-// KUBELOGD_SOAK_BUDGET=N, a follow budget of N streams on the soak's one node (below its
-// container count, so that containers move between stream and poll under every fault);
-// make test does not set it while docs/soak.md lists its findings as open.
-func kubelogdArgs() []string {
+// kubelogdArgs are the flags of kubelogd run number run (0, 1, …): small output files so
+// that kubelogd rotates and compresses its own files (and the rotation failpoints are
+// reachable), every backup kept so the files hold every line, and a short stall timeout.
+// The runs alternate between a follow budget of soakBudget streams on the soak's one node
+// (below its container count, so that containers move between stream and poll under every
+// fault) and no budget (every container followed); the first run has the budget.
+// KUBELOGD_SOAK_BUDGET=N gives every run a budget of N (0: none).
+func kubelogdArgs(run int) []string {
 	args := []string{"--flush-interval", "200ms", "--stall-timeout", stallTime.String(),
 		"--max-size-mb", "1", "--max-backups", "0", "--compress"}
-	if n := os.Getenv("KUBELOGD_SOAK_BUDGET"); n != "" {
-		args = append(args, "--max-streams-per-node", n)
+	budget := strconv.Itoa(soakBudget)
+	if run%2 == 1 {
+		budget = "0"
 	}
-	return args
+	if n := os.Getenv("KUBELOGD_SOAK_BUDGET"); n != "" {
+		budget = n
+	}
+	return append(args, "--max-streams-per-node", budget, "--max-streams", "0")
 }
+
+// soakBudget is the follow budget of every other kubelogd run: two thirds of the
+// containers that run at once (24 and the jobs').
+const soakBudget = 16
 
 type world struct {
 	t          *testing.T
@@ -264,7 +274,7 @@ func (w *world) appendLocked(c *contModel, n int, tag string) error {
 
 // startKubelogd starts a kubelogd run with extra environment (failpoints).
 func (w *world) startKubelogd(environ ...string) {
-	d, err := startDaemon(environ, w.kubeconfig, w.dir, kubelogdArgs()...)
+	d, err := startDaemon(environ, w.kubeconfig, w.dir, kubelogdArgs(len(w.runs))...)
 	if err != nil {
 		w.t.Fatal(err)
 	}
