@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -371,4 +374,98 @@ func TestHAAPIServerDown(t *testing.T) {
 	for i := range pods {
 		e.exact(dir, ns, fmt.Sprintf("p-%02d", i), "app")
 	}
+}
+
+// TestHAConfigReloadSelection: replicas that share the pods by shard reload the same
+// ConfigMap. A namespace added is collected, each pod by the holder of its shard; a
+// namespace removed stops on every replica, its files and cursors kept as they were, no
+// marker. A shard that moves while its pods are out of the selection (a replica stopped)
+// is resumed by its new holder from the cursors when they come back: every line once.
+func TestHAConfigReloadSelection(t *testing.T) {
+	e := parallelEnv(t)
+	const a, b, leaseNS, shards, pods = "hsel-a", "hsel-b", "kubelogd-hsel", 6, 8
+	name := func(i int) string { return fmt.Sprintf("p-%02d", i) }
+	fatalIf(t, e.c.EnsureNamespace(context.Background(), leaseNS))
+	emit := func(ns string, n int) {
+		for i := range pods {
+			e.emit(ns, name(i), "app", n)
+		}
+	}
+	for _, ns := range []string{a, b} {
+		for i := range pods {
+			e.pod(ns, name(i), nil, "app")
+			e.start(ns, name(i), "app")
+		}
+		emit(ns, 10)
+	}
+	dir := t.TempDir()
+	collected := func(ns string) {
+		t.Helper()
+		for i := range pods {
+			if markers := e.waitCollected(dir, ns, name(i), "app"); len(markers) > 0 {
+				t.Fatalf("%s/%s has markers %q", ns, name(i), markers)
+			}
+		}
+	}
+	reloaded := func(r map[string]*daemon, n float64) {
+		t.Helper()
+		for id, d := range r {
+			eventually(t, 10*time.Second, id+" reloaded", func() (bool, string) {
+				got := d.metric("kubelogd_config_reloads_total", "result=success")
+				return got == n, "kubelogd_config_reloads_total " + fmtFloat(got)
+			})
+		}
+	}
+
+	vol := newConfigVolume(t, "namespace: ["+a+"]\n")
+	r := map[string]*daemon{}
+	for _, id := range []string{"r0", "r1"} {
+		r[id] = e.kubelogd(dir, append(haFlags(leaseNS, id, shards), "--config", vol.path())...)
+		r[id].waitReady()
+	}
+	e.waitShares(leaseNS, shards, map[string]int{"r0": 3, "r1": 3})
+	collected(a)
+	if _, err := os.Stat(filepath.Join(dir, b)); !os.IsNotExist(err) {
+		t.Fatalf("%s collected before it was configured: %v", b, err)
+	}
+
+	// Added.
+	vol.set("namespace: [" + a + ", " + b + "]\n")
+	reloaded(r, 1)
+	collected(b)
+
+	// Removed: no replica reads a's pods any more; their files stay as they were.
+	vol.set("namespace: [" + b + "]\n")
+	reloaded(r, 2)
+	eventually(t, 10*time.Second, "only "+b+"'s streams open", func() (bool, string) {
+		n := r["r0"].metric("kubelogd_streams_active") + r["r1"].metric("kubelogd_streams_active")
+		return n == pods, "kubelogd_streams_active summed over the replicas: " + fmtFloat(n)
+	})
+	before := map[string][]byte{}
+	for i := range pods {
+		data, err := os.ReadFile(logPath(dir, a, name(i), "app"))
+		fatalIf(t, err)
+		before[name(i)] = data
+	}
+	emit(a, 5)
+	emit(b, 5)
+	collected(b)
+	time.Sleep(time.Second) // more than --flush-interval: a line of a still written would be on disk
+	for i := range pods {
+		data, err := os.ReadFile(logPath(dir, a, name(i), "app"))
+		fatalIf(t, err)
+		if !bytes.Equal(data, before[name(i)]) {
+			t.Fatalf("%s/%s's file changed after its namespace left the selection:\n%s", a, name(i), data[len(before[name(i)]):])
+		}
+	}
+
+	// r1's shards move to r0 while a is out; a comes back: r0 resumes every pod of a
+	// from its cursor, the lines logged meanwhile once each.
+	r["r1"].stop()
+	e.waitShares(leaseNS, shards, map[string]int{"r0": shards})
+	vol.set("namespace: [" + a + ", " + b + "]\n")
+	emit(a, 5)
+	collected(a)
+	collected(b)
+	r["r0"].stop()
 }
