@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
@@ -195,11 +196,11 @@ func (s *selection) replace(ctx context.Context, cfg informer.Config, cur runnin
 	// A pod gone from the new view that the old one did not see deleted left the
 	// selection; one whose name the new view has under another UID was deleted and
 	// created again (its deletion comes through the old informers, or is lost with them).
-	dropped := map[string]bool{}
+	dropped := map[types.UID]informer.Pod{}
 	droppedUIDs := map[types.UID]bool{}
 	for uid, p := range s.pods {
 		if _, ok := s.staged[uid]; !ok && !names[p.Namespace+"/"+p.Name] {
-			dropped[p.Namespace+"/"+p.Name] = true
+			dropped[uid] = p
 			droppedUIDs[uid] = true
 		}
 	}
@@ -218,13 +219,58 @@ func (s *selection) replace(ctx context.Context, cfg informer.Config, cur runnin
 	if s.forget != nil && len(droppedUIDs) > 0 {
 		s.forget(droppedUIDs)
 	}
-	if len(dropped) > 0 {
-		if err := s.release(ctx, func(ns, pod string) bool { return dropped[ns+"/"+pod] }); err != nil && ctx.Err() == nil {
+	// A pod may also be missing from the new view because it was deleted before the new
+	// informers listed, while the old ones had not passed its deletion on (they are
+	// stopped now, and it is lost with them). Taken for one that left the selection, it
+	// would end with no deletion marker; so the API server is asked which still exist.
+	left := map[string]bool{}
+	for uid, p := range s.deletedOf(ctx, dropped) {
+		s.mu.Lock()
+		p.Deleted = true
+		s.next.OnPod(p)
+		s.mu.Unlock()
+		delete(dropped, uid)
+	}
+	for _, p := range dropped {
+		left[p.Namespace+"/"+p.Name] = true
+	}
+	if len(left) > 0 {
+		if err := s.release(ctx, func(ns, pod string) bool { return left[ns+"/"+pod] }); err != nil && ctx.Err() == nil {
 			s.logger.Error("stopping the streams of pods that left the selection", "err", err)
 		}
 	}
-	s.logger.Info("pod selection changed", "pods", staged, "left", len(dropped))
+	s.logger.Info("pod selection changed", "pods", staged, "left", len(left), "deleted", len(droppedUIDs)-len(left))
 	return next, nil
+}
+
+// deletedOf returns the pods of dropped that the API server no longer has (no pod of that
+// UID in its namespace), listing each namespace once. A namespace that cannot be listed
+// (its permission removed with it from the selection, say) counts its pods as present:
+// they are released as pods that left the selection, the behaviour before this check.
+func (s *selection) deletedOf(ctx context.Context, dropped map[types.UID]informer.Pod) map[types.UID]informer.Pod {
+	byNS := map[string][]types.UID{}
+	for uid, p := range dropped {
+		byNS[p.Namespace] = append(byNS[p.Namespace], uid)
+	}
+	gone := map[types.UID]informer.Pod{}
+	for ns, uids := range byNS {
+		list, err := s.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			s.logger.Warn("cannot tell whether the pods that left the selection still exist; taking them as present",
+				"namespace", ns, "err", err)
+			continue
+		}
+		exists := map[types.UID]bool{}
+		for i := range list.Items {
+			exists[list.Items[i].UID] = true
+		}
+		for _, uid := range uids {
+			if !exists[uid] {
+				gone[uid] = dropped[uid]
+			}
+		}
+	}
+	return gone
 }
 
 // waitSynced waits for the first list of d's informers, at most selectionSyncTimeout;

@@ -103,3 +103,46 @@ func TestSelectionChange(t *testing.T) {
 		t.Fatalf("after removing a: released %q, deleted %q; want a/p1 released, nothing deleted", rec.released, rec.deleted)
 	}
 }
+
+// TestSelectionChangeDeletedMeanwhile: a pod the old informers passed on, deleted before
+// the new ones listed and its deletion not yet passed on when they switch, is passed on
+// as deleted (its files get the deletion's handling), not released as a pod that left the
+// selection; a pod of a namespace taken out of the selection that still exists is
+// released.
+func TestSelectionChangeDeletedMeanwhile(t *testing.T) {
+	client := fake.NewClientset(testPod("a", "p1"), testPod("b", "p2"))
+	rec := &selRecorder{seen: map[string]int{}}
+	sel, err := newSelection(client, informer.Config{Namespaces: []string{"a", "b"}}, rec, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel.release = rec.release
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- sel.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !sel.Synced() {
+		if time.Now().After(deadline) {
+			t.Fatal("not synced")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The old informers passed a/ghost on; the API server no longer has it, and its
+	// deletion has not come through them.
+	sel.onPod(0, informer.Pod{Namespace: "a", Name: "ghost", UID: "uid-ghost", Node: "n1"})
+
+	if err := sel.apply(ctx, informer.Config{Namespaces: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if !slices.Equal(rec.deleted, []string{"a/ghost"}) || !slices.Equal(rec.released, []string{"b/p2"}) {
+		t.Fatalf("deleted %q, released %q; want a/ghost deleted, b/p2 released", rec.deleted, rec.released)
+	}
+}
