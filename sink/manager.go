@@ -407,10 +407,12 @@ func (m *Manager) recoverContainer(p paths) (recovered, error) {
 func (m *Manager) enterDir(p paths) (known, none bool, err error) {
 	m.mu.Lock()
 	st, known := m.dirs[p.dir]
-	if known && st.created && !slices.Contains(st.opened, p.name) {
+	if known && !slices.Contains(st.opened, p.name) {
+		// Recorded whether the directory counts as created here or not: a makeDir
+		// racing with this one may yet find that it created it (see makeDir).
 		st.opened = append(st.opened, p.name)
 		m.dirs[p.dir] = st
-		none = true
+		none = st.created
 	}
 	m.mu.Unlock()
 	if known {
@@ -430,24 +432,23 @@ func (m *Manager) makeDir(dir, container string) (none bool, err error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, known := m.dirs[dir]
-	if !known {
-		// Replicas sharing the directory (Shards) take no lock, and hand pods over with
-		// their Leases: another may have written any container's files here since.
-		st.created = created && m.cfg.Shards == 0
+	st := m.dirs[dir]
+	// The directory counts as created here if this call created it — also when another
+	// container's Open of the same pod, racing with this one, found it made (by this
+	// call) and recorded it first: it did not exist before this mkdir, so every container
+	// with files in it was opened since, and each is in opened (enterDir and makeDir
+	// record every one, created or not). Replicas sharing the directory (Shards) take no
+	// lock, and hand pods over with their Leases: another may have written any
+	// container's files here, so none counts as created.
+	if created && m.cfg.Shards == 0 {
+		st.created = true
 	}
-	// Known already: another container's Open came first, and it decides whether the
-	// directory counts as created here.
-	if !st.created {
-		m.dirs[dir] = st
-		return false, nil
-	}
-	none = created && !slices.Contains(st.opened, container)
-	if !slices.Contains(st.opened, container) {
+	first := !slices.Contains(st.opened, container)
+	if first {
 		st.opened = append(st.opened, container)
 	}
 	m.dirs[dir] = st
-	return none, nil
+	return st.created && created && first, nil
 }
 
 // dirState is what the Manager knows of a pod directory that exists.
