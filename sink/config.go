@@ -109,6 +109,14 @@ type Config struct {
 	// closes the file descriptor; the next write reopens it. A quiet container then holds
 	// no descriptor, however long its stream stays open.
 	IdleClose time.Duration
+	// MaxOpenFiles bounds the log files held open at once. When the open ones near it,
+	// Manager.Run closes the least recently written ones before IdleClose (their next
+	// write reopens them), so that a process with more active containers than
+	// descriptors goes on collecting rather than failing every open with EMFILE. 0 means
+	// three quarters of the process's descriptor limit (RLIMIT_NOFILE, which the Go
+	// runtime raises to its hard limit at start), leaving the rest for connections and
+	// short-lived opens; negative, no bound.
+	MaxOpenFiles int
 	// SweepInterval is how often Manager.Run measures the output directory and enforces
 	// MaxTotalSizeMB, MaxTotalAgeDays and RetainDeleted, and the per-container retention
 	// (MaxBackups, MaxAgeDays, Compress) of containers that have no open File.
@@ -221,6 +229,9 @@ func (cfg Config) complete() (settings, error) {
 	}
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.MaxOpenFiles == 0 {
+		cfg.MaxOpenFiles = defaultMaxOpenFiles()
 	}
 	if cfg.RetainDeleted == 0 {
 		cfg.RetainDeleted = DefaultRetainDeleted

@@ -1,8 +1,12 @@
 package sink
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"syscall"
 	"time"
 )
 
@@ -14,9 +18,14 @@ type loggerOutput struct{ f *File }
 // Write writes p through the Logger, opening the file first if it is closed.
 func (o loggerOutput) Write(p []byte) (int, error) {
 	if err := o.f.openLogger(true); err != nil {
+		o.f.m.noteOpenError(err)
 		return 0, err
 	}
-	return o.f.lg.Write(p)
+	n, err := o.f.lg.Write(p)
+	if err != nil {
+		o.f.m.noteOpenError(err)
+	}
+	return n, err
 }
 
 // Rotate moves the current file aside and starts a new one.
@@ -161,5 +170,74 @@ func (m *Manager) closeIdle(now time.Time) {
 		if f.closeIfIdle(cutoff) {
 			m.met.idleCloses.Inc()
 		}
+	}
+}
+
+// highWater is the count of open files at which Run starts closing the least recently
+// written ones, and lowWater the count it closes them down to: a tenth of the bound
+// apart, so that it closes files in batches rather than one per open.
+func highWater(max int) int64 { return int64(max) - int64(max)/20 }
+func lowWater(max int) int64  { return int64(max) - int64(max)/20 - int64(max)/10 }
+
+// signalCrowded asks Run to close the least recently written files (closeOldest).
+func (m *Manager) signalCrowded() {
+	select {
+	case m.crowded <- struct{}{}:
+	default:
+	}
+}
+
+// noteOpenError signals Run when a write failed because the process is out of file
+// descriptors (the bound was set above what connections leave free): the next try of
+// the write, after the collector's pause, then finds descriptors closed for it.
+func (m *Manager) noteOpenError(err error) {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		m.signalCrowded()
+	}
+}
+
+// closeOldest closes the files of the least recently written Files until no more than
+// lowWater(MaxOpenFiles) are open (or, after a failed open, a tenth of those open),
+// each as an idle close does: the next write reopens it. A File written since it was
+// picked keeps its file.
+func (m *Manager) closeOldest() {
+	type cand struct {
+		f    *File
+		last int64
+	}
+	m.mu.Lock()
+	var open []cand
+	for _, f := range m.open {
+		if f == nil {
+			continue
+		}
+		if last := f.lastOut.Load(); last != 0 {
+			open = append(open, cand{f, last})
+		}
+	}
+	m.mu.Unlock()
+	target := int64(len(open)) - int64(len(open))/10
+	if max := m.cfg.MaxOpenFiles; max > 0 {
+		target = min(target, lowWater(max))
+	}
+	excess := int(m.openFiles.Load() - target)
+	if excess <= 0 {
+		return
+	}
+	slices.SortFunc(open, func(a, b cand) int { return cmp.Compare(a.last, b.last) })
+	closed := 0
+	for _, c := range open {
+		if closed >= excess {
+			break
+		}
+		if c.f.closeIfIdle(c.last) {
+			closed++
+			m.met.limitCloses.Inc()
+		}
+	}
+	if closed > 0 && !m.crowdWarned {
+		m.crowdWarned = true
+		m.log.Warn("more log files are written than kubelogd may hold open; the least recently written are closed and reopened by their next line",
+			"maxOpenFiles", m.cfg.MaxOpenFiles, "closed", closed)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,6 +119,84 @@ func TestIdleCloseReleasesFDs(t *testing.T) {
 	if m.loggers > n {
 		t.Errorf("%d Loggers created for at most %d files open at once", m.loggers, n)
 	}
+}
+
+// TestOpenFilesBounded: with more containers writing than MaxOpenFiles, the files open
+// stay within the bound — the least recently written are closed, in batches, before
+// IdleClose — and every line is written once across the closes and reopens. A failed
+// open (EMFILE) closes a tenth of the files open even without a bound.
+func TestOpenFilesBounded(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	const bound, n = 20, 60
+	m := newTestManager(t, Config{Dir: dir, Format: FormatRaw, Now: clock.Now, MaxOpenFiles: bound})
+	sent := map[Key][]string{}
+	var files []*File
+	write := func(f *File) {
+		t.Helper()
+		line := fmt.Sprintf("%s %03d", f.key.Pod, len(sent[f.key]))
+		if err := f.Write(Record{Line: []byte(line)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		sent[f.key] = append(sent[f.key], line)
+		clock.Advance(time.Second)
+		select { // what Run does when signalled
+		case <-m.crowded:
+			m.closeOldest()
+		default:
+		}
+		if open := m.openFiles.Load(); open > highWater(bound) {
+			t.Fatalf("%d files open, over the high-water mark %d of the bound %d", open, highWater(bound), bound)
+		}
+	}
+	for i := range n {
+		f := mustOpen(t, m, Key{Namespace: "ns", Pod: fmt.Sprintf("busy-%02d", i), Container: "c"})
+		files = append(files, f)
+		write(f)
+	}
+	for range 3 {
+		for _, f := range slices.Backward(files) {
+			write(f)
+		}
+	}
+	closes := testutil.ToFloat64(m.met.limitCloses)
+	if closes == 0 {
+		t.Fatal("no file closed for the bound: the test does not reach it")
+	}
+	if idle := testutil.ToFloat64(m.met.idleCloses); idle != 0 {
+		t.Errorf("kubelogd_idle_closes_total = %v; nothing was idle for IdleClose", idle)
+	}
+	// The file written last is open; the oldest write's was closed.
+	if files[0].lg == nil || files[n-1].lg != nil {
+		t.Errorf("files[0] (written last) open %v, files[%d] (written least recently) open %v; want the least recently written closed",
+			files[0].lg != nil, n-1, files[n-1].lg != nil)
+	}
+
+	m.noteOpenError(&os.PathError{Op: "open", Path: "x", Err: syscall.EMFILE})
+	m.cfg.MaxOpenFiles = -1
+	before := m.openFiles.Load()
+	select {
+	case <-m.crowded:
+		m.closeOldest()
+	default:
+		t.Fatal("EMFILE did not ask Run to close files")
+	}
+	if after := m.openFiles.Load(); after != before-before/10 {
+		t.Errorf("after EMFILE: %d files open, was %d; want a tenth closed", after, before)
+	}
+
+	for _, f := range files {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := allLines(t, dir, f.key); !slices.Equal(got, sent[f.key]) {
+			t.Fatalf("%s holds %q, want %q", f.key, got, sent[f.key])
+		}
+	}
+	t.Logf("%v files closed for the bound over %d writes to %d files", closes, 4*n, n)
 }
 
 // TestIdleCloseRacesWriter closes the File's descriptor as often as it can while its

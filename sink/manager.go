@@ -45,6 +45,12 @@ type Manager struct {
 	// open at once (idle ones are closed) instead of the number of containers ever seen.
 	pool    []*lumberjack.Logger
 	loggers int // Loggers ever created, each with its goroutine
+	// openFiles counts the Loggers Files hold (log files open); crowded is signalled when
+	// it nears MaxOpenFiles, for Run to close the least recently written (see closeOldest).
+	openFiles atomic.Int64
+	crowded   chan struct{}
+	// crowdWarned is set once closeOldest has logged (Run's goroutine only).
+	crowdWarned bool
 	// open has one entry per container with a File: two would interleave in one file.
 	// The value is nil while Open is still recovering the container's files.
 	open map[Key]*File
@@ -106,6 +112,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		open: make(map[Key]*File),
 		busy: make(map[string]int),
 		dirs: make(map[string]dirState),
+
+		crowded: make(chan struct{}, 1),
 	}
 	m.wake = sync.NewCond(&m.mu)
 	m.live.Store(&m.cfg)
@@ -514,6 +522,9 @@ func (m *Manager) forgetDirs(dir string) {
 // anything else, which makes the reuse race-free.
 func (m *Manager) acquireLogger() *lumberjack.Logger {
 	m.met.filesOpen.Inc()
+	if n := m.openFiles.Add(1); m.cfg.MaxOpenFiles > 0 && n >= highWater(m.cfg.MaxOpenFiles) {
+		m.signalCrowded()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if n := len(m.pool); n > 0 {
@@ -529,6 +540,7 @@ func (m *Manager) acquireLogger() *lumberjack.Logger {
 // putLogger takes back a closed Logger.
 func (m *Manager) putLogger(lg *lumberjack.Logger) {
 	m.met.filesOpen.Dec()
+	m.openFiles.Add(-1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pool = append(m.pool, lg)

@@ -35,6 +35,7 @@ type metrics struct {
 	deleted      *prometheus.CounterVec
 	filesOpen    prometheus.Gauge
 	idleCloses   prometheus.Counter
+	limitCloses  prometheus.Counter
 	compressions prometheus.Counter
 }
 
@@ -64,6 +65,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		idleCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubelogd_idle_closes_total", Help: "Log files closed after being idle, to be reopened by their next line.",
 		}),
+		limitCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubelogd_fd_limit_closes_total", Help: "Log files closed before --idle-close because the files open neared kubelogd's file descriptor limit, to be reopened by their next line.",
+		}),
 		compressions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubelogd_compressions_total", Help: "Rotated log files compressed.",
 		}),
@@ -77,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.rotations, m.writeErrors, m.linesSplit, m.outputBytes, m.deleted, m.filesOpen, m.idleCloses, m.compressions}
+	cs := []prometheus.Collector{m.rotations, m.writeErrors, m.linesSplit, m.outputBytes, m.deleted, m.filesOpen, m.idleCloses, m.limitCloses, m.compressions}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

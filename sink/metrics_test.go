@@ -18,7 +18,7 @@ import (
 var sinkMetrics = []string{
 	"kubelogd_rotations_total", "kubelogd_write_errors_total", "kubelogd_lines_split_total",
 	"kubelogd_output_bytes", "kubelogd_backups_deleted_total", "kubelogd_files_open",
-	"kubelogd_idle_closes_total", "kubelogd_compressions_total",
+	"kubelogd_idle_closes_total", "kubelogd_fd_limit_closes_total", "kubelogd_compressions_total",
 }
 
 func TestMetricsLint(t *testing.T) {
@@ -120,6 +120,9 @@ kubelogd_backups_deleted_total{reason="retain_deleted"} 2
 # HELP kubelogd_compressions_total Rotated log files compressed.
 # TYPE kubelogd_compressions_total counter
 kubelogd_compressions_total %d
+# HELP kubelogd_fd_limit_closes_total Log files closed before --idle-close because the files open neared kubelogd's file descriptor limit, to be reopened by their next line.
+# TYPE kubelogd_fd_limit_closes_total counter
+kubelogd_fd_limit_closes_total 0
 # HELP kubelogd_files_open Log files held open, one file descriptor each; files closed while idle are not counted.
 # TYPE kubelogd_files_open gauge
 kubelogd_files_open 0

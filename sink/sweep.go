@@ -27,7 +27,8 @@ const startupGrace = 10 * time.Minute
 // before calling Close.
 //
 // Every min(IdleClose, SweepInterval) it closes the file descriptors of Files that have
-// not written for IdleClose. At its start and then every SweepInterval it walks the
+// not written for IdleClose, and when the files open near MaxOpenFiles, the least
+// recently written ones. At its start and then every SweepInterval it walks the
 // output directory: it removes the pod directories of deleted pods (RetainDeleted),
 // applies MaxBackups, MaxAgeDays and Compress to containers without an open File (whose
 // retention otherwise never runs again), removes temporary files a crash left, deletes
@@ -62,6 +63,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-idle.C:
 			m.closeIdle(m.cfg.Now())
+		case <-m.crowded:
+			m.closeOldest()
 		case <-sweep.C:
 			m.sweep(ctx)
 		}
