@@ -103,6 +103,8 @@ type scaleResult struct {
 	EmitBehindMs        float64 `json:"emit_behind_ms"`
 
 	SetupSeconds float64 `json:"setup_seconds"` // creating the pods
+	// Reached is the last step the run completed: coverage, logging, quiescence or check.
+	Reached string `json:"reached"`
 	// Coverage: kubelogd's exec → every container's initial lines readable; Covered
 	// containers had them when the wait ended.
 	CoverageSeconds    float64 `json:"coverage_seconds"`
@@ -124,6 +126,7 @@ type scaleResult struct {
 	MaxFollowsTotal   int     `json:"max_follows_total"`
 	MaxStreamsActive  float64 `json:"max_kubelogd_streams_active"`
 	Samples           int     `json:"samples"`
+	ScrapeFailures    int     `json:"samples_without_metrics"` // kubelogd's /metrics did not answer
 	// Targets are kubelogd_targets by state at the end of the logging.
 	Targets map[string]float64 `json:"kubelogd_targets"`
 
@@ -199,6 +202,9 @@ func runScale(ctx context.Context, cfg *config) (*scaleResult, error) {
 	if !cfg.keep {
 		defer os.RemoveAll(dir)
 	}
+	if lim := procFDLimit(os.Getpid()); lim > 0 && lim < sc.containers+512 {
+		cfg.progress("scale: WARNING: kubelogd inherits a limit of %d descriptors and keeps a file open per container that wrote in the last --idle-close (5m): expect \"too many open files\"", lim)
+	}
 	files := newFileScanner(dir, nsScale, split, sc.perPod)
 	d, err := startKubelogd(cfg, "scale", e.c.Kubeconfig, dir)
 	if err != nil {
@@ -206,31 +212,49 @@ func runScale(ctx context.Context, cfg *config) (*scaleResult, error) {
 	}
 	defer d.stop()
 	smp := startScaleSampler(ctx, cfg, e, d)
-	defer smp.stop()
+	err = res.run(ctx, cfg, e, d, files, pods, dir)
+	smp.stop()
+	// What the run got to is reported even when it failed or was interrupted: the
+	// streams above all.
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	res.gather(gctx, e, d, smp)
+	cancel()
+	return res, err
+}
 
+// run is the scenario from kubelogd's start: coverage, logging, quiescence and the check.
+// It goes on after a coverage or quiescence that timed out, to report the rest, and
+// stops when kubelogd exits or ctx ends.
+func (res *scaleResult) run(ctx context.Context, cfg *config, e *env, d *kubelogdProc, files *fileScanner, pods []int, dir string) error {
+	sc := cfg.scale
 	var errs []error
+	fatal := func(err error) error {
+		return errors.Join(append(errs, err)...)
+	}
 	coverTimeout := max(5*time.Minute, time.Duration(sc.containers)*20*time.Millisecond)
-	err = files.wait(ctx, d.alive, func(int) int { return scaleInitLines }, true, coverTimeout, 500*time.Millisecond)
-	if err != nil && d.alive() != nil || ctx.Err() != nil {
-		return res, err
+	err := files.wait(ctx, d.alive, func(int) int { return scaleInitLines }, true, coverTimeout, 500*time.Millisecond)
+	covered := files.coveredTimes(d.Start)
+	res.Reached, res.Covered = "coverage", len(covered)
+	res.CoverageSeconds, res.CoverageP50Seconds = percentile(covered, 100), percentile(covered, 50)
+	res.ScanSeconds = files.longest.Seconds()
+	res.RSSCovered, _ = d.rss()
+	if err != nil && (d.alive() != nil || ctx.Err() != nil) {
+		return fatal(err)
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("coverage: %w", err))
 	}
-	covered := files.coveredTimes(d.Start)
-	res.Covered = len(covered)
-	res.CoverageSeconds, res.CoverageP50Seconds = percentile(covered, 100), percentile(covered, 50)
-	res.RSSCovered, _ = d.rss()
 	cfg.progress("scale: %s of %s containers covered %.2fs after kubelogd's start (p50 %.2fs); RSS %.0f MiB",
 		commas(res.Covered), commas(sc.containers), res.CoverageSeconds, res.CoverageP50Seconds, float64(res.RSSCovered)/(1<<20))
 
 	if err := res.logging(ctx, cfg, e, d, pods); err != nil {
-		return res, err
+		return fatal(err)
 	}
+	res.Reached = "logging"
 	logEnd := time.Now()
 	resps, _, err := e.each(ctx, hostReq{Op: "scale-counts", NS: nsScale, Scale: &scaleReq{PerPod: sc.perPod}}, pods)
 	if err != nil {
-		return res, err
+		return fatal(err)
 	}
 	var want []int
 	for _, r := range resps {
@@ -238,30 +262,34 @@ func runScale(ctx context.Context, cfg *config) (*scaleResult, error) {
 	}
 	quietTimeout := max(5*time.Minute, time.Duration(sc.containers)*30*time.Millisecond)
 	err = files.wait(ctx, d.alive, func(i int) int { return want[i] }, false, quietTimeout, scaleSampleEvery)
-	if err != nil && d.alive() != nil || ctx.Err() != nil {
-		return res, err
-	}
-	res.Quiet = err == nil
+	res.Reached, res.Quiet = "quiescence", err == nil
 	res.QuiescenceSeconds = time.Since(logEnd).Seconds()
+	res.ScanSeconds = files.longest.Seconds()
+	if err != nil && (d.alive() != nil || ctx.Err() != nil) {
+		return fatal(err)
+	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("quiescence: %w", err))
 	} else {
 		cfg.progress("scale: every line readable %.1fs after the emitters stopped", res.QuiescenceSeconds)
 	}
-	res.ScanSeconds = files.longest.Seconds()
-	smp.stop()
-	if err := res.finish(ctx, e, d, smp, pods, dir); err != nil {
-		return res, err
+
+	resps, _, err = e.each(ctx, hostReq{Op: "scale-check", NS: nsScale, Scale: &scaleReq{PerPod: sc.perPod, Dir: dir}}, pods)
+	if err != nil {
+		return fatal(err)
 	}
-	cfg.progress("scale: %s of %s files exact (%s lines checked), %d markers; RSS max %.0f MiB = %.1f KiB/container",
-		commas(res.Check.Exact), commas(res.Check.Containers), commas(res.Check.Lines), res.Check.Markers,
-		float64(res.RSSMax)/(1<<20), res.RSSKiBPerContainer)
+	for _, r := range resps {
+		res.Check.add(*r.Scale.Check)
+	}
+	res.Reached = "check"
+	cfg.progress("scale: %s of %s files exact (%s lines checked), %d markers",
+		commas(res.Check.Exact), commas(res.Check.Containers), commas(res.Check.Lines), res.Check.Markers)
 	if res.Check.Exact < sc.containers {
 		errs = append(errs, fmt.Errorf("%d of %d files not exact: %d lost, %d duplicated, %d reordered, %d unexpected lines, %d markers, %d files unreadable; the first:\n%s",
 			sc.containers-res.Check.Exact, sc.containers, res.Check.Lost, res.Check.Duplicated, res.Check.Reordered,
 			res.Check.Unexpected, res.Check.Markers, res.Check.Unreadable, strings.Join(res.Check.Failures, "\n")))
 	}
-	return res, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // logging runs the emitters for the duration and measures polls, streams and CPU meanwhile.
@@ -271,10 +299,8 @@ func (res *scaleResult) logging(ctx context.Context, cfg *config, e *env, d *kub
 	busy := rng.Perm(sc.containers)[:int(float64(sc.containers)*scaleBusyShare)]
 	slices.Sort(busy)
 	res.Busy = len(busy)
-	m0, err := scrapeSeries(ctx, d)
-	if err != nil {
-		return err
-	}
+	// A scrape that fails (kubelogd out of descriptors, say) leaves its figures at 0.
+	m0, _ := scrapeSeries(ctx, d)
 	cpu0, _ := d.cpu()
 	busy0, total0 := machineCPU()
 	cfg.progress("scale: logging for %s, seed %d: a line every %.0fs on average, %d busy containers at %.0f lines/s",
@@ -288,10 +314,7 @@ func (res *scaleResult) logging(ctx context.Context, cfg *config, e *env, d *kub
 	}
 	to := time.Now()
 	elapsed := to.Sub(from).Seconds()
-	m1, err := scrapeSeries(ctx, d)
-	if err != nil {
-		return err
-	}
+	m1, _ := scrapeSeries(ctx, d)
 	if cpu1, err := d.cpu(); err == nil {
 		res.KubelogdCores = (cpu1 - cpu0).Seconds() / elapsed
 	}
@@ -335,33 +358,26 @@ func (res *scaleResult) logging(ctx context.Context, cfg *config, e *env, d *kub
 	return nil
 }
 
-// finish checks every file and gathers the figures of the whole run.
-func (res *scaleResult) finish(ctx context.Context, e *env, d *kubelogdProc, smp *scaleSampler, pods []int, dir string) error {
-	resps, _, err := e.each(ctx, hostReq{Op: "scale-check", NS: nsScale, Scale: &scaleReq{PerPod: res.PerPod, Dir: dir}}, pods)
-	if err != nil {
-		return err
-	}
-	for _, r := range resps {
-		res.Check.add(*r.Scale.Check)
-	}
-	resps, _, err = e.each(ctx, hostReq{Op: "scale-streams", Scale: &scaleReq{PerPod: res.PerPod}}, nil)
-	if err != nil {
-		return err
-	}
-	for h, r := range resps {
-		if r.Scale.MaxFollows > res.MaxFollowsPerNode || res.MaxFollowsNode == "" {
-			res.MaxFollowsPerNode, res.MaxFollowsNode = r.Scale.MaxFollows, e.hosts[h].node
+// gather collects the figures of the whole run, as far as they can be had: the most
+// follow streams on each kubelet, kubelogd's last metrics and memory, and the samples.
+func (res *scaleResult) gather(ctx context.Context, e *env, d *kubelogdProc, smp *scaleSampler) {
+	if resps, _, err := e.each(ctx, hostReq{Op: "scale-streams", Scale: &scaleReq{PerPod: res.PerPod}}, nil); err == nil {
+		for h, r := range resps {
+			if r.Scale.MaxFollows > res.MaxFollowsPerNode || res.MaxFollowsNode == "" {
+				res.MaxFollowsPerNode, res.MaxFollowsNode = r.Scale.MaxFollows, e.hosts[h].node
+			}
 		}
 	}
-	m, err := scrapeSeries(ctx, d)
-	if err != nil {
-		return err
+	if m, err := scrapeSeries(ctx, d); err == nil {
+		res.GapsTotal, res.LinesWritten = family(m, "kubelogd_gaps_total"), family(m, "kubelogd_lines_written_total")
 	}
-	res.GapsTotal, res.LinesWritten = family(m, "kubelogd_gaps_total"), family(m, "kubelogd_lines_written_total")
 	res.FDLimit = procFDLimit(d.pid)
 	res.RSSEnd, _ = d.rss()
 	for _, s := range smp.all() {
 		res.Samples++
+		if s.scrapeFailed {
+			res.ScrapeFailures++
+		}
 		res.MaxFollowsTotal = max(res.MaxFollowsTotal, s.follows)
 		res.MaxStreamsActive = max(res.MaxStreamsActive, s.active)
 		res.RSSMax = max(res.RSSMax, s.rss)
@@ -371,59 +387,94 @@ func (res *scaleResult) finish(ctx context.Context, e *env, d *kubelogdProc, smp
 		res.HostsRSSMax = max(res.HostsRSSMax, s.hostsRSS)
 	}
 	res.RSSKiBPerContainer = float64(res.RSSMax) / 1024 / float64(res.Containers)
-	return nil
 }
 
-// targets adds the scenario's targets; add is report.finish's.
+// targets adds the scenario's targets; add is report.finish's. A target is only added
+// once its figure was measured; exactness, unchecked, is missed.
 func (res *scaleResult) targets(add func(name string, value, goal float64, unit string, lowerIsBetter bool, detail string) *target) {
 	n := float64(res.Containers)
+	if res.Reached == "" {
+		return
+	}
 	add(scaleTargetCovered, float64(res.Covered), n, "containers", false,
 		fmt.Sprintf("all %s; the last %.2f s after kubelogd's exec", commas(res.Containers), res.CoverageSeconds))
-	add(scaleTargetExact, float64(res.Check.Exact), n, "containers", false,
-		fmt.Sprintf("all %s; %s lines checked, %d lost, %d duplicated, %d reordered, %d unexpected, %d markers", commas(res.Containers),
-			commas(res.Check.Lines), res.Check.Lost, res.Check.Duplicated, res.Check.Reordered, res.Check.Unexpected, res.Check.Markers))
-	add(scaleTargetNode, float64(res.MaxFollowsPerNode), scaleBudgetPerNode, "streams", true,
-		fmt.Sprintf("--max-streams-per-node %d (default), on %s", scaleBudgetPerNode, res.MaxFollowsNode))
-	add(scaleTargetTotal, float64(res.MaxFollowsTotal), float64(min(scaleBudgetTotal, res.Nodes*scaleBudgetPerNode)), "streams", true,
-		fmt.Sprintf("--max-streams %d (default) or %d nodes × %d, whichever is less", scaleBudgetTotal, res.Nodes, scaleBudgetPerNode))
+	detail := fmt.Sprintf("all %s; %s lines checked, %d lost, %d duplicated, %d reordered, %d unexpected, %d markers", commas(res.Containers),
+		commas(res.Check.Lines), res.Check.Lost, res.Check.Duplicated, res.Check.Reordered, res.Check.Unexpected, res.Check.Markers)
+	if res.Reached != "check" {
+		detail = fmt.Sprintf("not checked: the run ended after its %s", res.Reached)
+	}
+	add(scaleTargetExact, float64(res.Check.Exact), n, "containers", false, detail)
+	if res.MaxFollowsNode != "" {
+		add(scaleTargetNode, float64(res.MaxFollowsPerNode), scaleBudgetPerNode, "streams", true,
+			fmt.Sprintf("--max-streams-per-node %d (default), on %s", scaleBudgetPerNode, res.MaxFollowsNode))
+	}
+	if res.Samples > 0 {
+		add(scaleTargetTotal, float64(res.MaxFollowsTotal), float64(min(scaleBudgetTotal, res.Nodes*scaleBudgetPerNode)), "streams", true,
+			fmt.Sprintf("--max-streams %d (default) or %d nodes × %d, whichever is less", scaleBudgetTotal, res.Nodes, scaleBudgetPerNode))
+	}
 }
 
-// rows adds the scenario's rows to the report's table; goal appends a target's verdict.
+// rows adds the scenario's rows to the report's table, those of the steps the run
+// completed; goal appends a target's verdict.
 func (res *scaleResult) rows(t *table, goal func(name, text string) string) {
 	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+	step := slices.Index([]string{"coverage", "logging", "quiescence", "check"}, res.Reached)
 	t.row(fmt.Sprintf("7 scale: %s containers (%s pods × %d) on %d fake kubelets, one kubelogd with its defaults (--max-streams-per-node %d --max-streams %d, --poll-qps %d, --poll-max-interval %s)",
 		commas(res.Containers), commas(res.Pods), res.PerPod, res.Nodes, scaleBudgetPerNode, scaleBudgetTotal, scalePollQPS, scalePollMax))
 	t.row("", "pods created before kubelogd's start", fmt.Sprintf("%.1f s; %d lines × %d B each container", res.SetupSeconds, res.InitLines, scaleLineSize), "")
+	if step < 0 {
+		t.row("", "the run ended before coverage", "", "")
+		return
+	}
 	t.row("", "coverage: exec → every container's lines readable", fmt.Sprintf("%.2f s (p50 %.2f s); %s of %s covered; files scanned in ≤ %.2f s",
 		res.CoverageSeconds, res.CoverageP50Seconds, commas(res.Covered), commas(res.Containers), res.ScanSeconds), goal(scaleTargetCovered, "all"))
-	t.row("", fmt.Sprintf("logging %.0f s, seed %d", res.DurationSeconds, res.Seed), fmt.Sprintf("a line every %.0f s on average (Poisson), %d busy containers at %.0f lines/s: %s lines; emitters at worst %.0f ms behind",
-		res.MeanIntervalSeconds, res.Busy, res.BusyLinesPerSecond, commas(res.Emitted), res.EmitBehindMs), "")
-	q := fmt.Sprintf("%.1f s", res.QuiescenceSeconds)
-	if !res.Quiet {
-		q = fmt.Sprintf("not reached in %.0f s", res.QuiescenceSeconds)
+	if step >= 1 {
+		t.row("", fmt.Sprintf("logging %.0f s, seed %d", res.DurationSeconds, res.Seed), fmt.Sprintf("a line every %.0f s on average (Poisson), %d busy containers at %.0f lines/s: %s lines; emitters at worst %.0f ms behind",
+			res.MeanIntervalSeconds, res.Busy, res.BusyLinesPerSecond, commas(res.Emitted), res.EmitBehindMs), "")
 	}
-	t.row("", "emitters stopped → every line readable", q, "")
-	t.row("", "every file against the kubelet's record (oracle)", fmt.Sprintf("%s of %s exact; %s lines checked: %d lost, %d duplicated, %d reordered, %d unexpected; %d markers (kubelogd_gaps_total %.0f)",
-		commas(res.Check.Exact), commas(res.Check.Containers), commas(res.Check.Lines), res.Check.Lost, res.Check.Duplicated,
-		res.Check.Reordered, res.Check.Unexpected, res.Check.Markers, res.GapsTotal), goal(scaleTargetExact, "all"))
-	t.row("", "follow streams on one node (the kubelet's count)", fmt.Sprintf("max %d (%s)", res.MaxFollowsPerNode, res.MaxFollowsNode),
-		goal(scaleTargetNode, fmt.Sprintf("≤ %d", scaleBudgetPerNode)))
-	t.row("", fmt.Sprintf("follow streams in all (%d samples, every %s)", res.Samples, scaleSampleEvery),
-		fmt.Sprintf("max %d; kubelogd_streams_active (polls in flight included) max %.0f", res.MaxFollowsTotal, res.MaxStreamsActive),
-		goal(scaleTargetTotal, fmt.Sprintf("≤ %d", min(scaleBudgetTotal, res.Nodes*scaleBudgetPerNode))))
-	var states []string
-	for _, s := range []string{"streaming", "polling", "waiting", "finished"} {
-		states = append(states, fmt.Sprintf("%s %.0f", s, res.Targets[s]))
+	if step >= 2 {
+		q := fmt.Sprintf("%.1f s", res.QuiescenceSeconds)
+		if !res.Quiet {
+			q = fmt.Sprintf("not reached in %.0f s", res.QuiescenceSeconds)
+		}
+		t.row("", "emitters stopped → every line readable", q, "")
 	}
-	t.row("", "kubelogd_targets at the end of the logging", strings.Join(states, ", "), "")
-	t.row("", "polls while logging", fmt.Sprintf("%.1f/s (kubelogd_polls_total), %.1f/s at the kubelets, %s follow requests; %.0f promotions, %.0f demotions",
-		res.PollsPerSecond, res.KubeletPollsPerSecond, commas(res.KubeletFollowRequests), res.Promotions, res.Demotions), "")
-	t.row("", "poll interval while logging", fmt.Sprintf("p50 %.1f s, p99 %.1f s, max %.1f s (%s intervals, kubelet request times); kubelogd_poll_interval_seconds p50 %.1f s, p99 %.1f s (within buckets)",
-		res.PollIntervalP50, res.PollIntervalP99, res.PollIntervalMax, commas(res.PollIntervals), res.HistP50, res.HistP99), "")
+	if step >= 3 {
+		t.row("", "every file against the kubelet's record (oracle)", fmt.Sprintf("%s of %s exact; %s lines checked: %d lost, %d duplicated, %d reordered, %d unexpected; %d markers (kubelogd_gaps_total %.0f)",
+			commas(res.Check.Exact), commas(res.Check.Containers), commas(res.Check.Lines), res.Check.Lost, res.Check.Duplicated,
+			res.Check.Reordered, res.Check.Unexpected, res.Check.Markers, res.GapsTotal), goal(scaleTargetExact, "all"))
+	} else {
+		t.row("", "every file against the kubelet's record (oracle)", "not checked", goal(scaleTargetExact, "all"))
+	}
+	if res.MaxFollowsNode != "" {
+		t.row("", "follow streams on one node (the kubelet's count)", fmt.Sprintf("max %d (%s)", res.MaxFollowsPerNode, res.MaxFollowsNode),
+			goal(scaleTargetNode, fmt.Sprintf("≤ %d", scaleBudgetPerNode)))
+	}
+	if res.Samples > 0 {
+		v := fmt.Sprintf("max %d; kubelogd_streams_active (polls in flight included) max %.0f", res.MaxFollowsTotal, res.MaxStreamsActive)
+		if res.ScrapeFailures > 0 {
+			v += fmt.Sprintf(" (/metrics did not answer %d of the samples)", res.ScrapeFailures)
+		}
+		t.row("", fmt.Sprintf("follow streams in all (%d samples, every %s)", res.Samples, scaleSampleEvery), v,
+			goal(scaleTargetTotal, fmt.Sprintf("≤ %d", min(scaleBudgetTotal, res.Nodes*scaleBudgetPerNode))))
+	}
+	if step >= 1 {
+		var states []string
+		for _, s := range []string{"streaming", "polling", "waiting", "finished"} {
+			states = append(states, fmt.Sprintf("%s %.0f", s, res.Targets[s]))
+		}
+		t.row("", "kubelogd_targets at the end of the logging", strings.Join(states, ", "), "")
+		t.row("", "polls while logging", fmt.Sprintf("%.1f/s (kubelogd_polls_total), %.1f/s at the kubelets, %s follow requests; %.0f promotions, %.0f demotions",
+			res.PollsPerSecond, res.KubeletPollsPerSecond, commas(res.KubeletFollowRequests), res.Promotions, res.Demotions), "")
+		t.row("", "poll interval while logging", fmt.Sprintf("p50 %.1f s, p99 %.1f s, max %.1f s (%s intervals, kubelet request times); kubelogd_poll_interval_seconds p50 %.1f s, p99 %.1f s (within buckets)",
+			res.PollIntervalP50, res.PollIntervalP99, res.PollIntervalMax, commas(res.PollIntervals), res.HistP50, res.HistP99), "")
+	}
 	t.row("", "kubelogd VmRSS", fmt.Sprintf("%s covered, %s max, %s at the end: %.1f KiB per container at the max; fds max %d (limit %d)",
 		mib(res.RSSCovered), mib(res.RSSMax), mib(res.RSSEnd), res.RSSKiBPerContainer, res.FDsMax, res.FDLimit), "")
 	t.row("", "the rest's VmRSS, max", fmt.Sprintf("kube-apiserver %s, etcd %s, the %d kubelet hosts %s", mib(res.APIServerRSSMax), mib(res.EtcdRSSMax), res.Nodes, mib(res.HostsRSSMax)), "")
-	t.row("", "CPU while logging", fmt.Sprintf("kubelogd %.2f cores; all CPUs %.0f%% busy (other users included)", res.KubelogdCores, 100*res.MachineBusy), "")
+	if step >= 1 {
+		t.row("", "CPU while logging", fmt.Sprintf("kubelogd %.2f cores; all CPUs %.0f%% busy (other users included)", res.KubelogdCores, 100*res.MachineBusy), "")
+	}
 }
 
 // procFDLimit is the soft RLIMIT_NOFILE of a process (0 if unknown).

@@ -186,6 +186,7 @@ type scaleSample struct {
 	active, polls                  float64
 	rss, apiRSS, etcdRSS, hostsRSS int64
 	fds                            int
+	scrapeFailed                   bool // active and polls are unknown
 }
 
 func startScaleSampler(ctx context.Context, cfg *config, e *env, d *kubelogdProc) *scaleSampler {
@@ -206,6 +207,8 @@ func startScaleSampler(ctx context.Context, cfg *config, e *env, d *kubelogdProc
 			}
 			if m, err := scrapeSeries(ctx, d); err == nil {
 				smp.active, smp.polls = family(m, "kubelogd_streams_active"), family(m, "kubelogd_polls_total")
+			} else {
+				smp.scrapeFailed = true
 			}
 			smp.rss, _ = d.rss()
 			smp.fds, _ = d.fds()
