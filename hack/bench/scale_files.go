@@ -198,6 +198,12 @@ func startScaleSampler(ctx context.Context, cfg *config, e *env, d *kubelogdProc
 		tick := time.NewTicker(scaleSampleEvery)
 		defer tick.Stop()
 		for n := 0; ; n++ {
+			// The first sample a period after kubelogd's exec, once it serves /metrics.
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 			smp := scaleSample{at: time.Now()}
 			resps, _, err := e.each(ctx, hostReq{Op: "scale-streams", Scale: &scaleReq{PerPod: 1}}, nil)
 			if err == nil {
@@ -227,11 +233,6 @@ func startScaleSampler(ctx context.Context, cfg *config, e *env, d *kubelogdProc
 			if n%15 == 14 { // every 30 s
 				cfg.progress("scale +%.0fs: %d follow streams at the kubelets, kubelogd_streams_active %.0f, polls %.0f; kubelogd RSS %.0f MiB, %d fds",
 					time.Since(d.Start).Seconds(), smp.follows, smp.active, smp.polls, float64(smp.rss)/(1<<20), smp.fds)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
 			}
 		}
 	}()
