@@ -50,6 +50,8 @@ type hostReq struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	// Workers is how many pods a create works on at once.
 	Workers int `json:"workers,omitempty"`
+	// Scale holds the parameters of the scale scenario's operations (scale_host.go).
+	Scale *scaleReq `json:"scale,omitempty"`
 }
 
 // hostResp answers the request with the same ID.
@@ -63,6 +65,8 @@ type hostResp struct {
 	Counts []int `json:"counts,omitempty"`
 	// Lag is how late an emit's lines were against their schedule, at most.
 	Lag time.Duration `json:"lag,omitempty"`
+	// Scale answers the scale scenario's operations.
+	Scale *scaleResp `json:"scale,omitempty"`
 }
 
 // runHost is the kubelet-host subcommand.
@@ -126,6 +130,9 @@ func (h *host) reply(r hostResp) {
 }
 
 func (h *host) handle(ctx context.Context, req hostReq) hostResp {
+	if resp, ok := h.scaleHandle(ctx, req); ok {
+		return resp
+	}
 	resp := hostResp{ID: req.ID}
 	var err error
 	switch req.Op {

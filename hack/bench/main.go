@@ -13,6 +13,9 @@
 //  5. the in-process line path (go test -bench in collector and sink);
 //  6. replicas (ha.go): the takeover of a SIGKILLed replica's shards, and coverage of the
 //     backlog of 3,000 pods by 3 replicas against 1 kubelogd.
+//  7. scale (scale.go, not run by default): 20,000 containers on one kubelogd, most of
+//     them polled beyond the follow budget: coverage, every line exact after minutes of
+//     random logging, the streams within the budget, polls, memory per container.
 //
 // Benchmarks are not pass/fail: figures are reported against their targets and the run
 // succeeds unless a scenario could not be measured. It is what `make bench` runs.
@@ -46,6 +49,7 @@ type config struct {
 	latencyContainers                      int
 	haPods, haTakeoverPods, haRounds       int
 	latencyDuration                        time.Duration
+	scale                                  scaleConfig
 	benchCount                             int
 	quiet, keep, trace                     bool
 }
@@ -90,7 +94,7 @@ func run() int {
 	flag.StringVar(&cfg.stern, "stern", "bin/stern", "stern binary, the peer of the single stream, coverage and memory (make bench builds it from hack/tools/stern); skipped if missing")
 	flag.StringVar(&cfg.repo, "repo", ".", "the kubelogd module, for go test -bench and the git commit")
 	flag.StringVar(&jsonOut, "json", "bin/bench.json", "where to write the results as JSON")
-	flag.StringVar(&scenarios, "scenarios", "single,coverage,latency,go,ha", "scenarios to run (coverage includes memory)")
+	flag.StringVar(&scenarios, "scenarios", "single,coverage,latency,go,ha", "scenarios to run (coverage includes memory; scale is not in the default: 10 to 15 minutes at its full size)")
 	flag.IntVar(&cfg.singleLines, "single-lines", 1_000_000, "lines of the single stream")
 	flag.IntVar(&cfg.singleRuns, "single-runs", 2, "rounds of the single stream scenario (best wall time of each reader is reported)")
 	flag.StringVar(&sizes, "coverage-pods", "1000,5000", "pod counts of the coverage and memory scenarios")
@@ -104,6 +108,7 @@ func run() int {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (kubelogd's output and logs) and print its path")
 	flag.BoolVar(&cfg.trace, "trace", false, "print kubelogd's stream and line counters every 250ms while waiting for coverage (they cost kubelogd a scrape each)")
 	flag.StringVar(&cfg.profileDir, "profile", "", "run kubelogd's code in-process with pprof and write CPU, heap and goroutine profiles here (the figures then are of that build)")
+	cfg.scale.flags(flag.CommandLine)
 	flag.Parse()
 
 	cfg.scenarios = map[string]bool{}
@@ -114,6 +119,10 @@ func run() int {
 	}
 	if cfg.haPods <= 0 || cfg.haTakeoverPods <= 0 || cfg.haRounds <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: --ha-pods, --ha-takeover-pods and --ha-rounds must be positive")
+		return 2
+	}
+	if err := cfg.scale.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
 	for _, s := range strings.Split(sizes, ",") {
@@ -229,6 +238,7 @@ func run() int {
 	})
 	step("latency", func() (err error) { rep.Latency, err = runLatency(ctx, &cfg); return })
 	step("ha", func() (err error) { rep.HA, err = runHA(ctx, &cfg); return })
+	step("scale", func() (err error) { rep.Scale, err = runScale(ctx, &cfg); return })
 	step("go", func() (err error) { rep.Go, err = runGoBench(ctx, &cfg); return })
 
 	rep.finish()

@@ -43,6 +43,7 @@ type report struct {
 	Latency  *latencyResult    `json:"latency,omitempty"`
 	Go       *goResult         `json:"go_bench,omitempty"`
 	HA       *haResult         `json:"ha,omitempty"`
+	Scale    *scaleResult      `json:"scale,omitempty"`
 
 	Targets []target `json:"targets"`
 	Errors  []string `json:"errors,omitempty"`
@@ -168,6 +169,9 @@ func (r *report) finish() {
 		tk := h.Takeover
 		add(haTakeoverTarget, tk.LinesP99, tk.LeaseDurationSeconds+5, "s", true,
 			fmt.Sprintf("%d shards of %d SIGKILLed replicas; Lease held by another replica p99 %.2fs", tk.Samples, tk.Rounds, tk.LeaseP99))
+	}
+	if s := r.Scale; s != nil {
+		s.targets(add)
 	}
 	if g := r.Go; g != nil {
 		ts, js := g.find("collector", "BenchmarkReadLoop/timestamped"), g.find("collector", "BenchmarkReadLoop/json")
@@ -393,6 +397,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if h := r.HA; h != nil {
 		h.rows(t, goal)
+	}
+	if s := r.Scale; s != nil {
+		s.rows(t, goal)
 	}
 	if g := r.Go; g != nil {
 		t.row("5 in-process line path (go test -bench, median of runs): ns/line, allocs/line")

@@ -266,6 +266,15 @@ func (k *Kubelet) MaxFollowStreams() int {
 	return k.maxFollows
 }
 
+// FollowStreams is the number of follow streams open on this node now, counted as
+// MaxFollowStreams counts them: from the request's arrival until its handler returned.
+// A benchmark samples it to sum the streams open on several nodes at one time.
+func (k *Kubelet) FollowStreams() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.follows
+}
+
 // WaitForStreams waits until at least n log streams of the selected containers are open.
 func (k *Kubelet) WaitForStreams(ctx context.Context, namespace, pod, container string, n int) error {
 	return poll(ctx, func() bool { return k.OpenStreams(namespace, pod, container) >= n }, func() error {

@@ -307,3 +307,36 @@ func findCondition(conds []v1.PodCondition, typ v1.PodConditionType) *v1.PodCond
 	}
 	return nil
 }
+
+// TestStartContainers: several containers start with one status write, each with its own
+// file, as StartContainer would start them one by one.
+func TestStartContainers(t *testing.T) {
+	e := newEnv(t)
+	e.create(t, e.podSpec("ns", "p", "a", "b", "c"))
+	before := len(e.client.Actions())
+	if err := e.k.StartContainers(t.Context(), "ns", "p", "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	writes := 0
+	for _, a := range e.client.Actions()[before:] {
+		if a.GetVerb() == "update" && a.GetSubresource() == "status" {
+			writes++
+		}
+	}
+	if writes != 1 {
+		t.Errorf("%d status writes, want 1", writes)
+	}
+	got := e.getPod(t, "ns", "p")
+	for i, want := range []bool{true, true, false} {
+		if cs := got.Status.ContainerStatuses[i]; (cs.State.Running != nil) != want {
+			t.Errorf("container %s: running %v, want %v", cs.Name, cs.State.Running != nil, want)
+		}
+	}
+	e.appendText(t, "ns", "p", "a", "to a")
+	e.appendText(t, "ns", "p", "b", "to b")
+	wantLines(t, e.k.Emitted("ns", "p", "a"), "to a")
+	wantLines(t, e.k.Emitted("ns", "p", "b"), "to b")
+	if err := e.k.StartContainers(t.Context(), "ns", "p", "c", "a"); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("starting a running container again: %v", err)
+	}
+}

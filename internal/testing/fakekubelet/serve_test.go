@@ -294,3 +294,26 @@ func TestTornLastLine(t *testing.T) {
 	wantLines(t, f.lines(t, 1), "torn")
 	wantLines(t, e.k.Emitted("ns", "p", "c"), "whole")
 }
+
+// TestFollowStreams: FollowStreams counts the follow streams open now and MaxFollowStreams
+// the most at once; reads without follow count in neither.
+func TestFollowStreams(t *testing.T) {
+	e := newEnv(t)
+	e.running(t, "ns", "p", "a", "b")
+	e.appendText(t, "ns", "p", "a", "x")
+	if code, _ := e.get(t, "ns", "p", "a", ""); code != http.StatusOK {
+		t.Fatalf("read without follow: status %d", code)
+	}
+	if n := e.k.FollowStreams(); n != 0 {
+		t.Errorf("FollowStreams = %d after a read without follow, want 0", n)
+	}
+	fa := e.follow(t, "ns", "p", "a", "")
+	e.follow(t, "ns", "p", "b", "")
+	wantLines(t, fa.lines(t, 1), "x")
+	eventually(t, "two follow streams", func() bool { return e.k.FollowStreams() == 2 })
+	fa.close()
+	eventually(t, "one follow stream", func() bool { return e.k.FollowStreams() == 1 })
+	if n := e.k.MaxFollowStreams(); n != 2 {
+		t.Errorf("MaxFollowStreams = %d, want 2", n)
+	}
+}
