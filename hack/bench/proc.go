@@ -40,7 +40,7 @@ func startKubelogd(cfg *config, name, kubeconfig, dir string) (*kubelogdProc, er
 
 // startKubelogdWith is startKubelogd with kubelogd's output in logPath and extra flags:
 // replicas share one dir, so each needs an output file of its own. The kubelogd-pprof
-// subcommand of --profile parses no extra flags.
+// subcommand of --profile parses only the follow budget's flags.
 func startKubelogdWith(cfg *config, name, kubeconfig, dir, logPath string, extra ...string) (*kubelogdProc, error) {
 	port, err := freePort()
 	if err != nil {
@@ -166,7 +166,9 @@ func procFDs(pid int) (int, error) {
 	return len(ents), err
 }
 
-// metrics scrapes /metrics and sums every series of each family (labels ignored).
+// metrics scrapes /metrics: each family's name holds the sum of its series (labels
+// ignored), and each labelled series is also kept under its own text, such as
+// `kubelogd_targets{state="polling"}`.
 func (d *kubelogdProc) metrics(ctx context.Context) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -195,7 +197,7 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		if sp < 0 {
 			continue
 		}
-		name := line[:sp]
+		series, name := line[:sp], line[:sp]
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			name = name[:i]
 		}
@@ -204,6 +206,9 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 			continue
 		}
 		out[name] += v
+		if series != name {
+			out[series] = v
+		}
 	}
 	return out, sc.Err()
 }
