@@ -163,7 +163,7 @@ func (r *report) finish() {
 	}
 	if l := r.Latency; l != nil {
 		add("latency p99, emitted → readable in the file", l.P99Ms, 50, "ms", true,
-			fmt.Sprintf("%d containers × %.0f lines/s; transport alone p99 %.1fms", l.Containers, l.LinesPerSecond, l.Transport.P99Ms))
+			fmt.Sprintf("%d containers × %.0f lines/s, every one streamed (kubelogd %s); transport alone p99 %.1fms", l.Containers, l.LinesPerSecond, l.KubelogdFlags, l.Transport.P99Ms))
 	}
 	if h := r.HA; h != nil && h.Takeover != nil {
 		tk := h.Takeover
@@ -373,7 +373,7 @@ func (r *report) print(w io.Writer) {
 	if l := r.Latency; l != nil {
 		t.row(fmt.Sprintf("4 latency: %s containers × %.0f lines/s for %.0f s (%s lines), emitted → readable in kubelogd's file",
 			commas(l.Containers), l.LinesPerSecond, l.DurationSeconds, commas(l.Emitted)))
-		t.row("", "kubelogd", fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", l.P50Ms, l.P99Ms, l.MaxMs), goal("latency p99, emitted → readable in the file", "p99 ≤ 50 ms"))
+		t.row("", fmt.Sprintf("kubelogd %s: every container streamed", l.KubelogdFlags), fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", l.P50Ms, l.P99Ms, l.MaxMs), goal("latency p99, emitted → readable in the file", "p99 ≤ 50 ms"))
 		t.row("", fmt.Sprintf("transport alone (io.Copy of %d follows to files)", l.Transport.Streams), fmt.Sprintf("p50 %.1f ms, p99 %.1f ms, max %.1f ms", l.Transport.P50Ms, l.Transport.P99Ms, l.Transport.MaxMs), "")
 		t.row("", "kubelogd CPU while emitting", fmt.Sprintf("%.2f cores", l.KubelogdCores), "")
 		if len(l.Cores) > 0 {
