@@ -35,7 +35,7 @@ import (
 // hostReq is one request to a kubelet host.
 type hostReq struct {
 	ID int    `json:"id"`
-	Op string `json:"op"` // create, followers, closed, emit, single
+	Op string `json:"op"` // create, followers, closed, emit, single, maxfollows
 	NS string `json:"ns"`
 	// Pods are the pod indices (names podName(i)) a create or emit works on.
 	Pods []int `json:"pods,omitempty"`
@@ -67,6 +67,8 @@ type hostResp struct {
 	Lag time.Duration `json:"lag,omitempty"`
 	// Scale answers the scale scenario's operations.
 	Scale *scaleResp `json:"scale,omitempty"`
+	// Max is the answer of a maxfollows.
+	Max int `json:"max,omitempty"`
 }
 
 // runHost is the kubelet-host subcommand.
@@ -150,6 +152,8 @@ func (h *host) handle(ctx context.Context, req hostReq) hostResp {
 		resp.Counts, resp.Lag, err = h.emit(ctx, req)
 	case "single":
 		err = h.single(ctx, req)
+	case "maxfollows":
+		resp.Max = h.k.MaxFollowStreams()
 	default:
 		err = fmt.Errorf("unknown op %q", req.Op)
 	}
