@@ -42,6 +42,7 @@ type report struct {
 	Coverage []*coverageResult `json:"coverage,omitempty"`
 	Memory   []*memoryResult   `json:"memory,omitempty"`
 	Latency  *latencyResult    `json:"latency,omitempty"`
+	Polled   *polledResult     `json:"polled,omitempty"`
 	Go       *goResult         `json:"go_bench,omitempty"`
 	HA       *haResult         `json:"ha,omitempty"`
 	Scale    *scaleResult      `json:"scale,omitempty"`
@@ -167,6 +168,9 @@ func (r *report) finish() {
 	if l := r.Latency; l != nil {
 		add("latency p99, emitted → readable in the file", l.P99Ms, 50, "ms", true,
 			fmt.Sprintf("%d containers × %.0f lines/s, every one streamed (kubelogd %s); transport alone p99 %.1fms", l.Containers, l.LinesPerSecond, l.KubelogdFlags, l.Transport.P99Ms))
+	}
+	if p := r.Polled; p != nil {
+		p.targets(add)
 	}
 	if h := r.HA; h != nil && h.Takeover != nil {
 		tk := h.Takeover
@@ -374,6 +378,9 @@ func (r *report) print(w io.Writer) {
 		}
 		t.row("", "lines", fmt.Sprintf("%s emitted, %s readable, %d duplicates; emitters at worst %.0f ms behind schedule",
 			commas(l.Emitted), commas(l.Received), l.Duplicates, l.EmitBehindMs), "")
+	}
+	if p := r.Polled; p != nil {
+		p.rows(t, goal)
 	}
 	if h := r.HA; h != nil {
 		h.rows(t, goal)
