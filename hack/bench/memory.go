@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,9 +40,6 @@ import (
 
 const (
 	nsMemory = "memory"
-	// apiWindow readings of the API server's RSS, apiEvery apart, make one measure.
-	apiWindow = 10
-	apiEvery  = 500 * time.Millisecond
 	// kubelogdPollMax is kubelogd's --poll-max-interval default.
 	kubelogdPollMax = 30 * time.Second
 	// memoryTargetContainers is the container count issue #17 states its targets at.
@@ -100,33 +97,14 @@ type memoryRun struct {
 	// the others).
 	MaxFollowsPerNode []int `json:"max_follow_streams_per_node,omitempty"`
 	// PollsPerSecond and PollIntervalMeanSeconds are from kubelogd_polls_total and
-	// kubelogd_poll_interval_seconds over the PollSeconds from the steady state to the
-	// end of the samples. Containers read at the same moment poll in bursts, so over
-	// these few seconds the rate is rough; the report sets it beside polling ÷ 30 s.
+	// kubelogd_poll_interval_seconds over the PollSeconds from 30 s before the steady
+	// state to the end of the samples: containers read at the same moment poll in
+	// bursts, so a shorter span could hold none. The report sets the rate beside
+	// polling ÷ 30 s.
 	PollSeconds             float64   `json:"poll_seconds,omitempty"`
 	PollsPerSecond          float64   `json:"polls_per_second,omitempty"`
 	PollIntervalMeanSeconds float64   `json:"poll_interval_mean_seconds,omitempty"`
 	APIServer               apiMemory `json:"apiserver"`
-}
-
-// apiMemory is the API server's memory before a reader started and with its containers
-// idle (see the method above).
-type apiMemory struct {
-	BaselineBytes int64 `json:"baseline_rss_bytes"`
-	LoadedBytes   int64 `json:"loaded_rss_bytes"`
-	GrowthBytes   int64 `json:"growth_rss_bytes"`
-	// BaselineLive and LoadedLive are go_gc_heap_live_bytes of the API server's /metrics
-	// at the same two moments: the heap its last GC found live. VmRSS moves with when
-	// the GC last ran and what the runtime has not yet returned to the OS; the live heap
-	// does not, so its growth is the steadier cross-check.
-	BaselineLive float64 `json:"baseline_heap_live_bytes"`
-	LoadedLive   float64 `json:"loaded_heap_live_bytes"`
-	// LogRequests is apiserver_longrunning_requests of pods/log at the loaded reading:
-	// the log requests it was serving (follow streams, and polls in flight).
-	LogRequests float64 `json:"log_requests"`
-	// SettleSeconds is how long the restarted API server took to settle (apiSettle).
-	SettleSeconds float64 `json:"settle_seconds"`
-	pid           int
 }
 
 func runMemory(ctx context.Context, cfg *config, n int) (*memoryResult, error) {
@@ -157,8 +135,8 @@ func runMemory(ctx context.Context, cfg *config, n int) (*memoryResult, error) {
 	res.RSSRatioAllFollow = float64(res.Default.RSSBytes) / float64(res.AllFollow.RSSBytes)
 	// A growth of zero or less under all-follow (which opens n streams) would mean the
 	// measure failed; the ratios are left 0 then, and the report says so.
-	if g := res.AllFollow.APIServer.liveGrowth(); g > 0 {
-		res.LiveRatioAllFollow = res.Default.APIServer.liveGrowth() / g
+	if g, d := res.AllFollow.APIServer.liveGrowth(), res.Default.APIServer.liveGrowth(); g > 0 && !math.IsNaN(d) {
+		res.LiveRatioAllFollow = d / g
 	}
 	if g := res.AllFollow.APIServer.GrowthBytes; g > 0 {
 		res.APIRatioAllFollow = float64(res.Default.APIServer.GrowthBytes) / float64(g)
@@ -200,14 +178,14 @@ func memoryKubelogd(ctx context.Context, cfg *config, e *env, n int, name string
 		return nil, err
 	}
 	run.ReadySeconds = time.Since(d.Start).Seconds()
-	var steadyAt map[string]float64
-	var steadyTime time.Time
+	var pollsFrom map[string]float64
+	var pollsFromTime time.Time
 	if budget {
 		var waited time.Duration
-		if steadyAt, run.PollSteady, waited, err = waitPollsSteady(ctx, d); err != nil {
+		if pollsFrom, pollsFromTime, run.PollSteady, waited, err = waitPollsSteady(ctx, d); err != nil {
 			return nil, err
 		}
-		steadyTime, run.PollWaitSeconds = time.Now(), waited.Seconds()
+		run.PollWaitSeconds = waited.Seconds()
 		cfg.progress("memory %d, %s: polls steady %.0fs after every container was read: %v", n, run.Reader, waited.Seconds(), run.PollSteady)
 	}
 	if err := sleepCtx(ctx, 3*time.Second); err != nil { // cursor saves and GC cycles after the burst
@@ -229,13 +207,14 @@ func memoryKubelogd(ctx context.Context, cfg *config, e *env, n int, name string
 	}
 	run.APIServer = *api
 	if budget {
-		// The polls from the steady state to the end of the samples (about 10 s).
+		// The polls of a whole cycle and more: from 30 s before the steady state to the
+		// end of the samples.
 		m, err := d.metrics(ctx)
 		if err != nil {
 			return nil, err
 		}
-		run.PollSeconds = time.Since(steadyTime).Seconds()
-		run.PollsPerSecond, run.PollIntervalMeanSeconds = pollRates(steadyAt, m, run.PollSeconds)
+		run.PollSeconds = time.Since(pollsFromTime).Seconds()
+		run.PollsPerSecond, run.PollIntervalMeanSeconds = pollRates(pollsFrom, m, run.PollSeconds)
 	}
 	if budget {
 		// The default run comes first on these kubelets: their maximum is its own.
@@ -280,118 +259,6 @@ func memoryStern(ctx context.Context, cfg *config, e *env, n int) (*memoryRun, e
 	return run, nil
 }
 
-// restartAPIServer restarts the API server, lets it settle and takes its baseline. It
-// settles when three readings of its RSS a second apart are within 2% of each other (the
-// kubelets' informers have listed again), or after 30 s.
-func restartAPIServer(ctx context.Context, e *env) (*apiMemory, error) {
-	start := time.Now()
-	if err := e.c.RestartAPIServer(ctx); err != nil {
-		return nil, err
-	}
-	pid, err := apiserverPID(e)
-	if err != nil {
-		return nil, err
-	}
-	var last []int64
-	for time.Since(start) < 30*time.Second {
-		r, err := procRSS(pid)
-		if err != nil {
-			return nil, err
-		}
-		if last = append(last, r); len(last) > 3 {
-			last = last[1:]
-		}
-		if len(last) == 3 && float64(max(last[0], last[1], last[2])) <= 1.02*float64(min(last[0], last[1], last[2])) {
-			break
-		}
-		if err := sleepCtx(ctx, time.Second); err != nil {
-			return nil, err
-		}
-	}
-	a := &apiMemory{pid: pid, SettleSeconds: time.Since(start).Seconds()}
-	if a.BaselineBytes, err = apiRSS(ctx, pid); err != nil {
-		return nil, err
-	}
-	m, err := apiMetrics(ctx, e)
-	if err != nil {
-		return nil, err
-	}
-	a.BaselineLive = m["go_gc_heap_live_bytes"]
-	return a, nil
-}
-
-func (a *apiMemory) liveGrowth() float64 { return a.LoadedLive - a.BaselineLive }
-
-// loaded takes the API server's reading with the reader's containers idle.
-func (a *apiMemory) loaded(ctx context.Context, e *env) error {
-	var err error
-	if a.LoadedBytes, err = apiRSS(ctx, a.pid); err != nil {
-		return err
-	}
-	a.GrowthBytes = a.LoadedBytes - a.BaselineBytes
-	m, err := apiMetrics(ctx, e)
-	if err != nil {
-		return err
-	}
-	a.LoadedLive = m["go_gc_heap_live_bytes"]
-	for k, v := range m {
-		if strings.HasPrefix(k, "apiserver_longrunning_requests{") && strings.Contains(k, `resource="pods"`) && strings.Contains(k, `subresource="log"`) {
-			a.LogRequests += v
-		}
-	}
-	return nil
-}
-
-// apiRSS is the largest of apiWindow readings of the process's VmRSS, apiEvery apart.
-func apiRSS(ctx context.Context, pid int) (int64, error) {
-	var most int64
-	for i := range apiWindow {
-		if i > 0 {
-			if err := sleepCtx(ctx, apiEvery); err != nil {
-				return 0, err
-			}
-		}
-		r, err := procRSS(pid)
-		if err != nil {
-			return 0, err
-		}
-		most = max(most, r)
-	}
-	return most, nil
-}
-
-// apiserverPID finds the control plane's kube-apiserver: the process whose command line
-// names the cluster's certificate directory. cluster.Cluster does not expose its
-// processes, and each restart changes the pid.
-func apiserverPID(e *env) (int, error) {
-	want := []byte("--cert-dir=" + filepath.Join(e.c.Dir, "apiserver-certs") + "\x00")
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmdline, want) {
-			return pid, nil
-		}
-	}
-	return 0, fmt.Errorf("no kube-apiserver process of %s", e.c.Dir)
-}
-
-// apiMetrics scrapes the API server's /metrics with the admin client.
-func apiMetrics(ctx context.Context, e *env) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	data, err := e.c.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("API server /metrics: %w", err)
-	}
-	return parseMetrics(bytes.NewReader(data))
-}
-
 // waitPollsSteady waits until kubelogd polls its polled containers at their longest
 // interval. A polled container is read again 1 s after a read that found lines (its
 // backlog), then twice as long after each that found none, up to --poll-max-interval
@@ -400,35 +267,48 @@ func apiMetrics(ctx context.Context, e *env) (map[string]float64, error) {
 // average, at least 0.9 × 30 s after their container's previous one (the mean of
 // kubelogd_poll_interval_seconds over the window). The rate over a window this short is
 // no measure — containers read at the same moment poll in bursts — so it returns the
-// metrics at that moment and the caller measures the rate over a longer span. It gives
-// up after 3 minutes, saying so in steady.
-func waitPollsSteady(ctx context.Context, d *kubelogdProc) (at map[string]float64, steady bool, waited time.Duration, err error) {
+// metrics of a scrape at least --poll-max-interval before that moment (or the first),
+// from which the caller measures the rate over a whole cycle and more. It gives up after
+// 3 minutes, saying so in steady.
+func waitPollsSteady(ctx context.Context, d *kubelogdProc) (from map[string]float64, fromTime time.Time, steady bool, waited time.Duration, err error) {
 	start := time.Now()
 	m0, err := d.metrics(ctx)
 	if err != nil {
-		return nil, false, 0, err
+		return nil, time.Time{}, false, 0, err
+	}
+	type scrape struct {
+		m  map[string]float64
+		at time.Time
+	}
+	hist := []scrape{{m0, time.Now()}}
+	back := func() (map[string]float64, time.Time) {
+		i := len(hist) - 1
+		for i > 0 && time.Since(hist[i].at) < kubelogdPollMax {
+			i--
+		}
+		return hist[i].m, hist[i].at
 	}
 	for {
 		if m0[`kubelogd_targets{state="polling"}`] == 0 {
-			return m0, true, time.Since(start), nil // the budget holds them all
+			m, at := back()
+			return m, at, true, time.Since(start), nil // the budget holds them all
 		}
 		if err := sleepCtx(ctx, 5*time.Second); err != nil {
-			return nil, false, 0, err
+			return nil, time.Time{}, false, 0, err
 		}
 		if err := d.alive(); err != nil {
-			return nil, false, 0, err
+			return nil, time.Time{}, false, 0, err
 		}
 		m1, err := d.metrics(ctx)
 		if err != nil {
-			return nil, false, 0, err
+			return nil, time.Time{}, false, 0, err
 		}
+		hist = append(hist, scrape{m1, time.Now()})
 		c := m1["kubelogd_poll_interval_seconds_count"] - m0["kubelogd_poll_interval_seconds_count"]
 		mean := (m1["kubelogd_poll_interval_seconds_sum"] - m0["kubelogd_poll_interval_seconds_sum"]) / c
-		if c > 0 && mean >= 0.9*kubelogdPollMax.Seconds() {
-			return m1, true, time.Since(start), nil
-		}
-		if time.Since(start) > 3*time.Minute {
-			return m1, false, time.Since(start), nil
+		if steady = c > 0 && mean >= 0.9*kubelogdPollMax.Seconds(); steady || time.Since(start) > 3*time.Minute {
+			m, at := back()
+			return m, at, steady, time.Since(start), nil
 		}
 		m0 = m1
 	}
@@ -545,7 +425,7 @@ func (r *memoryResult) rows(t *table, goal func(name, text string) string) {
 		if !d.PollSteady {
 			steady = fmt.Sprintf("NOT steady %.0f s after every container was read", d.PollWaitSeconds)
 		}
-		t.row("", "  default: polls while sampled", fmt.Sprintf("%.1f/s over %.0f s (polled ÷ 30 s: %.1f/s), mean interval %.1f s; %s",
+		t.row("", "  default: polls around the sample", fmt.Sprintf("%.1f/s over %.0f s (polled ÷ 30 s: %.1f/s), mean interval %.1f s; %s",
 			d.PollsPerSecond, d.PollSeconds, d.Polling/kubelogdPollMax.Seconds(), d.PollIntervalMeanSeconds, steady), "")
 	}
 	var parts []string
@@ -554,8 +434,12 @@ func (r *memoryResult) rows(t *table, goal func(name, text string) string) {
 			continue
 		}
 		a := run.APIServer
-		parts = append(parts, fmt.Sprintf("%s %+.1f MiB (%.1f → %.1f; live heap %+.1f; %.0f log requests)", run.Reader,
-			mib(a.GrowthBytes), mib(a.BaselineBytes), mib(a.LoadedBytes), a.liveGrowth()/(1<<20), a.LogRequests))
+		live := "live heap not measured again (no GC)"
+		if g := a.liveGrowth(); !math.IsNaN(g) {
+			live = fmt.Sprintf("live heap %+.1f", g/(1<<20))
+		}
+		parts = append(parts, fmt.Sprintf("%s %+.1f MiB (%.1f → %.1f; %s; %.0f log requests)", run.Reader,
+			mib(a.GrowthBytes), mib(a.BaselineBytes), mib(a.LoadedBytes), live, a.LogRequests))
 	}
 	t.row("", "API server VmRSS growth over its baseline", strings.Join(parts, "; "), "")
 	if r.Stern != nil {
