@@ -221,20 +221,6 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	return res, nil
 }
 
-// sampleMemory waits until kubelogd has streams open streams, lets it settle and then
-// reads its memory (readMemory).
-func sampleMemory(ctx context.Context, cfg *config, d *kubelogdProc, streams int, name string) (memResult, error) {
-	if _, err := d.waitMetric(ctx, "kubelogd_streams_active", 2*time.Minute, func(v float64) bool { return int(v) >= streams }); err != nil {
-		return memResult{}, err
-	}
-	select {
-	case <-ctx.Done():
-		return memResult{}, ctx.Err()
-	case <-time.After(3 * time.Second): // cursor saves and the first GC cycles after the burst
-	}
-	return readMemory(ctx, cfg, d, streams, name)
-}
-
 // readMemory reads kubelogd's RSS, goroutines and descriptors three times half a second
 // apart, keeping the median, with the per-stream figures divided by streams. With
 // --profile it then saves heap and goroutine profiles named name.

@@ -213,31 +213,6 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-// waitMetric polls /metrics until cond holds for the value of name.
-func (d *kubelogdProc) waitMetric(ctx context.Context, name string, timeout time.Duration, cond func(float64) bool) (float64, error) {
-	deadline := time.Now().Add(timeout)
-	var last float64
-	for {
-		if err := d.alive(); err != nil {
-			return 0, err
-		}
-		if m, err := d.metrics(ctx); err == nil {
-			last = m[name]
-			if cond(last) {
-				return last, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return last, fmt.Errorf("%s still %v after %s", name, last, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return last, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // dirBytes sums the sizes of the files under dir whose names start with prefix and end
 // in .log (a container's current file and its rotated backups).
 func dirBytes(dir, prefix string) int64 {

@@ -121,8 +121,9 @@ func runSternCoverage(ctx context.Context, cfg *config, e *env, ns string, n, li
 	return res, nil
 }
 
-// sampleSternMemory lets stern settle as sampleMemory does kubelogd, then reads its RSS,
-// threads and descriptors three times half a second apart, keeping the median.
+// sampleSternMemory lets stern settle 3 s, as the memory scenario does kubelogd, then
+// reads its RSS, threads and descriptors three times half a second apart, keeping the
+// median.
 func sampleSternMemory(ctx context.Context, p *sternProc, streams int) (sternMemory, error) {
 	select {
 	case <-ctx.Done():
