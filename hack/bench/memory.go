@@ -26,7 +26,7 @@ import (
 // first, so that the kubelets' count of the most follow streams ever open at once is its
 // own. Before each run the API server is restarted (etcd keeps the pods): a Go process
 // keeps freed memory for minutes, and what one reader's streams left behind would make the
-// next reader's growth look smaller. The restarted API server settles (apiSettle), then
+// next reader's growth look smaller. The restarted API server settles (restartAPIServer), then
 // its baseline is the largest of apiWindow readings of VmRSS (/proc/<pid>/status) half a
 // second apart. The reader starts; once it has every line (kubelogd: written, by
 // kubelogd_lines_written_total; stern: printed), has read every container (kubelogd:
@@ -135,14 +135,14 @@ func runMemory(ctx context.Context, cfg *config, n int) (*memoryResult, error) {
 	res.RSSRatioAllFollow = float64(res.Default.RSSBytes) / float64(res.AllFollow.RSSBytes)
 	// A growth of zero or less under all-follow (which opens n streams) would mean the
 	// measure failed; the ratios are left 0 then, and the report says so.
-	if g, d := res.AllFollow.APIServer.liveGrowth(), res.Default.APIServer.liveGrowth(); g > 0 && !math.IsNaN(d) {
-		res.LiveRatioAllFollow = d / g
-	}
 	if g := res.AllFollow.APIServer.GrowthBytes; g > 0 {
 		res.APIRatioAllFollow = float64(res.Default.APIServer.GrowthBytes) / float64(g)
 		if res.Stern != nil {
 			res.APIRatioStern = float64(res.Stern.APIServer.GrowthBytes) / float64(g)
 		}
+	}
+	if g, d := res.AllFollow.APIServer.liveGrowth(), res.Default.APIServer.liveGrowth(); g > 0 && !math.IsNaN(d) {
+		res.LiveRatioAllFollow = d / g
 	}
 	return res, nil
 }
@@ -178,15 +178,13 @@ func memoryKubelogd(ctx context.Context, cfg *config, e *env, n int, name string
 		return nil, err
 	}
 	run.ReadySeconds = time.Since(d.Start).Seconds()
-	var pollsFrom map[string]float64
-	var pollsFromTime time.Time
+	var polls pollsWait
 	if budget {
-		var waited time.Duration
-		if pollsFrom, pollsFromTime, run.PollSteady, waited, err = waitPollsSteady(ctx, d); err != nil {
+		if polls, err = waitPollsSteady(ctx, d); err != nil {
 			return nil, err
 		}
-		run.PollWaitSeconds = waited.Seconds()
-		cfg.progress("memory %d, %s: polls steady %.0fs after every container was read: %v", n, run.Reader, waited.Seconds(), run.PollSteady)
+		run.PollWaitSeconds, run.PollSteady = polls.waited.Seconds(), polls.steady
+		cfg.progress("memory %d, %s: polls steady %.0fs after every container was read: %v", n, run.Reader, polls.waited.Seconds(), polls.steady)
 	}
 	if err := sleepCtx(ctx, 3*time.Second); err != nil { // cursor saves and GC cycles after the burst
 		return nil, err
@@ -213,10 +211,8 @@ func memoryKubelogd(ctx context.Context, cfg *config, e *env, n int, name string
 		if err != nil {
 			return nil, err
 		}
-		run.PollSeconds = time.Since(pollsFromTime).Seconds()
-		run.PollsPerSecond, run.PollIntervalMeanSeconds = pollRates(pollsFrom, m, run.PollSeconds)
-	}
-	if budget {
+		run.PollSeconds = time.Since(polls.fromTime).Seconds()
+		run.PollsPerSecond, run.PollIntervalMeanSeconds = pollRates(polls.from, m, run.PollSeconds)
 		// The default run comes first on these kubelets: their maximum is its own.
 		if run.MaxFollowsPerNode, err = e.maxFollows(ctx); err != nil {
 			return nil, err
@@ -269,49 +265,56 @@ func memoryStern(ctx context.Context, cfg *config, e *env, n int) (*memoryRun, e
 // no measure — containers read at the same moment poll in bursts — so it returns the
 // metrics of a scrape at least --poll-max-interval before that moment (or the first),
 // from which the caller measures the rate over a whole cycle and more. It gives up after
-// 3 minutes, saying so in steady.
-func waitPollsSteady(ctx context.Context, d *kubelogdProc) (from map[string]float64, fromTime time.Time, steady bool, waited time.Duration, err error) {
+// 3 minutes, saying so.
+func waitPollsSteady(ctx context.Context, d *kubelogdProc) (pollsWait, error) {
 	start := time.Now()
 	m0, err := d.metrics(ctx)
 	if err != nil {
-		return nil, time.Time{}, false, 0, err
+		return pollsWait{}, err
 	}
 	type scrape struct {
 		m  map[string]float64
 		at time.Time
 	}
 	hist := []scrape{{m0, time.Now()}}
-	back := func() (map[string]float64, time.Time) {
+	done := func(steady bool) (pollsWait, error) {
 		i := len(hist) - 1
 		for i > 0 && time.Since(hist[i].at) < kubelogdPollMax {
 			i--
 		}
-		return hist[i].m, hist[i].at
+		return pollsWait{from: hist[i].m, fromTime: hist[i].at, steady: steady, waited: time.Since(start)}, nil
 	}
 	for {
 		if m0[`kubelogd_targets{state="polling"}`] == 0 {
-			m, at := back()
-			return m, at, true, time.Since(start), nil // the budget holds them all
+			return done(true) // the budget holds them all
 		}
 		if err := sleepCtx(ctx, 5*time.Second); err != nil {
-			return nil, time.Time{}, false, 0, err
+			return pollsWait{}, err
 		}
 		if err := d.alive(); err != nil {
-			return nil, time.Time{}, false, 0, err
+			return pollsWait{}, err
 		}
 		m1, err := d.metrics(ctx)
 		if err != nil {
-			return nil, time.Time{}, false, 0, err
+			return pollsWait{}, err
 		}
 		hist = append(hist, scrape{m1, time.Now()})
 		c := m1["kubelogd_poll_interval_seconds_count"] - m0["kubelogd_poll_interval_seconds_count"]
 		mean := (m1["kubelogd_poll_interval_seconds_sum"] - m0["kubelogd_poll_interval_seconds_sum"]) / c
-		if steady = c > 0 && mean >= 0.9*kubelogdPollMax.Seconds(); steady || time.Since(start) > 3*time.Minute {
-			m, at := back()
-			return m, at, steady, time.Since(start), nil
+		if steady := c > 0 && mean >= 0.9*kubelogdPollMax.Seconds(); steady || time.Since(start) > 3*time.Minute {
+			return done(steady)
 		}
 		m0 = m1
 	}
+}
+
+// pollsWait is what waitPollsSteady saw: whether the polls became steady and how long
+// that took, and a scrape from which to measure their rate.
+type pollsWait struct {
+	from     map[string]float64
+	fromTime time.Time
+	steady   bool
+	waited   time.Duration
 }
 
 // pollRates are kubelogd's polls per second and their mean interval between two scrapes.
