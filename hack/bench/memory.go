@@ -428,8 +428,10 @@ func (r *memoryResult) rows(t *table, goal func(name, text string) string) {
 		if !d.PollSteady {
 			steady = fmt.Sprintf("NOT steady %.0f s after every container was read", d.PollWaitSeconds)
 		}
-		t.row("", "  default: polls around the sample", fmt.Sprintf("%.1f/s over %.0f s (polled ÷ 30 s: %.1f/s), mean interval %.1f s; %s",
-			d.PollsPerSecond, d.PollSeconds, d.Polling/kubelogdPollMax.Seconds(), d.PollIntervalMeanSeconds, steady), "")
+		if d.Polling > 0 { // else the budget holds every container: no polls
+			t.row("", "  default: polls around the sample", fmt.Sprintf("%.1f/s over %.0f s (polled ÷ 30 s: %.1f/s), mean interval %.1f s; %s",
+				d.PollsPerSecond, d.PollSeconds, d.Polling/kubelogdPollMax.Seconds(), d.PollIntervalMeanSeconds, steady), "")
+		}
 	}
 	var parts []string
 	for _, run := range []*memoryRun{r.Default, r.AllFollow, r.Stern} {
