@@ -19,7 +19,9 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// coverageResult is the coverage and memory scenario for one pod count.
+// coverageResult is the coverage scenario for one pod count, kubelogd with its default
+// flags (the follow budget on) beside stern and the transport alone. The memory of idle
+// containers, measured here until the budget came, is the memory scenario's (memory.go).
 type coverageResult struct {
 	Pods         int     `json:"pods"`
 	LinesPerPod  int     `json:"lines_per_pod"`
@@ -41,11 +43,9 @@ type coverageResult struct {
 	// the transport alone (nothing else runs in it then; the kubelets are other processes).
 	TransportCPUSeconds float64 `json:"transport_cpu_seconds"`
 	// Stern is the peer on the same pods, after the transport alone and before kubelogd
-	// (see stern.go); the ratios are kubelogd's ExistingSeconds and Memory.RSSKiBPerStream
-	// over stern's.
-	Stern         *sternCoverage `json:"stern,omitempty"`
-	RatioStern    float64        `json:"existing_ratio_vs_stern,omitempty"`
-	RSSRatioStern float64        `json:"rss_per_stream_ratio_vs_stern,omitempty"`
+	// (see stern.go); the ratio is kubelogd's ExistingSeconds over stern's.
+	Stern      *sternCoverage `json:"stern,omitempty"`
+	RatioStern float64        `json:"existing_ratio_vs_stern,omitempty"`
 	// StartedSeconds and SyncedSeconds are when kubelogd logged "kubelogd started" and
 	// "pod informers synced", after its exec (0 if it did not).
 	StartedSeconds float64 `json:"started_seconds"`
@@ -53,6 +53,11 @@ type coverageResult struct {
 	// ExistingCPUSeconds is kubelogd's CPU time (user+system) from its exec until the
 	// existing pods were covered: what opening their streams and files cost it.
 	ExistingCPUSeconds float64 `json:"existing_cpu_seconds"`
+	// Streaming and Polling are kubelogd_targets by state once the existing pods were
+	// covered: the follow budget at work (with the default 50 per node, 200 streams on
+	// the 4 nodes).
+	Streaming float64 `json:"targets_streaming"`
+	Polling   float64 `json:"targets_polling"`
 
 	// Pods created after start, by the bench as fast as the fake kubelets let it:
 	// CreatedSeconds runs from the first create until every line is readable,
@@ -64,11 +69,6 @@ type coverageResult struct {
 	PodLagP99       float64 `json:"pod_lag_p99_seconds"`
 	PodLagMax       float64 `json:"pod_lag_max_seconds"`
 
-	// Memory at Pods idle streams (the pods that existed before start, all written), and
-	// at twice that once the created pods are written too.
-	Memory  memResult `json:"memory"`
-	Memory2 memResult `json:"memory_2x"`
-
 	Markers       int     `json:"marker_lines"`      // kubelogd: lines (none expected)
 	ExtraLines    int     `json:"extra_lines"`       // lines beyond what was emitted (none expected)
 	Reconnects    float64 `json:"reconnects"`        // kubelogd_reconnects_total at the end
@@ -76,7 +76,9 @@ type coverageResult struct {
 	Overflows     int     `json:"inotify_overflows"` // of the bench's own tailer
 }
 
-// memResult is kubelogd's footprint while it follows Streams idle containers.
+// memResult is kubelogd's footprint while it collects idle containers. Its per-stream
+// figures are divided by Streams: the follow streams of a run without a budget, where
+// there is one per container, and the containers of a run with one.
 type memResult struct {
 	Streams             int     `json:"streams"`
 	ActiveStreams       float64 `json:"kubelogd_streams_active"`
@@ -127,12 +129,9 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	}
 	cfg.progress("coverage %d: the transport alone (client-go, QPS 500, burst 500) read every line %.2fs after its start (%d streams retried)", n, res.TransportSeconds, res.TransportRetries)
 	if cfg.stern != "" {
-		if res.Stern, err = runSternCoverage(ctx, cfg, e, nsExisting, n, coverageLines, coverageLineSize); err != nil {
+		if res.Stern, err = runSternCoverage(ctx, cfg, e, nsExisting, n, coverageLines, coverageLineSize, nil); err != nil {
 			return nil, fmt.Errorf("stern: %w", err)
 		}
-		m := res.Stern.Memory
-		cfg.progress("coverage %d: stern with %d idle streams: RSS %.1f MiB (%.1f KiB/stream), %d threads, %d fds",
-			n, m.Streams, float64(m.RSSBytes)/(1<<20), m.RSSKiBPerStream, m.Threads, m.FDs)
 	}
 
 	dir := filepath.Join(cfg.workDir, fmt.Sprintf("coverage-%d", n))
@@ -173,17 +172,13 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	if t, ok := d.logTime("pod informers synced"); ok {
 		res.SyncedSeconds = t.Seconds()
 	}
-	cfg.progress("coverage %d: existing pods covered %.2fs after kubelogd's start", n, res.ExistingSeconds)
-
-	if res.Memory, err = sampleMemory(ctx, cfg, d, n, fmt.Sprintf("coverage-%d-idle-%d", n, n)); err != nil {
-		return nil, err
+	if m, err := d.metrics(ctx); err == nil {
+		res.Streaming, res.Polling = m[`kubelogd_targets{state="streaming"}`], m[`kubelogd_targets{state="polling"}`]
 	}
-	cfg.progress("coverage %d: %d idle streams: RSS %.1f MiB (%.1f KiB/stream: heap in use %.1f, free heap kept %.1f, stacks %.1f; Go runtime's total %.1f), %.0f goroutines, %d fds",
-		n, n, float64(res.Memory.RSSBytes)/(1<<20), res.Memory.RSSKiBPerStream, res.Memory.HeapKiBPerStream, res.Memory.HeapRetainedKiBPerStream,
-		res.Memory.StackKiBPerStream, res.Memory.SysKiBPerStream, res.Memory.Goroutines, res.Memory.FDs)
+	cfg.progress("coverage %d: existing pods covered %.2fs after kubelogd's start (%.0f containers streamed, %.0f polled)",
+		n, res.ExistingSeconds, res.Streaming, res.Polling)
 	if st := res.Stern; st != nil {
 		res.RatioStern = res.ExistingSeconds / st.Seconds
-		res.RSSRatioStern = res.Memory.RSSKiBPerStream / st.Memory.RSSKiBPerStream
 	}
 
 	start = time.Now()
@@ -217,9 +212,6 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	cfg.progress("coverage %d: created pods covered %.2fs after the first create (creating took %.2fs; per pod p50 %.3fs, p99 %.3fs, max %.3fs)",
 		n, res.CreatedSeconds, res.CreatingSeconds, res.PodLagP50, res.PodLagP99, res.PodLagMax)
 
-	if res.Memory2, err = sampleMemory(ctx, cfg, d, 2*n, fmt.Sprintf("coverage-%d-idle-%d", n, 2*n)); err != nil {
-		return nil, err
-	}
 	m, err := d.metrics(ctx)
 	if err != nil {
 		return nil, err
@@ -229,20 +221,12 @@ func runCoverage(ctx context.Context, cfg *config, n int) (*coverageResult, erro
 	return res, nil
 }
 
-// sampleMemory waits until kubelogd has streams open streams, lets it settle and then
-// reads its RSS, goroutines and descriptors three times half a second apart, keeping the median.
-// With --profile it then saves heap and goroutine profiles named name.
-func sampleMemory(ctx context.Context, cfg *config, d *kubelogdProc, streams int, name string) (memResult, error) {
-	active, err := d.waitMetric(ctx, "kubelogd_streams_active", 2*time.Minute, func(v float64) bool { return int(v) >= streams })
-	if err != nil {
-		return memResult{}, err
-	}
-	select {
-	case <-ctx.Done():
-		return memResult{}, ctx.Err()
-	case <-time.After(3 * time.Second): // cursor saves and the first GC cycles after the burst
-	}
+// readMemory reads kubelogd's RSS, goroutines and descriptors three times half a second
+// apart, keeping the median, with the per-stream figures divided by streams. With
+// --profile it then saves heap and goroutine profiles named name.
+func readMemory(ctx context.Context, cfg *config, d *kubelogdProc, streams int, name string) (memResult, error) {
 	var rss []int64
+	var active []float64
 	var gor []float64
 	var fds []int
 	var heap, stack, retained, sys []float64
@@ -263,6 +247,7 @@ func sampleMemory(ctx context.Context, cfg *config, d *kubelogdProc, streams int
 			return memResult{}, err
 		}
 		rss, gor, fds = append(rss, r), append(gor, m["go_goroutines"]), append(fds, f)
+		active = append(active, m["kubelogd_streams_active"])
 		heap, stack = append(heap, m["go_memstats_heap_inuse_bytes"]), append(stack, m["go_memstats_stack_inuse_bytes"])
 		retained = append(retained, m["go_memstats_heap_idle_bytes"]-m["go_memstats_heap_released_bytes"])
 		sys = append(sys, m["go_memstats_sys_bytes"])
@@ -274,7 +259,8 @@ func sampleMemory(ctx context.Context, cfg *config, d *kubelogdProc, streams int
 	slices.Sort(stack)
 	slices.Sort(retained)
 	slices.Sort(sys)
-	r := memResult{Streams: streams, ActiveStreams: active, RSSBytes: rss[1], Goroutines: gor[1], FDs: fds[1]}
+	slices.Sort(active)
+	r := memResult{Streams: streams, ActiveStreams: active[1], RSSBytes: rss[1], Goroutines: gor[1], FDs: fds[1]}
 	r.RSSKiBPerStream = float64(r.RSSBytes) / 1024 / float64(streams)
 	r.GoroutinesPerStream = r.Goroutines / float64(streams)
 	r.FDsPerStream = float64(r.FDs) / float64(streams)

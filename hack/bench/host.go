@@ -35,7 +35,7 @@ import (
 // hostReq is one request to a kubelet host.
 type hostReq struct {
 	ID int    `json:"id"`
-	Op string `json:"op"` // create, followers, closed, emit, single
+	Op string `json:"op"` // create, followers, closed, emit, single, maxfollows; quiet, reads (polled.go)
 	NS string `json:"ns"`
 	// Pods are the pod indices (names podName(i)) a create or emit works on.
 	Pods []int `json:"pods,omitempty"`
@@ -45,7 +45,8 @@ type hostReq struct {
 	Size  int `json:"size,omitempty"`
 	// N is the number of follow streams to wait for.
 	N int `json:"n,omitempty"`
-	// Interval and Duration pace an emit: each pod emits a line every Interval for Duration.
+	// Interval and Duration pace an emit: each pod emits a line every Interval for Duration
+	// (a quiet: at random moments, Interval apart on average).
 	Interval time.Duration `json:"interval,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
 	// Workers is how many pods a create works on at once.
@@ -67,6 +68,12 @@ type hostResp struct {
 	Lag time.Duration `json:"lag,omitempty"`
 	// Scale answers the scale scenario's operations.
 	Scale *scaleResp `json:"scale,omitempty"`
+	// Times holds, per pod of a quiet, when each line was appended (Unix nanoseconds).
+	Times [][]int64 `json:"times,omitempty"`
+	// Reads holds, per pod of a reads, the log requests the kubelet answered 200.
+	Reads [][]hostRead `json:"reads,omitempty"`
+	// Max is the answer of a maxfollows.
+	Max int `json:"max,omitempty"`
 }
 
 // runHost is the kubelet-host subcommand.
@@ -150,6 +157,12 @@ func (h *host) handle(ctx context.Context, req hostReq) hostResp {
 		resp.Counts, resp.Lag, err = h.emit(ctx, req)
 	case "single":
 		err = h.single(ctx, req)
+	case "quiet":
+		resp.Times, err = h.quiet(ctx, req)
+	case "reads":
+		resp.Reads = h.reads(req)
+	case "maxfollows":
+		resp.Max = h.k.MaxFollowStreams()
 	default:
 		err = fmt.Errorf("unknown op %q", req.Op)
 	}

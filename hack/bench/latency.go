@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,7 +23,11 @@ import (
 // latencyResult is the latency scenario: from the moment a line is appended to the CRI
 // file to the moment it is readable in kubelogd's file.
 type latencyResult struct {
-	Containers      int     `json:"containers"`
+	Containers int `json:"containers"`
+	// KubelogdFlags set a follow budget above the container count: every container is
+	// streamed, as the target is for busy streamed containers, with the budget's code on
+	// as by default (the polled containers' latency is the polled scenario's).
+	KubelogdFlags   string  `json:"kubelogd_flags"`
 	LinesPerSecond  float64 `json:"lines_per_second_per_container"`
 	DurationSeconds float64 `json:"duration_seconds"`
 	Emitted         int     `json:"emitted"`
@@ -92,7 +97,9 @@ func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
 	go func() { tl.run(tctx); close(tailDone) }()
 	defer func() { stopTail(); <-tailDone }()
 
-	d, err := startKubelogd(cfg, "latency", e.c.Kubeconfig, dir)
+	flags := []string{"--max-streams-per-node", strconv.Itoa(n), "--max-streams", strconv.Itoa(n)}
+	res.KubelogdFlags = strings.Join(flags, " ")
+	d, err := startKubelogdWith(cfg, "latency", e.c.Kubeconfig, dir, dir+".out", flags...)
 	if err != nil {
 		return nil, err
 	}

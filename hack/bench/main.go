@@ -7,9 +7,11 @@
 //  2. coverage: how long until every line of 1,000 and 5,000 pods is on disk, for pods
 //     that exist before kubelogd starts and for pods created after; for the former, beside
 //     the transport alone and stern (every line printed, see stern.go);
-//  3. memory per idle stream at 1,000 and 5,000 followed containers, kubelogd's and stern's;
-//  4. latency from a line's emission to its being readable in the file, 1,000 containers
-//     at 10 lines/s each;
+//  3. memory (memory.go): 1,000 and 5,000 idle containers, kubelogd with its follow budget,
+//     kubelogd following all and stern: their RSS and the API server's growth;
+//  4. latency from a line's emission to its being readable in the file, 1,000 streamed
+//     containers at 10 lines/s each; and (polled.go) of quiet containers, most of them
+//     polled under kubelogd's follow budget;
 //  5. the in-process line path (go test -bench in collector and sink);
 //  6. replicas (ha.go): the takeover of a SIGKILLed replica's shards, and coverage of the
 //     backlog of 3,000 pods by 3 replicas against 1 kubelogd.
@@ -50,6 +52,9 @@ type config struct {
 	haPods, haTakeoverPods, haRounds       int
 	latencyDuration                        time.Duration
 	scale                                  scaleConfig
+	memorySizes                            []int
+	polledContainers                       int
+	polledDuration, polledGap              time.Duration
 	benchCount                             int
 	quiet, keep, trace                     bool
 }
@@ -88,16 +93,20 @@ func run() int {
 	klog.SetOutput(io.Discard)
 	klog.LogToStderr(false)
 	var cfg config
-	var scenarios, sizes, jsonOut string
+	var scenarios, sizes, memSizes, jsonOut string
 	flag.StringVar(&cfg.kubelogd, "kubelogd", "bin/kubelogd", "kubelogd binary to measure")
 	flag.StringVar(&cfg.kubectl, "kubectl", "bin/kubectl", "kubectl binary for the transport comparison; skipped if missing")
 	flag.StringVar(&cfg.stern, "stern", "bin/stern", "stern binary, the peer of the single stream, coverage and memory (make bench builds it from hack/tools/stern); skipped if missing")
 	flag.StringVar(&cfg.repo, "repo", ".", "the kubelogd module, for go test -bench and the git commit")
 	flag.StringVar(&jsonOut, "json", "bin/bench.json", "where to write the results as JSON")
-	flag.StringVar(&scenarios, "scenarios", "single,coverage,latency,go,ha", "scenarios to run (coverage includes memory; scale is not in the default: 10 to 15 minutes at its full size)")
+	flag.StringVar(&scenarios, "scenarios", "single,coverage,memory,latency,polled,go,ha", "scenarios to run (scale is not in the default: 10 to 15 minutes at its full size)")
 	flag.IntVar(&cfg.singleLines, "single-lines", 1_000_000, "lines of the single stream")
 	flag.IntVar(&cfg.singleRuns, "single-runs", 2, "rounds of the single stream scenario (best wall time of each reader is reported)")
-	flag.StringVar(&sizes, "coverage-pods", "1000,5000", "pod counts of the coverage and memory scenarios")
+	flag.StringVar(&sizes, "coverage-pods", "1000,5000", "pod counts of the coverage scenario")
+	flag.StringVar(&memSizes, "memory-pods", "1000,5000", "idle container counts of the memory scenario")
+	flag.IntVar(&cfg.polledContainers, "polled-containers", 1000, "quiet containers of the polled scenario (200 streamed, the others polled)")
+	flag.DurationVar(&cfg.polledDuration, "polled-duration", 3*time.Minute, "how long they log")
+	flag.DurationVar(&cfg.polledGap, "polled-gap", 40*time.Second, "mean time between two lines of one of them (random)")
 	flag.IntVar(&cfg.latencyContainers, "latency-containers", 1000, "containers emitting in the latency scenario")
 	flag.DurationVar(&cfg.latencyDuration, "latency-duration", time.Minute, "how long they emit")
 	flag.IntVar(&cfg.haPods, "ha-pods", 3000, "pods of the ha scenario's coverage, by 3 replicas and by 1 kubelogd")
@@ -134,6 +143,10 @@ func run() int {
 		cfg.coverageSizes = append(cfg.coverageSizes, n)
 	}
 	var err error
+	if cfg.memorySizes, err = parseSizes(memSizes); err != nil || cfg.polledContainers <= 0 || cfg.polledGap <= 0 {
+		fmt.Fprintf(os.Stderr, "bench: bad --memory-pods %q, or --polled-containers, --polled-gap not positive\n", memSizes)
+		return 2
+	}
 	if cfg.self, err = os.Executable(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
@@ -163,7 +176,7 @@ func run() int {
 			}
 		}
 	}
-	if cfg.stern == "" && (cfg.scenarios["single"] || cfg.scenarios["coverage"]) {
+	if cfg.stern == "" && (cfg.scenarios["single"] || cfg.scenarios["coverage"] || cfg.scenarios["memory"]) {
 		fmt.Fprintln(os.Stderr, "bench: no stern binary (make bench builds bin/stern): its comparisons are skipped")
 	}
 	if cfg.profileDir != "" {
@@ -187,8 +200,8 @@ func run() int {
 	rep := newReport(ctx, &cfg)
 	// The fake kubelets' readers hold one inotify instance per followed container, and
 	// the default limit of 128 per user is far below 10,000.
-	if cfg.scenarios["coverage"] || cfg.scenarios["latency"] || cfg.scenarios["ha"] {
-		want := 2*slices.Max(append(cfg.coverageSizes, cfg.latencyContainers, cfg.haPods, cfg.haTakeoverPods)) + 4096
+	if cfg.scenarios["coverage"] || cfg.scenarios["memory"] || cfg.scenarios["latency"] || cfg.scenarios["polled"] || cfg.scenarios["ha"] {
+		want := 2*slices.Max(append(cfg.coverageSizes, append(cfg.memorySizes, cfg.latencyContainers, cfg.polledContainers, cfg.haPods, cfg.haTakeoverPods)...)) + 4096
 		s, err := raiseSysctl("fs.inotify.max_user_instances", want)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -236,7 +249,21 @@ func run() int {
 		}
 		return nil
 	})
+	step("memory", func() error {
+		for i, n := range cfg.memorySizes {
+			if i > 0 {
+				settleDisk(&cfg)
+			}
+			r, err := runMemory(ctx, &cfg, n)
+			if err != nil {
+				return err
+			}
+			rep.Memory = append(rep.Memory, r)
+		}
+		return nil
+	})
 	step("latency", func() (err error) { rep.Latency, err = runLatency(ctx, &cfg); return })
+	step("polled", func() (err error) { rep.Polled, err = runPolled(ctx, &cfg); return })
 	step("ha", func() (err error) { rep.HA, err = runHA(ctx, &cfg); return })
 	step("scale", func() (err error) { rep.Scale, err = runScale(ctx, &cfg); return })
 	step("go", func() (err error) { rep.Go, err = runGoBench(ctx, &cfg); return })

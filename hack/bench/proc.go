@@ -40,7 +40,7 @@ func startKubelogd(cfg *config, name, kubeconfig, dir string) (*kubelogdProc, er
 
 // startKubelogdWith is startKubelogd with kubelogd's output in logPath and extra flags:
 // replicas share one dir, so each needs an output file of its own. The kubelogd-pprof
-// subcommand of --profile parses no extra flags.
+// subcommand of --profile parses only the follow budget's flags.
 func startKubelogdWith(cfg *config, name, kubeconfig, dir, logPath string, extra ...string) (*kubelogdProc, error) {
 	port, err := freePort()
 	if err != nil {
@@ -166,7 +166,9 @@ func procFDs(pid int) (int, error) {
 	return len(ents), err
 }
 
-// metrics scrapes /metrics and sums every series of each family (labels ignored).
+// metrics scrapes /metrics: each family's name holds the sum of its series (labels
+// ignored), and each labelled series is also kept under its own text, such as
+// `kubelogd_targets{state="polling"}`.
 func (d *kubelogdProc) metrics(ctx context.Context) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -195,7 +197,7 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		if sp < 0 {
 			continue
 		}
-		name := line[:sp]
+		series, name := line[:sp], line[:sp]
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			name = name[:i]
 		}
@@ -204,33 +206,11 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 			continue
 		}
 		out[name] += v
+		if series != name {
+			out[series] = v
+		}
 	}
 	return out, sc.Err()
-}
-
-// waitMetric polls /metrics until cond holds for the value of name.
-func (d *kubelogdProc) waitMetric(ctx context.Context, name string, timeout time.Duration, cond func(float64) bool) (float64, error) {
-	deadline := time.Now().Add(timeout)
-	var last float64
-	for {
-		if err := d.alive(); err != nil {
-			return 0, err
-		}
-		if m, err := d.metrics(ctx); err == nil {
-			last = m[name]
-			if cond(last) {
-				return last, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return last, fmt.Errorf("%s still %v after %s", name, last, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return last, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // dirBytes sums the sizes of the files under dir whose names start with prefix and end

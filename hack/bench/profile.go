@@ -25,7 +25,8 @@ import (
 // kubelogd serves no profiles, so with --profile the bench runs kubelogd's code in-process
 // in a child of its own (the kubelogd-pprof subcommand) with net/http/pprof, the CPU
 // profile of the whole run written at exit, and heap and goroutine profiles fetched at
-// each memory sample. The configuration is kubelogd's defaults, as the flags set them.
+// each memory sample. The configuration is kubelogd's defaults, as the flags set them;
+// the follow budget's two bounds may be set as kubelogd's flags set them.
 
 // runKubelogdPprof is the kubelogd-pprof subcommand.
 func runKubelogdPprof(args []string) error {
@@ -37,13 +38,16 @@ func runKubelogdPprof(args []string) error {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "")
 	fs.StringVar(&pprofAddr, "pprof-addr", "", "")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "")
+	// kubelogd's flag defaults (cmd/kubelogd parse).
+	cfg.Collector = collector.Config{StallTimeout: 2 * time.Minute, MaxStreamLifetime: time.Hour,
+		PollMaxInterval: 30 * time.Second, PollQPS: 250}
+	fs.IntVar(&cfg.Collector.MaxStreamsPerNode, "max-streams-per-node", 50, "")
+	fs.IntVar(&cfg.Collector.MaxStreams, "max-streams", 2000, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	// kubelogd's flag defaults (cmd/kubelogd parse).
 	cfg.QPS, cfg.Burst, cfg.Version = 500, 500, "bench-pprof"
 	cfg.Sink.Format, cfg.Sink.MaxSizeMB, cfg.Sink.MaxBackups, cfg.Sink.FlushInterval = sink.FormatTimestamped, 100, 5, time.Second
-	cfg.Collector = collector.Config{StallTimeout: 2 * time.Minute, MaxStreamLifetime: time.Hour}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	ln, err := net.Listen("tcp", pprofAddr)

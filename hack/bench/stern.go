@@ -40,9 +40,6 @@ type sternCoverage struct {
 	// Retries counts "failed to tail" on stern's stderr, the first being FirstError.
 	Retries    int    `json:"retries"`
 	FirstError string `json:"first_error,omitempty"`
-	// Memory is stern's footprint while it follows the same idle streams as kubelogd's
-	// coverageResult.Memory.
-	Memory sternMemory `json:"memory"`
 }
 
 // sternMemory is what /proc tells of stern while it follows Streams idle containers
@@ -66,15 +63,17 @@ func sternArgs(kubeconfig string) []string {
 }
 
 // runSternCoverage runs stern on the n pods of ns, each with lines lines of size bytes,
-// until it has printed every line; then it measures stern's memory with the n streams
-// idle, stops it and waits until the kubelets have closed its streams.
-func runSternCoverage(ctx context.Context, cfg *config, e *env, ns string, n, lines, size int) (*sternCoverage, error) {
+// until it has printed every line; then, if idle is not nil, it waits until the kubelets
+// serve stern's n follow streams and calls idle with stern running and its streams idle
+// (the memory scenario measures it then); then it stops stern and waits until the
+// kubelets have closed its streams.
+func runSternCoverage(ctx context.Context, cfg *config, e *env, ns string, n, lines, size int, idle func(*sternProc) error) (*sternCoverage, error) {
 	res := &sternCoverage{MaxLogRequests: n + 100} // one container per pod, and room
 	tr := newCoverTracker(lines, map[string]int{ns: n})
 	check := &sternLines{lines: lines, size: size, tr: tr, seen: map[string]uint64{}}
 	args := append(sternArgs(e.c.Kubeconfig), ".", "--namespace", ns,
 		"--max-log-requests", strconv.Itoa(res.MaxLogRequests), "--output", "raw")
-	errLog := filepath.Join(cfg.workDir, fmt.Sprintf("stern-coverage-%d.err", n))
+	errLog := filepath.Join(cfg.workDir, fmt.Sprintf("stern-%s-%d.err", ns, n))
 	p, err := startStern(cfg.stern, errLog, check.onLine, args...)
 	if err != nil {
 		return nil, err
@@ -89,22 +88,24 @@ func runSternCoverage(ctx context.Context, cfg *config, e *env, ns string, n, li
 		res.CPUSeconds = cpu.Seconds()
 	}
 	res.Seconds = tr.last(ns).Sub(p.start).Seconds()
-	cfg.progress("coverage %d: stern printed every line %.2fs after its start", n, res.Seconds)
+	cfg.progress("stern printed every line of the %d pods of %s %.2fs after its start", n, ns, res.Seconds)
 
-	// Every line printed means every stream was open; the kubelets confirm that they all
-	// still are, following, before the memory is read.
-	pods := make([]int, n)
-	for i := range pods {
-		pods[i] = i
-	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = e.waitFollowers(wctx, ns, pods)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("stern's follow streams: %w", err)
-	}
-	if res.Memory, err = sampleSternMemory(ctx, p, n); err != nil {
-		return nil, err
+	if idle != nil {
+		// Every line printed means every stream was open; the kubelets confirm that they
+		// all still are, following, before idle reads the memory.
+		pods := make([]int, n)
+		for i := range pods {
+			pods[i] = i
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = e.waitFollowers(wctx, ns, pods)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("stern's follow streams: %w", err)
+		}
+		if err := idle(p); err != nil {
+			return nil, err
+		}
 	}
 	p.stop()
 	// The reader has ended with the process: the counts are final. Duplicates and other
@@ -112,7 +113,7 @@ func runSternCoverage(ctx context.Context, cfg *config, e *env, ns string, n, li
 	res.Lines, res.Duplicates, res.Other = check.distinct, check.dups, check.other
 	res.Retries, res.FirstError = countRetries(errLog)
 	// So that kubelogd, next, is not charged with the API server's ending stern's streams.
-	wctx, cancel = context.WithTimeout(ctx, time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := e.waitClosed(wctx, ns); err != nil {
 		return nil, fmt.Errorf("after stern's exit: %w", err)
@@ -120,8 +121,9 @@ func runSternCoverage(ctx context.Context, cfg *config, e *env, ns string, n, li
 	return res, nil
 }
 
-// sampleSternMemory lets stern settle as sampleMemory does kubelogd, then reads its RSS,
-// threads and descriptors three times half a second apart, keeping the median.
+// sampleSternMemory lets stern settle 3 s, as the memory scenario does kubelogd, then
+// reads its RSS, threads and descriptors three times half a second apart, keeping the
+// median.
 func sampleSternMemory(ctx context.Context, p *sternProc, streams int) (sternMemory, error) {
 	select {
 	case <-ctx.Done():

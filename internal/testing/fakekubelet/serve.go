@@ -30,6 +30,9 @@ type Request struct {
 	// Status is the HTTP status answered: 200 for every stream, including those that
 	// then carry an error text in the body.
 	Status int
+	// Ended is when the handler returned, its answer complete; zero while it runs. With
+	// Time it tells which reads were open when a line was appended.
+	Ended time.Time
 }
 
 // serveContainerLogs is the kubelet's GET /containerLogs/{ns}/{pod}/{container}, following
@@ -49,6 +52,11 @@ func (k *Kubelet) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 	k.requests = append(k.requests, req)
 	fail := k.faults.takeFailure(ns, name, container, req.Time)
 	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		req.Ended = time.Now()
+		k.mu.Unlock()
+	}()
 	reply := func(code int, msg string) {
 		k.mu.Lock()
 		req.Status = code
