@@ -118,6 +118,11 @@ func TestJudge(t *testing.T) {
 				sec("container restarted (restartCount 2): previous instance exited with code 1", "c")}, ""},
 		{"first sight after restarts, unsaid", []*segment{multi(seg("u", 0, "a", "b")), seg("u", 1), seg("u", 2, "c")},
 			[]oracle.Section{sec("container restarted (restartCount 2): previous instance exited with code 1", "c")}, "no restart marker for restartCount 1"},
+		// seed 641127418, soak-0/p-00/app: recreated twice, restarted, the directory
+		// removed unnoticed: the new file's first sight names the last pod's instances.
+		{"first sight after recreates and restarts", []*segment{seg("u", 0, "a"), seg("v", 0, "b"), seg("w", 0, "c"), seg("w", 1), silent(seg("w", 2)), seg("w", 3, "d")},
+			[]oracle.Section{sec("gap: 2 container instance(s) before restartCount 2 exited before their logs could be read"),
+				sec("container restarted (restartCount 3): previous instance exited with code 1", "d")}, ""},
 		{"instances lost, not at the start", []*segment{seg("u", 0, "a"), multi(seg("u", 1, "b")), seg("u", 2), seg("u", 3, "c")},
 			[]oracle.Section{sec("", "a"), sec("gap: 2 container instance(s) before restartCount 2 exited before their logs could be read"),
 				sec("container restarted (restartCount 3): previous instance exited with code 1", "c")}, "does not match"},
