@@ -530,7 +530,11 @@ func TestFaultEndFollow(t *testing.T) {
 	time.Sleep(time.Second)
 	stop()
 	e.exact(dir, "f", "ended", "app")
-	if v := d.metric("kubelogd_reconnects_total", "reason=eof_while_running"); v < 6 {
-		t.Errorf("kubelogd_reconnects_total{reason=eof_while_running} = %v, want ≥ 6", v)
+	// Each end is a reconnect: eof_while_running, or short_replay when it came while the
+	// resumed stream was still replaying what kubelogd had written (300 ms may not be
+	// enough for that on a loaded machine).
+	eof, short := d.metric("kubelogd_reconnects_total", "reason=eof_while_running"), d.metric("kubelogd_reconnects_total", "reason=short_replay")
+	if eof+short < 6 {
+		t.Errorf("kubelogd_reconnects_total: eof_while_running %v + short_replay %v, want ≥ 6 for 6 ended streams", eof, short)
 	}
 }
