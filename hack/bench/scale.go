@@ -300,7 +300,7 @@ func (res *scaleResult) logging(ctx context.Context, cfg *config, e *env, d *kub
 	slices.Sort(busy)
 	res.Busy = len(busy)
 	// A scrape that fails (kubelogd out of descriptors, say) leaves its figures at 0.
-	m0, _ := scrapeSeries(ctx, d)
+	m0, _ := d.metrics(ctx)
 	cpu0, _ := d.cpu()
 	busy0, total0 := machineCPU()
 	cfg.progress("scale: logging for %s, seed %d: a line every %.0fs on average, %d busy containers at %.0f lines/s",
@@ -314,7 +314,7 @@ func (res *scaleResult) logging(ctx context.Context, cfg *config, e *env, d *kub
 	}
 	to := time.Now()
 	elapsed := to.Sub(from).Seconds()
-	m1, _ := scrapeSeries(ctx, d)
+	m1, _ := d.metrics(ctx)
 	if cpu1, err := d.cpu(); err == nil {
 		res.KubelogdCores = (cpu1 - cpu0).Seconds() / elapsed
 	}
@@ -327,9 +327,9 @@ func (res *scaleResult) logging(ctx context.Context, cfg *config, e *env, d *kub
 		}
 		res.EmitBehindMs = max(res.EmitBehindMs, ms(r.Lag))
 	}
-	res.PollsPerSecond = (family(m1, "kubelogd_polls_total") - family(m0, "kubelogd_polls_total")) / elapsed
-	res.Promotions = family(m1, "kubelogd_stream_promotions_total") - family(m0, "kubelogd_stream_promotions_total")
-	res.Demotions = family(m1, "kubelogd_stream_demotions_total") - family(m0, "kubelogd_stream_demotions_total")
+	res.PollsPerSecond = (m1["kubelogd_polls_total"] - m0["kubelogd_polls_total"]) / elapsed
+	res.Promotions = m1["kubelogd_stream_promotions_total"] - m0["kubelogd_stream_promotions_total"]
+	res.Demotions = m1["kubelogd_stream_demotions_total"] - m0["kubelogd_stream_demotions_total"]
 	h0, h1 := buckets(m0, "kubelogd_poll_interval_seconds"), buckets(m1, "kubelogd_poll_interval_seconds")
 	for le := range h1 {
 		h1[le] -= h0[le]
@@ -368,8 +368,8 @@ func (res *scaleResult) gather(ctx context.Context, e *env, d *kubelogdProc, smp
 			}
 		}
 	}
-	if m, err := scrapeSeries(ctx, d); err == nil {
-		res.GapsTotal, res.LinesWritten = family(m, "kubelogd_gaps_total"), family(m, "kubelogd_lines_written_total")
+	if m, err := d.metrics(ctx); err == nil {
+		res.GapsTotal, res.LinesWritten = m["kubelogd_gaps_total"], m["kubelogd_lines_written_total"]
 	}
 	res.FDLimit = procFDLimit(d.pid)
 	res.RSSEnd, _ = d.rss()

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -211,8 +208,8 @@ func startScaleSampler(ctx context.Context, cfg *config, e *env, d *kubelogdProc
 					smp.follows += r.Scale.Follows
 				}
 			}
-			if m, err := scrapeSeries(ctx, d); err == nil {
-				smp.active, smp.polls = family(m, "kubelogd_streams_active"), family(m, "kubelogd_polls_total")
+			if m, err := d.metrics(ctx); err == nil {
+				smp.active, smp.polls = m["kubelogd_streams_active"], m["kubelogd_polls_total"]
 			} else {
 				smp.scrapeFailed = true
 			}
@@ -279,54 +276,6 @@ func childPID(comm string) int {
 		}
 	}
 	return 0
-}
-
-// scrapeSeries scrapes kubelogd's /metrics keeping every series apart: the key is the
-// series as exposed, `name{label="value",…}` or `name`.
-func scrapeSeries(ctx context.Context, d *kubelogdProc) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.Metrics+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	return parseSeries(resp.Body)
-}
-
-func parseSeries(r io.Reader) (map[string]float64, error) {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[sp+1:], 64); err == nil {
-			out[line[:sp]] = v
-		}
-	}
-	return out, sc.Err()
-}
-
-// family sums the series of a metric over their labels.
-func family(m map[string]float64, name string) float64 {
-	var sum float64
-	for k, v := range m {
-		if k == name || strings.HasPrefix(k, name+"{") {
-			sum += v
-		}
-	}
-	return sum
 }
 
 // labelled is the series of a metric by the value of one label.

@@ -131,8 +131,8 @@ func TestHistQuantile(t *testing.T) {
 	}
 }
 
-func TestParseSeries(t *testing.T) {
-	m, err := parseSeries(strings.NewReader(`# HELP kubelogd_targets Collected containers by state.
+func TestParseMetricsSeries(t *testing.T) {
+	m, err := parseMetrics(strings.NewReader(`# HELP kubelogd_targets Collected containers by state.
 kubelogd_targets{state="polling"} 350
 kubelogd_targets{state="streaming"} 50
 kubelogd_poll_interval_seconds_bucket{le="1"} 3
@@ -142,7 +142,7 @@ kubelogd_polls_total 42
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := family(m, "kubelogd_targets"); got != 400 {
+	if got := m["kubelogd_targets"]; got != 400 {
 		t.Errorf("family = %v", got)
 	}
 	if got := labelled(m, "kubelogd_targets", "state"); got["polling"] != 350 || got["streaming"] != 50 {
@@ -151,7 +151,7 @@ kubelogd_polls_total 42
 	if got := buckets(m, "kubelogd_poll_interval_seconds"); got[1] != 3 || got[math.Inf(1)] != 7 {
 		t.Errorf("buckets = %v", got)
 	}
-	if got := family(m, "kubelogd_polls_total"); got != 42 {
+	if got := m["kubelogd_polls_total"]; got != 42 {
 		t.Errorf("polls = %v", got)
 	}
 }

@@ -53,12 +53,13 @@ func testPod(ns, name string) *corev1.Pod {
 	}
 }
 
-// TestSelectionChange: a namespace added is passed on; one removed is released, not
-// passed on as deleted; the informers in force keep reporting their sync.
-func TestSelectionChange(t *testing.T) {
+// runSelection runs a selection of cfg over the pods a/p1 and b/p2 until the test ends,
+// recording what it passes on and releases.
+func runSelection(t *testing.T, cfg informer.Config) (*selection, *selRecorder, context.Context) {
+	t.Helper()
 	client := fake.NewClientset(testPod("a", "p1"), testPod("b", "p2"))
 	rec := &selRecorder{seen: map[string]int{}}
-	sel, err := newSelection(client, informer.Config{Namespaces: []string{"a"}}, rec, slog.New(slog.DiscardHandler))
+	sel, err := newSelection(client, cfg, rec, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,12 +67,19 @@ func TestSelectionChange(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- sel.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return sel, rec, ctx
+}
+
+// TestSelectionChange: a namespace added is passed on; one removed is released, not
+// passed on as deleted; the informers in force keep reporting their sync.
+func TestSelectionChange(t *testing.T) {
+	sel, rec, ctx := runSelection(t, informer.Config{Namespaces: []string{"a"}})
 	seen := func(name string) int {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
@@ -110,22 +118,7 @@ func TestSelectionChange(t *testing.T) {
 // selection; a pod of a namespace taken out of the selection that still exists is
 // released.
 func TestSelectionChangeDeletedMeanwhile(t *testing.T) {
-	client := fake.NewClientset(testPod("a", "p1"), testPod("b", "p2"))
-	rec := &selRecorder{seen: map[string]int{}}
-	sel, err := newSelection(client, informer.Config{Namespaces: []string{"a", "b"}}, rec, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sel.release = rec.release
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- sel.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	sel, rec, ctx := runSelection(t, informer.Config{Namespaces: []string{"a", "b"}})
 	deadline := time.Now().Add(10 * time.Second)
 	for !sel.Synced() {
 		if time.Now().After(deadline) {
