@@ -343,15 +343,26 @@ func (c *Collector) reconcile(ctx context.Context, p informer.Pod, targets map[t
 		c.live.Store(key, tg)
 		c.metrics.desired.Inc()
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer cancel()
-			tg.run(tctx)
+		// A target runs in a goroutine until it ends, except while it waits for its next
+		// poll: then it is parked, and run again in a new goroutine (see target.park).
+		var step func()
+		resume := func(changed bool) {
+			tg.changed = tg.changed || changed
+			go step()
+		}
+		step = func() {
+			if tg.run(tctx) {
+				tg.park(tctx, resume)
+				return
+			}
+			cancel()
 			select {
 			case finished <- key:
 			case <-ctx.Done():
 			}
-		}()
+			wg.Done()
+		}
+		go step()
 	}
 }
 

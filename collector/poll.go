@@ -91,7 +91,9 @@ func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Containe
 	// A poll that found lines makes the container a candidate for a stream.
 	t.want(p.Node, found && t.c.budget.limited())
 	t.setState(statePolling)
-	t.waitPoll(ctx, ct, t.pollEvery)
+	// The wait is parked: run returns, and the target holds no goroutine and no file
+	// descriptor until its next poll (see park).
+	t.parkFor, t.parkID = t.pollEvery, ct.ContainerID
 }
 
 // pollMinInterval is the least time between two polls of one container the follow budget
@@ -151,25 +153,73 @@ func (t *target) want(node string, on bool) {
 	}
 }
 
-// waitPoll waits d, or less if the pod is deleted or the container's instance changes or
-// stops running; other changes of the pod do not cut it short, so that a container is
-// never polled more often than its interval says.
-func (t *target) waitPoll(ctx context.Context, ct *informer.Container, d time.Duration) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-			return
-		case <-t.wake:
-			p := t.snapshot()
-			now := p.Container(t.container)
-			if p.Deleted || p.Excluded || now == nil || now.ContainerID != ct.ContainerID || !now.Running {
-				t.changed = true // for the loop, which acts on the change
-				return
-			}
+// parking is a target's wait between two polls, parked: no goroutine runs it. A timer,
+// the end of the target's context, or a change of the pod that ends the wait (update)
+// resumes it, whichever comes first; the others are then stopped.
+type parking struct {
+	containerID string // the instance polled
+	timer       *time.Timer
+	stopCtx     func() bool // unregisters the context's AfterFunc
+	// run runs the target again in a goroutine of its own; changed says that a change
+	// of the pod ended the wait.
+	run func(changed bool)
+}
+
+// resume stops what else could end the wait and runs the target. Whoever takes the
+// parking out of target.parked (under mu) calls it, once.
+func (pk *parking) resume(changed bool) {
+	pk.timer.Stop()
+	pk.stopCtx()
+	pk.run(changed)
+}
+
+// park makes the target wait parkFor, or less if ctx ends, the pod is deleted or the
+// container's instance changes or stops running, and then calls resume in a goroutine of
+// its own, which runs the target again. Other changes of the pod do not cut the wait
+// short, so that a container is never polled more often than its interval says.
+//
+// Thousands of containers are polled, and a poll takes a moment every half minute: while
+// one waits, it holds no goroutine and no file descriptor (the file is closed, as an idle
+// one is, and opened again by the next write), only its state. The caller owns the
+// target until park returns, and then no goroutine does until resume is called.
+func (t *target) park(ctx context.Context, resume func(changed bool)) {
+	d := t.parkFor
+	pk := &parking{containerID: t.parkID, run: resume}
+	t.parkFor, t.parkID = 0, ""
+	if t.file != nil {
+		t.file.Rest()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// A change sent before now is in latest, checked here; the signal is not needed.
+	select {
+	case <-t.wake:
+	default:
+	}
+	if endsPoll(t.latest, t.container, pk.containerID) {
+		go resume(true)
+		return
+	}
+	take := func() {
+		t.mu.Lock()
+		mine := t.parked == pk
+		if mine {
+			t.parked = nil
+		}
+		t.mu.Unlock()
+		if mine {
+			pk.resume(false)
 		}
 	}
+	t.parked = pk
+	pk.timer = time.AfterFunc(d, take)
+	pk.stopCtx = context.AfterFunc(ctx, take)
+}
+
+// endsPoll reports whether p's state ends the wait for the next poll of the instance
+// containerID: the pod is deleted or excluded, or the container is gone, restarted or no
+// longer running.
+func endsPoll(p informer.Pod, container, containerID string) bool {
+	now := p.Container(container)
+	return p.Deleted || p.Excluded || now == nil || now.ContainerID != containerID || !now.Running
 }

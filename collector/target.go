@@ -54,6 +54,12 @@ type target struct {
 	// pollEvery is the wait between polls of the running instance, while its node cannot
 	// follow; 0 while it is followed.
 	pollEvery time.Duration
+	// parkFor, set by poll, makes run return so that the target waits for its next poll
+	// without a goroutine (see park); parkID is the instance polled. parked is the wait
+	// in progress, guarded by mu.
+	parkFor time.Duration
+	parkID  string
+	parked  *parking
 
 	// podInfo is the pod UID whose node and labels the file was given (SetPod).
 	podInfo types.UID
@@ -84,7 +90,20 @@ func (t *target) update(p informer.Pod) {
 	t.mu.Lock()
 	p = fresher(t.latest, p, t.container)
 	t.latest = p
+	pk := t.parked
+	ends := pk != nil && endsPoll(p, t.container, pk.containerID)
+	if ends {
+		t.parked = nil
+	}
 	t.mu.Unlock()
+	if pk != nil {
+		// Parked between two polls: a change that ends the wait resumes the target at
+		// once, and other changes do not wake it (see park).
+		if ends {
+			pk.resume(true)
+		}
+		return
+	}
 	if r := t.reading.Load(); r != nil {
 		if ct := p.Container(t.container); ct == nil || ct.ContainerID != r.containerID || !ct.Running {
 			r.wd.instanceEnded(t.c.cfg.Now())
@@ -125,14 +144,20 @@ func (t *target) snapshot() informer.Pod {
 }
 
 // run drives the container's instances until the pod is gone or excluded and everything
-// readable has been written, or until ctx is cancelled.
-func (t *target) run(ctx context.Context) {
+// readable has been written, or until ctx is cancelled. It returns true, having ended
+// nothing, when the target is to wait for its next poll parked (see park): the caller
+// parks it, and runs it again when the wait is over.
+func (t *target) run(ctx context.Context) (park bool) {
 	t.ctx = ctx
-	defer t.setState("")
-	defer t.closeFile()
-	defer t.want("", false)
-	defer t.releaseSlot()
+	defer func() {
+		if !park {
+			t.end()
+		}
+	}()
 	for ctx.Err() == nil {
+		if t.parkFor > 0 {
+			return true
+		}
 		p := t.snapshot()
 		ct := p.Container(t.container)
 		if ct == nil || p.Excluded {
@@ -210,6 +235,16 @@ func (t *target) run(ctx context.Context) {
 			t.readRunning(ctx, p, ct)
 		}
 	}
+	return false
+}
+
+// end gives back what the target holds: its follow slot, its place among those waiting
+// for one, and its file (flushed, the cursor saved).
+func (t *target) end() {
+	t.releaseSlot()
+	t.want("", false)
+	t.closeFile()
+	t.setState("")
 }
 
 // firstSight points the cursor at the first instance to read of a pod UID the file has

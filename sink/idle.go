@@ -135,6 +135,22 @@ func (f *File) setSpanned(v bool) {
 	f.mu.Unlock()
 }
 
+// Rest closes the file's descriptor now, as an idle close would, if nothing is buffered:
+// for an owner that will not write for a while (a polled container between two polls),
+// so that thousands of quiet containers hold no descriptor and no Logger. The next write
+// opens the file again, checked as after an idle close. With records buffered it does
+// nothing: Flush first.
+func (f *File) Rest() {
+	if f.closed || len(f.buf) > 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.closeLogger(); err != nil {
+		f.log.Warn("cannot close log file", "path", f.p.current, "err", err)
+	}
+}
+
 // closeIfIdle closes f's file if nothing was written through it since cutoff (UnixNano).
 // It runs in Run's goroutine and reports whether it closed the file.
 func (f *File) closeIfIdle(cutoff int64) bool {

@@ -52,3 +52,46 @@ func TestFollowBudget(t *testing.T) {
 		t.Errorf("kubelogd_gaps_total = %v, want 0", v)
 	}
 }
+
+// TestPolledWaitHoldsNothing (issue #17): a polled container waits for its next poll
+// parked, with no goroutine and no open file. With one stream per node, 60 containers
+// beyond the budget are polled; the goroutines and file descriptors of kubelogd grow by
+// fewer than half their number (holding one goroutine each while they wait, they would
+// grow by twice it), and every line logged between polls is on disk exactly once.
+func TestPolledWaitHoldsNothing(t *testing.T) {
+	e := parallelEnv(t)
+	e.pod("q", "s", nil, "app")
+	e.start("q", "s", "app")
+	e.emit("q", "s", "app", 3)
+	dir := t.TempDir()
+	d := e.kubelogd(dir, "--max-streams-per-node", "1")
+	d.waitReady()
+	e.waitCollected(dir, "q", "s", "app")
+	g0, f0 := d.metric("go_goroutines"), d.metric("process_open_fds")
+
+	const n = 60
+	name := func(i int) string { return fmt.Sprintf("p-%02d", i) }
+	for i := range n {
+		e.pod("q", name(i), nil, "app")
+		e.start("q", name(i), "app")
+		e.emit("q", name(i), "app", 3)
+	}
+	for i := range n {
+		e.waitCollected(dir, "q", name(i), "app")
+	}
+	eventually(t, 60*time.Second, "the new containers polled, waiting parked", func() (bool, string) {
+		polled := d.metric("kubelogd_targets", "state=polling")
+		g, f := d.metric("go_goroutines"), d.metric("process_open_fds")
+		return polled == n && g-g0 < n/2 && f-f0 < n/2,
+			fmt.Sprintf("%v polled; goroutines %v → %v, open fds %v → %v", polled, g0, g, f0, f)
+	})
+	for i := range n {
+		e.emit("q", name(i), "app", 2)
+	}
+	for i := range n {
+		e.exact(dir, "q", name(i), "app")
+	}
+	if v := d.metric("kubelogd_gaps_total"); v != 0 {
+		t.Errorf("kubelogd_gaps_total = %v, want 0", v)
+	}
+}
