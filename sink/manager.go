@@ -37,6 +37,9 @@ type Manager struct {
 	log   *slog.Logger
 	met   *metrics
 	lock  *os.File // holds the flock on <Dir>/.kubelogd.lock until Close
+	// barrier syncs the output file system for the synced cursor saves of many Files at
+	// once, where it can (see fsBarrier).
+	barrier *fsBarrier
 
 	mu sync.Mutex
 	// pool holds closed lumberjack Loggers for reuse. Each Logger starts a goroutine on
@@ -110,6 +113,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		met:  met,
 		lock: lock,
 		open: make(map[Key]*File),
+
+		barrier: newFSBarrier(s.Dir),
 		busy: make(map[string]int),
 		dirs: make(map[string]dirState),
 
@@ -564,6 +569,9 @@ func (m *Manager) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true // no more Opens
 	m.wake.Broadcast()
+	if len(m.open) == 0 && !m.running {
+		m.barrier.close() // no File left to save through it
+	}
 	if m.lock == nil {
 		return nil
 	}

@@ -135,11 +135,8 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 	now := f.cfg.Now()
 	sync = sync || now.Sub(f.lastSync) >= f.cfg.SyncInterval || f.slots.keep == keepUnknown || creates && f.slots.keep != keepNothing
 	if sync {
-		if err := syncPath(f.p.current); err != nil {
-			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
-		}
-		if err := f.syncPodDir(); err != nil {
-			return fmt.Errorf("syncing directory %s: %w; check the disk holding it", f.p.dir, err)
+		if err := f.syncBeforeCursor(); err != nil {
+			return err
 		}
 	}
 	// Crash tests: the data is written (flushed), its cursor not yet saved.
@@ -221,6 +218,42 @@ func observeSync(path string) error {
 // directory that begins later covers it.
 func (f *File) noteDirChange() { f.dirChange = f.m.dirChangeIf(true) }
 
+// syncBeforeCursor makes the data of the current file durable, and the pod directory's
+// changes up to f.dirChange (syncPodDir), before a synced save writes the cursor: by one
+// syncfs shared with the other Files saving at the same time where the file system
+// allows (fsBarrier), else by an fsync of each.
+func (f *File) syncBeforeCursor() error {
+	if !f.m.barrier.grouped() {
+		if err := syncPath(f.p.current); err != nil {
+			return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
+		}
+		if err := f.syncPodDir(); err != nil {
+			return fmt.Errorf("syncing directory %s: %w; check the disk holding it", f.p.dir, err)
+		}
+		return nil
+	}
+	// The tests' observer sees the same order as file by file: data, directory, cursor.
+	if err := observeSync(f.p.current); err != nil {
+		return fmt.Errorf("syncing %s: %w; check the disk holding %s", f.p.current, err, f.p.dir)
+	}
+	dir := f.dirChange != 0 && !f.m.dirSyncedSince(f.p.dir, f.dirChange)
+	var seq uint64
+	if dir {
+		if err := dirSyncError(observeSync(f.p.dir)); err != nil {
+			return fmt.Errorf("syncing directory %s: %w; check the disk holding it", f.p.dir, err)
+		}
+		seq = f.m.dirSeq.Load() // before the syncfs begins: see syncPodDir
+	}
+	if err := f.m.barrier.sync(); err != nil {
+		return fmt.Errorf("syncing the file system of %s: %w; check the disk holding it", f.p.dir, err)
+	}
+	if dir {
+		f.m.noteDirSynced(f.p.dir, seq)
+	}
+	f.dirChange = 0
+	return nil
+}
+
 // syncPodDir makes the pod directory's changes up to f.dirChange durable, if they may not
 // be: by an fsync of the directory, unless one that began after them succeeded already.
 // That one may be another File's: the containers of a pod, created together, share the
@@ -245,7 +278,12 @@ func (f *File) syncPodDir() error {
 // ENOTSUP) makes its changes durable otherwise or not at all; either way nothing more can
 // be done, and failing every save over it would stop collection.
 func syncDir(path string) error {
-	err := syncPath(path)
+	return dirSyncError(syncPath(path))
+}
+
+// dirSyncError is err, or nil if it says that the file system cannot fsync directories
+// (see syncDir).
+func dirSyncError(err error) error {
 	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
 		return nil
 	}
