@@ -113,11 +113,10 @@ func NewManager(cfg Config) (*Manager, error) {
 		met:  met,
 		lock: lock,
 		open: make(map[Key]*File),
-
-		barrier: newFSBarrier(s.Dir),
 		busy: make(map[string]int),
 		dirs: make(map[string]dirState),
 
+		barrier: newFSBarrier(s.Dir),
 		crowded: make(chan struct{}, 1),
 	}
 	m.wake = sync.NewCond(&m.mu)
