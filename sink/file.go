@@ -245,6 +245,11 @@ func (f *File) add(rec Record, more bool) (int, error) {
 			return 0, err
 		}
 	}
+	if len(f.buf) == 0 {
+		if err := f.reopen(); err != nil {
+			return 0, err
+		}
+	}
 	if f.buf == nil {
 		f.buf = getWriteBuffer()
 	}

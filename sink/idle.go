@@ -63,6 +63,38 @@ func (f *File) openLogger(check bool) error {
 	return nil
 }
 
+// reopen opens the file again if it was closed (idle, or Rest), before a record is
+// buffered for it: a change made outside kubelogd meanwhile (the pod directory or the file
+// removed) is then found while the live cursor covers exactly the file's data, and the
+// cursor is saved into the file created again before any line is written there. Found
+// only when the buffer is written, the lines would reach a new file that has no cursor
+// yet, and a crash before the next save would leave them to recovery as a file without
+// one: kept, and read and written again (seed 257859014, soak-2/p-02/app, polled).
+//
+// A File that has no cursor yet (noCursor: nothing written since Open) is left to
+// writeOut, which saves the first cursor before it opens the file.
+func (f *File) reopen() error {
+	if _, ok := f.out.(loggerOutput); !ok || f.noCursor {
+		return nil // a test's output, or see above
+	}
+	f.mu.Lock()
+	closed := f.lg == nil
+	marked, unmarked := f.outsideMarked, f.outside
+	var err error
+	if closed {
+		err = f.openLogger(true)
+	}
+	f.mu.Unlock()
+	if err != nil {
+		f.m.noteOpenError(err)
+		return f.met.writeError(fmt.Errorf("opening %s again: %w; check free space and permissions in %s", f.p.current, restoreErrno(err), f.p.dir))
+	}
+	if !closed || f.outsideMarked == marked && f.outside == unmarked {
+		return nil
+	}
+	return f.persistCursor(0)
+}
+
 // checkCurrent opens the current file for appending before a Logger does, and adopts
 // what it finds. lumberjack, when it cannot open the file (made read-only, say), moves
 // it aside as a backup and starts a new file without a word, and when the file is gone

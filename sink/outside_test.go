@@ -429,3 +429,75 @@ func TestTailWindow(t *testing.T) {
 		t.Error("a full write did not make the window known again")
 	}
 }
+
+// TestRemovedWhileClosedThenCrash: the pod directory or the current file is removed while
+// the File has its file closed (a polled container between polls: Rest; or idle), and
+// kubelogd is killed right after the next lines reach the file created again. The cursor
+// must be in the new directory before those lines (saved when the first record opened the
+// file again), so that the restarted File resumes after the lines the removal took and
+// cuts the uncovered ones, rather than keeping a file without a cursor, which the collector
+// would fill from the start again (seed 257859014: 30 lines twice).
+func TestRemovedWhileClosedThenCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		close  func(*Manager, *File, *fakeClock)
+		remove func(*testing.T, paths)
+	}{
+		{"pod directory removed while resting", rest, func(t *testing.T, p paths) { mustRemoveAll(t, p.dir) }},
+		{"pod directory removed while idle", idleClose, func(t *testing.T, p paths) { mustRemoveAll(t, p.dir) }},
+		{"current file removed while resting", rest, func(t *testing.T, p paths) { mustRemoveAll(t, p.current) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			cfg := Config{Dir: t.TempDir(), Format: FormatRaw, Now: clock.Now, CursorInterval: time.Second, SyncInterval: 3 * time.Second}
+			m := newTestManager(t, cfg)
+			f := mustOpen(t, m, testKey)
+			startInstance(t, f)
+			for i := range 10 {
+				if err := f.Write(rec(i, "")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock.Advance(2 * time.Second)
+			if err := f.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			tc.close(m, f, clock)
+			tc.remove(t, f.p)
+			clock.Advance(2 * time.Second) // a save would be due at the next Flush
+			if err := f.Write(rec(10, "")); err != nil {
+				t.Fatal(err)
+			}
+			if pc := readCursorFile(t, f); pc.Lines != 10 {
+				t.Errorf("cursor in the new directory counts %d lines, want the 10 before the removal", pc.Lines)
+			}
+			for i := 11; i < 15; i++ {
+				if err := f.Write(rec(i, "")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.flushBuffer(); err != nil { // written, the cursor not saved
+				t.Fatal(err)
+			}
+			crash(f)
+			g := mustOpen(t, m, testKey)
+			defer g.Close()
+			if r := g.Recovered(); !r.HadCursor || r.TruncatedBytes == 0 || g.Cursor().Lines != 10 {
+				t.Errorf("after the crash: Recovered() = %+v, cursor at %d lines; want the saved cursor at 10, the lines after it cut", r, g.Cursor().Lines)
+			}
+			lines := readFileLines(t, g.p.current)
+			if len(lines) != 1 || !strings.Contains(lines[0], "outside kubelogd") {
+				t.Errorf("after the crash the file holds %q, want only the marker", lines)
+			}
+		})
+	}
+}
+
+// rest closes the file as a polled container does between polls.
+func rest(_ *Manager, f *File, _ *fakeClock) { f.Rest() }
+
+// idleClose closes the file as the idle sweep does.
+func idleClose(m *Manager, _ *File, clock *fakeClock) {
+	clock.Advance(10 * time.Minute)
+	m.closeIdle(clock.Now())
+}
