@@ -18,6 +18,8 @@
 //  7. scale (scale.go, not run by default): 20,000 containers on one kubelogd, most of
 //     them polled beyond the follow budget: coverage, every line exact after minutes of
 //     random logging, the streams within the budget, polls, memory per container.
+//  8. syscalls (syscalls.go): strace -c of kubelogd's file and descriptor calls and
+//     syncs per new container, 200 pods × 1 and 50 pods × 4, less a run without pods.
 //
 // Benchmarks are not pass/fail: figures are reported against their targets and the run
 // succeeds unless a scenario could not be measured. It is what `make bench` runs.
@@ -55,6 +57,7 @@ type config struct {
 	memorySizes                            []int
 	polledContainers                       int
 	polledDuration, polledGap              time.Duration
+	syscallsCases                          []syscallsCase
 	benchCount                             int
 	quiet, keep, trace                     bool
 }
@@ -93,16 +96,17 @@ func run() int {
 	klog.SetOutput(io.Discard)
 	klog.LogToStderr(false)
 	var cfg config
-	var scenarios, sizes, memSizes, jsonOut string
+	var scenarios, sizes, memSizes, syscallsPods, jsonOut string
 	flag.StringVar(&cfg.kubelogd, "kubelogd", "bin/kubelogd", "kubelogd binary to measure")
 	flag.StringVar(&cfg.kubectl, "kubectl", "bin/kubectl", "kubectl binary for the transport comparison; skipped if missing")
 	flag.StringVar(&cfg.stern, "stern", "bin/stern", "stern binary, the peer of the single stream, coverage and memory (make bench builds it from hack/tools/stern); skipped if missing")
 	flag.StringVar(&cfg.repo, "repo", ".", "the kubelogd module, for go test -bench and the git commit")
 	flag.StringVar(&jsonOut, "json", "bin/bench.json", "where to write the results as JSON")
-	flag.StringVar(&scenarios, "scenarios", "single,coverage,memory,latency,polled,go,ha", "scenarios to run (scale is not in the default: 10 to 15 minutes at its full size)")
+	flag.StringVar(&scenarios, "scenarios", "single,coverage,syscalls,memory,latency,polled,go,ha", "scenarios to run (scale is not in the default: 10 to 15 minutes at its full size)")
 	flag.IntVar(&cfg.singleLines, "single-lines", 1_000_000, "lines of the single stream")
 	flag.IntVar(&cfg.singleRuns, "single-runs", 2, "rounds of the single stream scenario (best wall time of each reader is reported)")
 	flag.StringVar(&sizes, "coverage-pods", "1000,5000", "pod counts of the coverage scenario")
+	flag.StringVar(&syscallsPods, "syscalls-pods", "200x1,50x4", "cases of the syscalls scenario, PODSxCONTAINERS (containers per pod), comma-separated")
 	flag.StringVar(&memSizes, "memory-pods", "1000,5000", "idle container counts of the memory scenario")
 	flag.IntVar(&cfg.polledContainers, "polled-containers", 1000, "quiet containers of the polled scenario (200 streamed, the others polled)")
 	flag.DurationVar(&cfg.polledDuration, "polled-duration", 3*time.Minute, "how long they log")
@@ -145,6 +149,10 @@ func run() int {
 	var err error
 	if cfg.memorySizes, err = parseSizes(memSizes); err != nil || cfg.polledContainers <= 0 || cfg.polledGap <= 0 {
 		fmt.Fprintf(os.Stderr, "bench: bad --memory-pods %q, or --polled-containers, --polled-gap not positive\n", memSizes)
+		return 2
+	}
+	if cfg.syscallsCases, err = parseSyscallsCases(syscallsPods); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: --syscalls-pods:", err)
 		return 2
 	}
 	if cfg.self, err = os.Executable(); err != nil {
@@ -200,8 +208,12 @@ func run() int {
 	rep := newReport(ctx, &cfg)
 	// The fake kubelets' readers hold one inotify instance per followed container, and
 	// the default limit of 128 per user is far below 10,000.
-	if cfg.scenarios["coverage"] || cfg.scenarios["memory"] || cfg.scenarios["latency"] || cfg.scenarios["polled"] || cfg.scenarios["ha"] {
-		want := 2*slices.Max(append(cfg.coverageSizes, append(cfg.memorySizes, cfg.latencyContainers, cfg.polledContainers, cfg.haPods, cfg.haTakeoverPods)...)) + 4096
+	if cfg.scenarios["coverage"] || cfg.scenarios["syscalls"] || cfg.scenarios["memory"] || cfg.scenarios["latency"] || cfg.scenarios["polled"] || cfg.scenarios["ha"] {
+		counts := slices.Concat(cfg.coverageSizes, cfg.memorySizes, []int{cfg.latencyContainers, cfg.polledContainers, cfg.haPods, cfg.haTakeoverPods})
+		for _, c := range cfg.syscallsCases {
+			counts = append(counts, c.pods*c.perPod)
+		}
+		want := 2*slices.Max(counts) + 4096
 		s, err := raiseSysctl("fs.inotify.max_user_instances", want)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -249,6 +261,7 @@ func run() int {
 		}
 		return nil
 	})
+	step("syscalls", func() (err error) { rep.Syscalls, err = runSyscalls(ctx, &cfg); return })
 	step("memory", func() error {
 		for i, n := range cfg.memorySizes {
 			if i > 0 {

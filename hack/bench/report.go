@@ -40,6 +40,7 @@ type report struct {
 
 	Single   *singleResult     `json:"single,omitempty"`
 	Coverage []*coverageResult `json:"coverage,omitempty"`
+	Syscalls *syscallsResult   `json:"syscalls,omitempty"`
 	Memory   []*memoryResult   `json:"memory,omitempty"`
 	Latency  *latencyResult    `json:"latency,omitempty"`
 	Polled   *polledResult     `json:"polled,omitempty"`
@@ -161,6 +162,9 @@ func (r *report) finish() {
 			fmt.Sprintf("kubelogd exec → every line readable; the transport alone %.2fs", c.TransportSeconds))
 		add(fmt.Sprintf("coverage, %d pods created after start (worst pod)", c.Pods), c.PodLagMax, goal, "s", true,
 			fmt.Sprintf("pod running with its lines → readable; all %d covered %.2fs after the first create, creating took %.2fs", c.Pods, c.CreatedSeconds, c.CreatingSeconds))
+	}
+	if s := r.Syscalls; s != nil {
+		s.targets(add)
 	}
 	for _, m := range r.Memory {
 		m.targets(add)
@@ -347,6 +351,9 @@ func (r *report) print(w io.Writer) {
 		if c.Markers+c.ExtraLines > 0 || c.Reconnects > 0 {
 			t.row("", "anomalies", fmt.Sprintf("%d marker lines, %d extra lines, %.0f reconnects", c.Markers, c.ExtraLines, c.Reconnects), "")
 		}
+	}
+	if s := r.Syscalls; s != nil {
+		s.rows(t, goal)
 	}
 	for _, m := range r.Memory {
 		m.rows(t, goal)

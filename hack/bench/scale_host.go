@@ -57,6 +57,7 @@ type scaleResp struct {
 // scaleHandle answers the scale operations; ok is false for other ops.
 //
 //   - scale-create makes running pods of PerPod containers with Lines lines each;
+//   - scale-append appends Lines lines to every container at once (syscalls.go);
 //   - scale-emit logs at random moments for Duration (Counts: lines appended, Lag);
 //   - scale-counts: the lines the kubelet recorded per container (Counts);
 //   - scale-streams: the follow streams open now and the most ever;
@@ -75,6 +76,12 @@ func (h *host) scaleHandle(ctx context.Context, req hostReq) (resp hostResp, ok 
 	switch req.Op {
 	case "scale-create":
 		err = h.scaleCreate(ctx, req)
+	case "scale-append":
+		for _, p := range req.Pods {
+			if err = h.scaleAppend(req.NS, podName(p), scaleContainers(req.Scale.PerPod), req.Lines, req.Size); err != nil {
+				break
+			}
+		}
 	case "scale-emit":
 		resp.Counts, resp.Lag, err = h.scaleEmit(ctx, req)
 	case "scale-counts":
@@ -96,6 +103,15 @@ func (h *host) scaleHandle(ctx context.Context, req hostReq) (resp hostResp, ok 
 
 // scaleContainer names container c of a scale pod.
 func scaleContainer(c int) string { return fmt.Sprintf("c%d", c) }
+
+// scaleContainers names the n containers of a scale pod.
+func scaleContainers(n int) []string {
+	names := make([]string, n)
+	for c := range names {
+		names[c] = scaleContainer(c)
+	}
+	return names
+}
 
 // scaleText is the text of line seq of a container, padded to size bytes: unique in the
 // whole run, so that the oracle tells a lost line from a reordered one.
@@ -133,11 +149,10 @@ func (h *host) scaleCreate(ctx context.Context, req hostReq) error {
 
 func (h *host) scaleCreateOne(ctx context.Context, req hostReq, name string) error {
 	p := podSpec(req.NS, name, h.k.NodeName(), corev1.RestartPolicyAlways)
-	names := make([]string, req.Scale.PerPod)
+	names := scaleContainers(req.Scale.PerPod)
 	p.Spec.Containers = nil
-	for c := range names {
-		names[c] = scaleContainer(c)
-		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: names[c], Image: "busybox"})
+	for _, n := range names {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: n, Image: "busybox"})
 	}
 	if _, err := h.client.CoreV1().Pods(req.NS).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		return err
@@ -145,13 +160,20 @@ func (h *host) scaleCreateOne(ctx context.Context, req hostReq, name string) err
 	if err := h.k.StartContainers(ctx, req.NS, name, names...); err != nil {
 		return err
 	}
-	for _, ctr := range names {
-		lines := make([]fakekubelet.Line, req.Lines)
-		for i := range lines {
+	return h.scaleAppend(req.NS, name, names, req.Lines, req.Size)
+}
+
+// scaleAppend appends lines lines of size bytes to each container ctrs of pod, numbered
+// on from the lines the kubelet recorded for it.
+func (h *host) scaleAppend(ns, pod string, ctrs []string, lines, size int) error {
+	for _, ctr := range ctrs {
+		first := len(h.k.Emitted(ns, pod, ctr))
+		batch := make([]fakekubelet.Line, lines)
+		for i := range batch {
 			t := time.Now()
-			lines[i] = fakekubelet.Line{Time: t.UTC(), Text: scaleText(name, ctr, i, t, req.Size)}
+			batch[i] = fakekubelet.Line{Time: t.UTC(), Text: scaleText(pod, ctr, first+i, t, size)}
 		}
-		if err := h.k.Append(req.NS, name, ctr, lines...); err != nil {
+		if err := h.k.Append(ns, pod, ctr, batch...); err != nil {
 			return err
 		}
 	}
