@@ -79,7 +79,7 @@ func (r *replicaSet) alive() error {
 func (r *replicaSet) stop() {
 	var wg sync.WaitGroup
 	for _, d := range r.live {
-		wg.Go(d.stop)
+		wg.Go(func() { d.stop() })
 	}
 	wg.Wait()
 	r.live, r.order = map[string]*kubelogdProc{}, nil

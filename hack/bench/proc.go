@@ -93,14 +93,17 @@ func (d *kubelogdProc) alive() error {
 	}
 }
 
-// stop sends SIGTERM and waits for the exit, killing kubelogd after 30s.
-func (d *kubelogdProc) stop() {
+// stop sends SIGTERM and waits for the exit, killing the process after 30s; it reports
+// whether the process exited by itself (or had already).
+func (d *kubelogdProc) stop() bool {
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
+		return true
 	case <-time.After(30 * time.Second):
 		_ = d.cmd.Process.Kill()
 		<-d.done
+		return false
 	}
 }
 

@@ -432,17 +432,8 @@ func tracedChild(d *kubelogdProc) (int, error) {
 // again; the error says what had to be killed.
 func (d *kubelogdProc) stopTraced() error {
 	var errs []error
-	select {
-	case <-d.done:
-	default:
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(30 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.done
-			errs = append(errs, errors.New("strace did not exit within 30s of SIGTERM: killed, no summary"))
-		}
+	if !d.stop() {
+		errs = append(errs, errors.New("strace did not exit within 30s of SIGTERM: killed, no summary"))
 	}
 	if d.pid > 0 && !waitGone(d.pid, 30*time.Second) {
 		_ = syscall.Kill(d.pid, syscall.SIGKILL)
