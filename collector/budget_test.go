@@ -171,3 +171,21 @@ func TestBudgetSet(t *testing.T) {
 		t.Fatal("the bound not lifted")
 	}
 }
+
+// TestQuietFor checks the second poll's wait after a first poll found only old lines: a
+// quarter of the quiet time, within [least, most], spread over its upper half.
+func TestQuietFor(t *testing.T) {
+	least, most := time.Second, 30*time.Second
+	for _, c := range []struct{ idle, lo, hi time.Duration }{
+		{0, least, least},
+		{6 * time.Second, least, least + least/2},
+		{40 * time.Second, 5 * time.Second, 10 * time.Second},
+		{time.Hour, most / 2, most},
+	} {
+		for range 200 {
+			if d := quietFor(c.idle, least, most); d < c.lo || d > c.hi {
+				t.Fatalf("quietFor(%v) = %v, want within [%v, %v]", c.idle, d, c.lo, c.hi)
+			}
+		}
+	}
+}

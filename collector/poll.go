@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/kubelogd/kubelogd/informer"
@@ -81,19 +82,41 @@ func (t *target) poll(ctx context.Context, p informer.Pod, ct *informer.Containe
 	if t.c.nodes.out(p.Node) {
 		least = nodePollInterval
 	}
-	found := t.out.Cursor().Lines != before
+	cur := t.out.Cursor()
+	found := cur.Lines != before
+	most := max(time.Duration(t.c.pollMax.Load()), least)
 	switch {
+	case found && t.pollEvery == 0 && t.c.cfg.Now().Sub(cur.LastTime) > backlogAge:
+		// The first poll of the instance found a backlog, not activity: its newest line
+		// is old. Expecting the next line soon would bring thousands of containers found
+		// at start back at once (see quietFor).
+		found = false
+		t.pollEvery = quietFor(t.c.cfg.Now().Sub(cur.LastTime), least, most)
 	case found || t.pollEvery == 0:
 		t.pollEvery = least
 	default:
-		t.pollEvery = min(2*t.pollEvery, max(time.Duration(t.c.pollMax.Load()), least))
+		t.pollEvery = min(2*t.pollEvery, most)
 	}
-	// A poll that found lines makes the container a candidate for a stream.
+	// A poll that found new lines makes the container a candidate for a stream.
 	t.want(p.Node, found && t.c.budget.limited())
 	t.setState(statePolling)
 	// The wait is parked: run returns, and the target holds no goroutine and no file
 	// descriptor until its next poll (see park).
 	t.parkFor, t.parkID = t.pollEvery, ct.ContainerID
+}
+
+// backlogAge is how old the newest line a first poll finds must be for the poll to count
+// as quiet: older than the least interval and some skew between the node's clock and ours.
+const backlogAge = 5 * time.Second
+
+// quietFor is the wait before the second poll of an instance whose newest line, found by
+// the first, was written idle ago: a quarter of that, within [least, most], spread over
+// its upper half. A container quiet for a minute is likely to stay so for a while, and
+// the spread keeps the containers found together at start from coming back together; a
+// new line still brings the interval back to least.
+func quietFor(idle, least, most time.Duration) time.Duration {
+	d := min(max(idle/4, least), most)
+	return max(d/2+rand.N(d/2+1), least)
 }
 
 // pollMinInterval is the least time between two polls of one container the follow budget
