@@ -51,6 +51,11 @@ type target struct {
 	slot, wantNode string
 	noSlotUntil    time.Time
 	lastPoll       time.Time
+	// readID is the instance whose first read (a follow's or a poll's) has been made;
+	// retryFirst is set when that first read, a poll, found nothing, so that the next
+	// poll is a first read too (see poll).
+	readID     string
+	retryFirst bool
 	// pollEvery is the wait between polls of the running instance, while its node cannot
 	// follow; 0 while it is followed.
 	pollEvery time.Duration

@@ -207,9 +207,12 @@ func run() int {
 	defer stop()
 	rep := newReport(ctx, &cfg)
 	// The fake kubelets' readers hold one inotify instance per followed container, and
-	// the default limit of 128 per user is far below 10,000.
-	if cfg.scenarios["coverage"] || cfg.scenarios["syscalls"] || cfg.scenarios["memory"] || cfg.scenarios["latency"] || cfg.scenarios["polled"] || cfg.scenarios["ha"] {
+	// the default limit of 128 per user is far below 10,000. At scale, the budget bounds them.
+	if cfg.scenarios["coverage"] || cfg.scenarios["syscalls"] || cfg.scenarios["memory"] || cfg.scenarios["latency"] || cfg.scenarios["polled"] || cfg.scenarios["ha"] || cfg.scenarios["scale"] {
 		counts := slices.Concat(cfg.coverageSizes, cfg.memorySizes, []int{cfg.latencyContainers, cfg.polledContainers, cfg.haPods, cfg.haTakeoverPods})
+		if cfg.scenarios["scale"] {
+			counts = append(counts, min(cfg.scale.nodes*scaleBudgetPerNode, scaleBudgetTotal))
+		}
 		for _, c := range cfg.syscallsCases {
 			counts = append(counts, c.pods*c.perPod)
 		}

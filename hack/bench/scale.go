@@ -170,7 +170,7 @@ func runScale(ctx context.Context, cfg *config) (*scaleResult, error) {
 		res.Seed = uint64(time.Now().UnixNano())
 	}
 	// The kubelets hold an inotify instance per follow stream: the budget bounds them.
-	// (main raises the limit only for the scenarios that follow every container).
+	// (main raises the limit for the run; this checks it when main could not).
 	follows := min(sc.nodes*scaleBudgetPerNode, scaleBudgetTotal)
 	if n, err := strconv.Atoi(readTrim("/proc/sys/fs/inotify/max_user_instances")); err == nil && n < follows+512 {
 		return nil, fmt.Errorf("fs.inotify.max_user_instances is %d: too few for %d follow streams and the rest", n, follows)
