@@ -3,6 +3,7 @@ package collector
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/kubelogd/kubelogd/internal/shard"
 )
@@ -106,6 +107,16 @@ func (b *budget) release(pool string) {
 		delete(b.open, pool)
 	}
 	b.n--
+}
+
+// releaseAfter releases pool's slot after d (at once if d ≤ 0): a stream's close takes
+// that long to reach its kubelet (see followCloseGrace).
+func (b *budget) releaseAfter(pool string, d time.Duration) {
+	if d <= 0 {
+		b.release(pool)
+		return
+	}
+	time.AfterFunc(d, func() { b.release(pool) })
 }
 
 // setWanting records whether a polled container of pool would rather stream: its last poll

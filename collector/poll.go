@@ -36,6 +36,10 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 		return
 	}
 	t.readID = ct.ContainerID
+	if !t.followGrace(ctx) {
+		return
+	}
+	defer func() { t.followEnd = t.c.cfg.Now() }()
 	if !trial {
 		t.pollEvery = 0
 		t.readInstance(ctx, p, ct, readFollow, false)
@@ -47,6 +51,30 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 	t.readInstance(ctx, p, ct, readFollow, false)
 	if probation.Stop() {
 		t.c.nodes.trialEnded(p.Node, false)
+	}
+}
+
+// followCloseGrace is how long a follow slot stays taken after its stream ended. The
+// client closes the body at once, but the close reaches the kubelet through the API
+// server's proxy some time later: a follow opened on the node meanwhile, by this target
+// or by the one the slot goes to, would be one stream (one inotify instance) more than
+// the budget there while both are open.
+const followCloseGrace = time.Second
+
+// followGrace waits, before the target opens a follow on the slot it holds, until its
+// last stream has been closed for followCloseGrace. It reports false if ctx ended.
+func (t *target) followGrace(ctx context.Context) bool {
+	d := t.followEnd.Add(followCloseGrace).Sub(t.c.cfg.Now())
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
 	}
 }
 
@@ -154,10 +182,11 @@ func (t *target) holdSlot(node string) bool {
 	return true
 }
 
-// releaseSlot gives the target's follow slot back, if it holds one.
+// releaseSlot gives the target's follow slot back, if it holds one: once its last stream
+// has been closed for followCloseGrace.
 func (t *target) releaseSlot() {
 	if t.slot != "" {
-		t.c.budget.release(t.slot)
+		t.c.budget.releaseAfter(t.slot, t.followEnd.Add(followCloseGrace).Sub(t.c.cfg.Now()))
 		t.slot = ""
 	}
 }

@@ -56,6 +56,8 @@ type target struct {
 	// poll is a first read too (see poll).
 	readID     string
 	retryFirst bool
+	// followEnd is when the target's last follow stream ended (see followCloseGrace).
+	followEnd time.Time
 	// pollEvery is the wait between polls of the running instance, while its node cannot
 	// follow; 0 while it is followed.
 	pollEvery time.Duration

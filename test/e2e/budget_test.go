@@ -53,6 +53,51 @@ func TestFollowBudget(t *testing.T) {
 	}
 }
 
+// TestFollowBudgetCountsClosingStreams (issue #17): a stream's close reaches the kubelet
+// some time after kubelogd closed its body; a follow opened on the node meanwhile is one
+// inotify instance more than the budget there. Here the kubelet sees a follow's client
+// go 500 ms late, the node's budget is 1, and the streamed container's follow is reopened
+// every 2 s (--max-stream-lifetime) while a second container, polled, logs too: the
+// kubelet never has more than one follow stream open, and both files are exact.
+func TestFollowBudgetCountsClosingStreams(t *testing.T) {
+	e := parallelEnv(t)
+	e.k.SetCloseDelay(500 * time.Millisecond)
+	for _, pod := range []string{"a", "b"} {
+		e.pod("c", pod, nil, "app")
+		e.start("c", pod, "app")
+	}
+	stopA := e.flow("c", "a", "app", 100*time.Millisecond, 1, numbered("c", "a", "app", "line"))
+	stopB := e.flow("c", "b", "app", 100*time.Millisecond, 1, numbered("c", "b", "app", "line"))
+	dir := t.TempDir()
+	d := e.kubelogd(dir, "--max-streams-per-node", "1", "--max-stream-lifetime", "2s")
+	d.waitReady()
+	follows := func() int {
+		n := 0
+		for _, pod := range []string{"a", "b"} {
+			for _, r := range e.k.Requests("c", pod, "app") {
+				if r.Options.Follow {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	eventually(t, 60*time.Second, "four follow streams opened", func() (bool, string) {
+		n := follows()
+		return n >= 4, fmt.Sprintf("%d follow requests", n)
+	})
+	stopA()
+	stopB()
+	e.exact(dir, "c", "a", "app")
+	e.exact(dir, "c", "b", "app")
+	if n := e.k.MaxFollowStreams(); n > 1 {
+		t.Errorf("%d follow streams were open at once on the node, over its budget of 1", n)
+	}
+	if v := d.metric("kubelogd_gaps_total"); v != 0 {
+		t.Errorf("kubelogd_gaps_total = %v, want 0", v)
+	}
+}
+
 // TestPolledWaitHoldsNothing (issue #17): a polled container waits for its next poll
 // parked, with no goroutine and no open file. With one stream per node, 60 containers
 // beyond the budget are polled; the goroutines and file descriptors of kubelogd grow by

@@ -266,6 +266,16 @@ func (k *Kubelet) MaxFollowStreams() int {
 	return k.maxFollows
 }
 
+// SetCloseDelay makes the kubelet slow to see a follow's client go: such a stream still
+// counts in FollowStreams and MaxFollowStreams for d after the client closed it, as a real
+// kubelet's inotify instance outlives the close until the close has come through the API
+// server's proxy and its read loop has noticed.
+func (k *Kubelet) SetCloseDelay(d time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.closeDelay = d
+}
+
 // FollowStreams is the number of follow streams open on this node now, counted as
 // MaxFollowStreams counts them: from the request's arrival until its handler returned.
 // A benchmark samples it to sum the streams open on several nodes at one time.

@@ -83,12 +83,14 @@ type Kubelet struct {
 	// follows and maxFollows: follow streams open now, and the most ever open at once
 	// (MaxFollowStreams).
 	follows, maxFollows int
-	requests            []*Request
-	execs               []ExecRequest
-	execRunning         int
-	faults              faults
-	holds               []target
-	deleteSet           map[string]types.UID // pods whose graceful deletion is due, by "ns/name"
+	// closeDelay is how long a follow whose client went away still counts (SetCloseDelay).
+	closeDelay  time.Duration
+	requests    []*Request
+	execs       []ExecRequest
+	execRunning int
+	faults      faults
+	holds       []target
+	deleteSet   map[string]types.UID // pods whose graceful deletion is due, by "ns/name"
 
 	// deleteKick wakes the deletion worker; buffered so that a kick never blocks.
 	deleteKick chan struct{}

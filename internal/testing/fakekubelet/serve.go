@@ -117,6 +117,12 @@ func (k *Kubelet) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
 	k.mu.Unlock()
 	defer func() {
 		k.mu.Lock()
+		delay := k.closeDelay
+		k.mu.Unlock()
+		if s.follow && delay > 0 && r.Context().Err() != nil {
+			time.Sleep(delay)
+		}
+		k.mu.Lock()
 		delete(k.streams, s)
 		if s.follow {
 			k.follows--
