@@ -58,8 +58,14 @@ func (b *budget) pool(node, namespace, name string) string {
 // full reports whether pool has no free slot by the per-node budget (the total aside);
 // b.mu held. A shard's part of 0 slots is full from the start.
 func (b *budget) full(pool string) bool {
+	limit := b.limit(pool)
+	return limit >= 0 && b.open[pool] >= limit
+}
+
+// limit is pool's part of the per-node budget, -1 if unlimited; b.mu held.
+func (b *budget) limit(pool string) int {
 	if b.perNode <= 0 {
-		return false
+		return -1
 	}
 	limit := b.perNode
 	if i, ok := b.shardOf[pool]; ok {
@@ -68,7 +74,28 @@ func (b *budget) full(pool string) bool {
 			limit++
 		}
 	}
-	return b.open[pool] >= limit
+	return limit
+}
+
+// closing counts a follow stream of pool that has just ended as open for
+// followCloseGrace more: its close reaches the kubelet that much later, and until then
+// the kubelet holds its inotify instance. A slot freed meanwhile is not taken.
+func (b *budget) closing(pool string) {
+	b.mu.Lock()
+	b.open[pool]++
+	b.n++
+	b.mu.Unlock()
+	time.AfterFunc(followCloseGrace, func() { b.release(pool) })
+}
+
+// over reports whether pool, or the budget in all, holds more streams than it allows,
+// the closing ones counted: a target that holds a slot and reopens its follow then
+// waits for its own last stream's close (see target.closeWait).
+func (b *budget) over(pool string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	limit := b.limit(pool)
+	return limit >= 0 && b.open[pool] > limit || b.total > 0 && b.n > b.total
 }
 
 // limited reports whether the budget bounds anything.
@@ -107,16 +134,6 @@ func (b *budget) release(pool string) {
 		delete(b.open, pool)
 	}
 	b.n--
-}
-
-// releaseAfter releases pool's slot after d (at once if d ≤ 0): a stream's close takes
-// that long to reach its kubelet (see followCloseGrace).
-func (b *budget) releaseAfter(pool string, d time.Duration) {
-	if d <= 0 {
-		b.release(pool)
-		return
-	}
-	time.AfterFunc(d, func() { b.release(pool) })
 }
 
 // setWanting records whether a polled container of pool would rather stream: its last poll

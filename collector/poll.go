@@ -35,11 +35,15 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 		t.poll(ctx, p, ct)
 		return
 	}
-	t.readID = ct.ContainerID
-	if !t.followGrace(ctx) {
+	if t.closeWait(ctx) {
+		// The pod may have changed meanwhile (deleted, recreated): the loop looks again.
 		return
 	}
-	defer func() { t.followEnd = t.c.cfg.Now() }()
+	t.readID = ct.ContainerID
+	defer func() {
+		t.followEnd = t.c.cfg.Now()
+		t.c.budget.closing(t.slot)
+	}()
 	if !trial {
 		t.pollEvery = 0
 		t.readInstance(ctx, p, ct, readFollow, false)
@@ -54,28 +58,31 @@ func (t *target) readRunning(ctx context.Context, p informer.Pod, ct *informer.C
 	}
 }
 
-// followCloseGrace is how long a follow slot stays taken after its stream ended. The
-// client closes the body at once, but the close reaches the kubelet through the API
-// server's proxy some time later: a follow opened on the node meanwhile, by this target
-// or by the one the slot goes to, would be one stream (one inotify instance) more than
-// the budget there while both are open.
+// followCloseGrace is how long a follow stream that ended still counts in the budget
+// (see budget.closing). The client closes the body at once, but the close reaches the
+// kubelet through the API server's proxy some time later: a follow opened on the node
+// meanwhile, by this target or by the one its slot goes to, would be one stream (one
+// inotify instance) more than the budget there while both are open.
 const followCloseGrace = time.Second
 
-// followGrace waits, before the target opens a follow on the slot it holds, until its
-// last stream has been closed for followCloseGrace. It reports false if ctx ended.
-func (t *target) followGrace(ctx context.Context) bool {
+// closeWait waits, before the target opens a follow on the slot it holds, for its last
+// stream's close when, with it counted, the budget is over (see budget.over); a budget
+// with room reopens at once. It reports whether it waited: a change of the pod cuts the
+// wait short, and the caller looks at the pod again before it opens anything.
+func (t *target) closeWait(ctx context.Context) bool {
 	d := t.followEnd.Add(followCloseGrace).Sub(t.c.cfg.Now())
-	if d <= 0 {
-		return true
+	if d <= 0 || !t.c.budget.over(t.slot) {
+		return false
 	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
-		return false
 	case <-timer.C:
-		return true
+	case <-t.wake:
+		t.changed = true // as in sleep: for waitForChange
 	}
+	return true
 }
 
 // poll reads what the kubelet has of the running instance from the cursor, then waits
@@ -182,11 +189,11 @@ func (t *target) holdSlot(node string) bool {
 	return true
 }
 
-// releaseSlot gives the target's follow slot back, if it holds one: once its last stream
-// has been closed for followCloseGrace.
+// releaseSlot gives the target's follow slot back, if it holds one. Its last stream, if
+// it just ended, still counts for followCloseGrace (budget.closing).
 func (t *target) releaseSlot() {
 	if t.slot != "" {
-		t.c.budget.releaseAfter(t.slot, t.followEnd.Add(followCloseGrace).Sub(t.c.cfg.Now()))
+		t.c.budget.release(t.slot)
 		t.slot = ""
 	}
 }
