@@ -121,12 +121,14 @@ type scaleResult struct {
 
 	// Follow streams at the fake kubelets: the most one node had open at once (exact,
 	// counted by the kubelet), and the most all had at one sample.
-	MaxFollowsPerNode int     `json:"max_follows_per_node"`
-	MaxFollowsNode    string  `json:"max_follows_node"`
-	MaxFollowsTotal   int     `json:"max_follows_total"`
-	MaxStreamsActive  float64 `json:"max_kubelogd_streams_active"`
-	Samples           int     `json:"samples"`
-	ScrapeFailures    int     `json:"samples_without_metrics"` // kubelogd's /metrics did not answer
+	MaxFollowsPerNode int    `json:"max_follows_per_node"`
+	MaxFollowsNode    string `json:"max_follows_node"`
+	// MaxFollowsByNode is each kubelet's most follow streams at once, in node order.
+	MaxFollowsByNode []int   `json:"max_follows_by_node"`
+	MaxFollowsTotal  int     `json:"max_follows_total"`
+	MaxStreamsActive float64 `json:"max_kubelogd_streams_active"`
+	Samples          int     `json:"samples"`
+	ScrapeFailures   int     `json:"samples_without_metrics"` // kubelogd's /metrics did not answer
 	// Targets are kubelogd_targets by state at the end of the logging.
 	Targets map[string]float64 `json:"kubelogd_targets"`
 
@@ -362,7 +364,9 @@ func (res *scaleResult) logging(ctx context.Context, cfg *config, e *env, d *kub
 // follow streams on each kubelet, kubelogd's last metrics and memory, and the samples.
 func (res *scaleResult) gather(ctx context.Context, e *env, d *kubelogdProc, smp *scaleSampler) {
 	if resps, _, err := e.each(ctx, hostReq{Op: "scale-streams", Scale: &scaleReq{PerPod: res.PerPod}}, nil); err == nil {
+		res.MaxFollowsByNode = make([]int, len(resps))
 		for h, r := range resps {
+			res.MaxFollowsByNode[h] = r.Scale.MaxFollows
 			if r.Scale.MaxFollows > res.MaxFollowsPerNode || res.MaxFollowsNode == "" {
 				res.MaxFollowsPerNode, res.MaxFollowsNode = r.Scale.MaxFollows, e.hosts[h].node
 			}
@@ -447,7 +451,7 @@ func (res *scaleResult) rows(t *table, goal func(name, text string) string) {
 		t.row("", "every file against the kubelet's record (oracle)", "not checked", goal(scaleTargetExact, "all"))
 	}
 	if res.MaxFollowsNode != "" {
-		t.row("", "follow streams on one node (the kubelet's count)", fmt.Sprintf("max %d (%s)", res.MaxFollowsPerNode, res.MaxFollowsNode),
+		t.row("", "follow streams on one node (the kubelet's count)", fmt.Sprintf("max %d (first: %s); per node %s", res.MaxFollowsPerNode, res.MaxFollowsNode, ints(res.MaxFollowsByNode)),
 			goal(scaleTargetNode, fmt.Sprintf("≤ %d", scaleBudgetPerNode)))
 	}
 	if res.Samples > 0 {
