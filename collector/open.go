@@ -209,6 +209,11 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	}
 	t.inst.retry = ""
 	t.inst.answered = false
+	if req.follow() {
+		// Deferred first, so run last: once the body is closed, and before the caller
+		// handles the outcome (which may give the slot up).
+		defer t.followEnded()
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	body, err := t.c.pods.Pods(t.ns).GetLogs(t.pod, req.opts).Stream(ctx)
