@@ -32,11 +32,17 @@ type budget struct {
 	wanting map[string]int // polled containers whose last poll found lines, by pool
 	want    int            // their sum
 	shardOf map[string]int // the shard of each pool named (shards > 0)
+
+	// closingIn and closingN are the ended streams closing counts (within open and n),
+	// by pool and in all; closedBy is when the last of them stops counting.
+	closingIn map[string]int
+	closingN  int
+	closedBy  time.Time
 }
 
 func newBudget(perNode, total, shards int) *budget {
 	return &budget{perNode: perNode, total: total, shards: shards,
-		open: map[string]int{}, wanting: map[string]int{}, shardOf: map[string]int{}}
+		open: map[string]int{}, wanting: map[string]int{}, shardOf: map[string]int{}, closingIn: map[string]int{}}
 }
 
 // pool names the slots a container of pod namespace/name on node draws from: the node's,
@@ -84,8 +90,34 @@ func (b *budget) closing(pool string) {
 	b.mu.Lock()
 	b.open[pool]++
 	b.n++
+	b.closingIn[pool]++
+	b.closingN++
+	b.closedBy = time.Now().Add(followCloseGrace)
 	b.mu.Unlock()
-	time.AfterFunc(followCloseGrace, func() { b.release(pool) })
+	time.AfterFunc(followCloseGrace, func() { b.closed(pool) })
+}
+
+// closed ends what closing counted.
+func (b *budget) closed(pool string) {
+	b.mu.Lock()
+	if b.closingIn[pool]--; b.closingIn[pool] <= 0 {
+		delete(b.closingIn, pool)
+	}
+	b.closingN--
+	b.mu.Unlock()
+	b.release(pool)
+}
+
+// closingUntil is when every stream closing counts now stops counting (the zero time if
+// none does): a Release waits for it, so that the replica that takes the pods over next
+// finds the node's kubelet rid of the streams given up.
+func (b *budget) closingUntil() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closingN == 0 {
+		return time.Time{}
+	}
+	return b.closedBy
 }
 
 // over reports whether pool, or the budget in all, holds more streams than it allows,
@@ -154,14 +186,17 @@ func (b *budget) setWanting(pool string, on bool) {
 
 // contended reports whether an idle stream of pool should give its slot up: a busy
 // polled container waits for a slot that it would free — one of the same pool, which is
-// full, or any, when the total is what is full.
+// full, or any, when the total is what is full. A slot whose stream is closing is on its
+// way to a waiting container already: while as many closing slots as containers waiting
+// are counted, no other stream gives its slot up (else one demotion would bring more in
+// the second the slot is held for its close).
 func (b *budget) contended(pool string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.wanting[pool] > 0 && b.full(pool) {
+	if b.wanting[pool] > b.closingIn[pool] && b.full(pool) {
 		return true
 	}
-	if b.want == 0 || b.total == 0 || b.n < b.total {
+	if b.want <= b.closingN || b.total == 0 || b.n < b.total {
 		return false
 	}
 	for m, w := range b.wanting {

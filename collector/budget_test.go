@@ -51,6 +51,63 @@ func TestBudget(t *testing.T) {
 	}
 }
 
+// TestBudgetClosingIsNoContention: a demoted stream's slot counts for its close, and the
+// container it goes to is still waiting meanwhile; no other idle stream must give its slot
+// up for it then (one demotion would bring more), nor may the slot be taken before the
+// close is counted out. The same in all, when the total is what is full.
+func TestBudgetClosingIsNoContention(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		perNode, total       int
+		pool, wantPool, idle string
+	}{
+		{"per node", 3, 0, "n", "n", "n"},
+		{"in all", 0, 3, "n", "m", "n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBudget(tc.perNode, tc.total, 0)
+			for range 3 {
+				if !b.acquire(tc.pool) {
+					t.Fatal("acquire refused under the budget")
+				}
+			}
+			b.setWanting(tc.wantPool, true)
+			if !b.contended(tc.idle) {
+				t.Fatal("full, and a polled container wants a slot: an idle stream must yield")
+			}
+			// One idle stream is demoted: its stream ends (closing), then its slot goes.
+			b.closing(tc.pool)
+			b.release(tc.pool)
+			until := b.closingUntil()
+			contended, taken := b.contended(tc.idle), b.acquire(tc.wantPool)
+			if time.Now().After(until) {
+				t.Skip("followCloseGrace passed during the checks: the machine is too loaded to tell")
+			}
+			if contended {
+				t.Error("the demoted stream's slot is on its way to the waiting container: no other stream must yield")
+			}
+			if taken {
+				t.Fatal("the slot was taken while the demoted stream's close still counts")
+			}
+			if d := time.Until(until); d > followCloseGrace {
+				t.Errorf("closingUntil in %v, want within %v", d, followCloseGrace)
+			}
+			for deadline := time.Now().Add(time.Minute); !b.closingUntil().IsZero(); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the close still counts a minute later")
+				}
+			}
+			if !b.acquire(tc.wantPool) {
+				t.Error("the slot is free once the close is counted out")
+			}
+			b.setWanting(tc.wantPool, false)
+			if !b.closingUntil().IsZero() || b.n != 3 {
+				t.Errorf("closingUntil %v, %d held, want none closing and 3 held", b.closingUntil(), b.n)
+			}
+		})
+	}
+}
+
 // TestTrialGivenBackWithoutSlot: a container granted the trial follow of a node that was
 // out of inotify instances, but refused a slot by the follow budget, gives the trial back;
 // otherwise no container of the node would ever follow again.
