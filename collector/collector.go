@@ -282,8 +282,9 @@ func ended(rs []*releaseReq, key targetKey) []*releaseReq {
 
 // Release stops collecting the pods that match, as a shutdown stops every pod: each of
 // their targets stops its stream, writes what it read, saves its cursor and closes its
-// file. It returns once all have (at the latest when Run has returned), or with ctx's
-// error when ctx ends first. The caller must have stopped passing those pods to OnPod:
+// file. It returns once all have (at the latest when Run has returned) and the follow
+// streams they closed no longer count in the budget (followCloseGrace at most), or with
+// ctx's error when ctx ends first. The caller must have stopped passing those pods to OnPod:
 // states already pending are dropped, so nothing starts them again. Another kubelogd can
 // then take the files over exactly where this one stopped.
 func (c *Collector) Release(ctx context.Context, match func(namespace, pod string) bool) error {
@@ -297,12 +298,22 @@ func (c *Collector) Release(ctx context.Context, match func(namespace, pod strin
 	}
 	select {
 	case <-r.done:
-		return nil
 	case <-c.stopped:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// The streams just stopped still count for their close (see budget.closing): the
+	// replica that takes the pods next opens its follows on the same nodes.
+	if d := time.Until(c.budget.closingUntil()); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func hasStarted(p informer.Pod) bool {

@@ -314,9 +314,12 @@ func TestHAScale(t *testing.T) {
 // TestHABudgetShared (issues #16, #17): replicas share each node's follow budget rather
 // than each spending all of it. Three replicas with --max-streams-per-node 6 collect 24
 // containers of one node: the node never has more than 6 follow streams open, the rest
-// are polled, and every file is exact.
+// are polled, and every file is exact. The kubelet sees a follow's client go 500 ms late:
+// a replica that gives shards up to one joining stops their streams, and the joining one
+// must not open its own before those closes reached the node.
 func TestHABudgetShared(t *testing.T) {
 	e := parallelEnv(t)
+	e.k.SetCloseDelay(500 * time.Millisecond)
 	const ns, leaseNS, shards, pods, budget = "hab", "kubelogd-hab", 12, 24, 6
 	stopLogging := e.haPods(ns, leaseNS, pods, 200*time.Millisecond)
 	dir := t.TempDir()
