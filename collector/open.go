@@ -38,6 +38,7 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	progress, err := t.readOnce(ctx, mode, previous)
 	if progress {
 		t.progress()
+		t.aheadOfClock()
 	}
 	if ctx.Err() == nil {
 		t.inst.retry = reasonFor(err)
@@ -181,6 +182,21 @@ func (t *target) newRequest(mode readMode, previous bool) request {
 		q.opts.SinceTime = &st
 	}
 	return q
+}
+
+// aheadOfClock marks the cursor for a resume by content (Cursor.Unordered) when the lines
+// just written put its resume second ahead of kubelogd's clock: the node stamped them more
+// than the margin ahead, and if its clock steps back, the lines it logs next are stamped
+// before that second and a read from it would not see them (the kubelet drops them
+// wherever they are). A follow stream still open delivers them, and its probe finds them
+// when it is not; a poll has neither, and it resumes from the cursor every time — so the
+// next request reads by content, and Observe clears the mark once a line reaches the
+// newest second again. Nodes within the margin (2 s) of kubelogd's clock never set it.
+func (t *target) aheadOfClock() {
+	cur := t.out.Cursor()
+	if cur.Lines > 0 && !cur.Unordered && cur.MaxSec-cur.MarginSec > t.c.cfg.Now().Unix() {
+		cur.Unordered = true
+	}
 }
 
 // clockAllowance is how far a node's timestamps may run ahead of kubelogd's clock before

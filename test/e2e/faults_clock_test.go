@@ -68,3 +68,40 @@ func TestClockStepBackWhileStopped(t *testing.T) {
 		t.Errorf("kubelogd_gaps_total = %v, want 0", v)
 	}
 }
+
+// TestClockStepBackWhilePolled: the step happens while the container is polled (beyond a
+// follow budget of 1, polled every second). A poll resumes from a sinceTime too: after a
+// poll found lines stamped 6.5 s ahead — within the 5 s beyond the margin that a resume
+// second may lie ahead before a request goes by content anyway (clockAllowance) — the
+// lines logged next, stamped before the resume second, were hidden from every poll until
+// the clock caught up with it, and lost without a marker (soak seed 999076264 with
+// KUBELOGD_SOAK_BUDGET=4: 134 lines of a polled container).
+func TestClockStepBackWhilePolled(t *testing.T) {
+	e := parallelEnv(t)
+	e.pod("f", "hold", nil, "app")
+	e.start("f", "hold", "app")
+	e.emit("f", "hold", "app", 5)
+	dir := t.TempDir()
+	d := e.kubelogd(dir, "--max-streams-per-node", "1", "--poll-max-interval", "1s")
+	d.waitReady()
+	e.waitCollected(dir, "f", "hold", "app")
+	e.pod("f", "clock3", nil, "app")
+	e.start("f", "clock3", "app")
+	e.emit("f", "clock3", "app", 5)
+	e.waitCollected(dir, "f", "clock3", "app")
+	if err := e.k.Append("f", "clock3", "app", linesAt(time.Now().UTC().Add(6500*time.Millisecond), "ahead", 20)...); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCollected(dir, "f", "clock3", "app")
+	// The clock is back to now: new lines are stamped up to 6.5 s before the newest written.
+	stop := e.flow("f", "clock3", "app", 20*time.Millisecond, 1, numbered("f", "clock3", "app", "after the step"))
+	time.Sleep(8 * time.Second)
+	t.Logf("%d lines after the step", stop())
+	e.exact(dir, "f", "clock3", "app")
+	if v := d.metric("kubelogd_polls_total"); v == 0 {
+		t.Error("no poll: the container was not polled")
+	}
+	if v := d.metric("kubelogd_gaps_total"); v != 0 {
+		t.Errorf("kubelogd_gaps_total = %v, want 0", v)
+	}
+}
