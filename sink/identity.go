@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/binary"
 	"fmt"
@@ -23,6 +24,20 @@ import (
 // to take in the last line's timestamp in most formats, few enough to keep in every File.
 const tailBytes = 256
 
+// A last line longer than tailBytes is identified by its start too (persistedCursor.LineLen
+// and LineCRC): lines that long often end alike (padding, a long constant suffix), and
+// when a new file has grown past the same offset, a line of it can end there in the same
+// bytes as the file the cursor covers (seed 999076264: both files "held" the cursor's
+// data, and recovery kept every byte in doubt). A line's first bytes hold its timestamp
+// in the timestamped and JSON formats, and its first words in the raw one.
+const (
+	// lineHeadBytes is how many of the last line's first bytes the identity covers.
+	lineHeadBytes = 64
+	// lineScanBytes bounds how far back from the end of a file load looks for the start
+	// of its last line; a longer one gets no line identity.
+	lineScanBytes = 64 << 10
+)
+
 // tailWindow holds the last bytes of the current file as written: the bytes a cursor
 // saved now would identify its data by. Keeping them costs a copy of at most tailBytes
 // per write to the file, and no system call.
@@ -31,10 +46,18 @@ type tailWindow struct {
 	// n is how many of the file's last bytes are in b, at its end; -1 while unknown
 	// (they could not be read), until a write of tailBytes or more fills b again.
 	n int
+	// The last line is the one holding the file's last byte. lineLen is its length so
+	// far, -1 while unknown (until a line starts); head holds its first
+	// min(lineLen, lineHeadBytes) bytes; ended is whether the last byte is '\n', so that
+	// the next byte starts a line.
+	head    [lineHeadBytes]byte
+	lineLen int64
+	ended   bool
 }
 
 // add records that p was appended to the file.
 func (w *tailWindow) add(p []byte) {
+	w.addLine(p)
 	if len(p) >= tailBytes {
 		copy(w.b[:], p[len(p)-tailBytes:])
 		w.n = tailBytes
@@ -49,14 +72,74 @@ func (w *tailWindow) add(p []byte) {
 	w.n = keep + len(p)
 }
 
-// load reads the last bytes of the first size bytes of fd; on a read error the window
-// is unknown, and cursors saved meanwhile carry no content identity.
+// addLine follows the last line through the append of p.
+func (w *tailWindow) addLine(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	seg := p
+	if i := bytes.LastIndexByte(p[:len(p)-1], '\n'); i >= 0 {
+		seg, w.lineLen = p[i+1:], 0
+	} else if w.ended {
+		w.lineLen = 0
+	}
+	if w.lineLen >= 0 {
+		if w.lineLen < lineHeadBytes {
+			copy(w.head[w.lineLen:], seg)
+		}
+		w.lineLen += int64(len(seg))
+	}
+	w.ended = p[len(p)-1] == '\n'
+}
+
+// load reads the last bytes of the first size bytes of fd, and the start of the last
+// line; on a read error the window is unknown, and cursors saved meanwhile carry no
+// content identity (or no line identity, while the last line's start is unknown).
 func (w *tailWindow) load(fd io.ReaderAt, size int64) {
 	n := int(min(size, tailBytes))
-	w.n = -1
-	if _, err := fd.ReadAt(w.b[tailBytes-n:], size-int64(n)); err == nil {
-		w.n = n
+	w.n, w.lineLen, w.ended = -1, -1, false
+	if _, err := fd.ReadAt(w.b[tailBytes-n:], size-int64(n)); err != nil {
+		return
 	}
+	w.n = n
+	if n == 0 {
+		w.lineLen = 0
+		return
+	}
+	w.ended = w.b[tailBytes-1] == '\n'
+	start, ok := lastLineStart(fd, size, w.b[tailBytes-n:])
+	if !ok {
+		return
+	}
+	h := int(min(size-start, lineHeadBytes))
+	if _, err := fd.ReadAt(w.head[:h], start); err == nil {
+		w.lineLen = size - start
+	}
+}
+
+// lastLineStart finds where the line holding the last of size bytes of r starts: after
+// the last '\n' before that byte. last is the file's last bytes, already read. It gives
+// up (false) after lineScanBytes or on a read error.
+func lastLineStart(r io.ReaderAt, size int64, last []byte) (int64, bool) {
+	if i := bytes.LastIndexByte(last[:len(last)-1], '\n'); i >= 0 {
+		return size - int64(len(last)) + int64(i) + 1, true
+	}
+	end := size - int64(len(last)) // bytes before it are not looked at yet
+	buf := make([]byte, 4<<10)
+	for end > 0 {
+		if size-end > lineScanBytes {
+			return 0, false
+		}
+		k := min(end, int64(len(buf)))
+		if _, err := r.ReadAt(buf[:k], end-k); err != nil {
+			return 0, false
+		}
+		if i := bytes.LastIndexByte(buf[:k], '\n'); i >= 0 {
+			return end - k + int64(i) + 1, true
+		}
+		end -= k
+	}
+	return 0, true
 }
 
 // identity returns the content identity of a file of size bytes ending in the window:
@@ -69,9 +152,19 @@ func (w *tailWindow) identity(size int64) (n int, crc uint32) {
 	return n, crc32.Checksum(w.b[tailBytes-n:], crc32c)
 }
 
+// lineIdentity returns the line identity of a file of size bytes ending in the window:
+// (0, 0) unless its last line is longer than tailBytes and known.
+func (w *tailWindow) lineIdentity(size int64) (lineLen int64, crc uint32) {
+	if w.lineLen <= tailBytes || w.lineLen > size {
+		return 0, 0
+	}
+	return w.lineLen, crc32.Checksum(w.head[:min(w.lineLen, lineHeadBytes)], crc32c)
+}
+
 // holdsCovered reports whether the file behind r, size bytes long, holds the data pc
-// covers: at least Offset bytes, ending in the bytes pc identifies. A cursor without a
-// content identity proves nothing this way.
+// covers: at least Offset bytes, ending in the bytes pc identifies, and in a line that
+// starts with the bytes it identifies, if it names one. A cursor without a content
+// identity proves nothing this way.
 func holdsCovered(r io.ReaderAt, size int64, pc persistedCursor) (bool, error) {
 	if pc.TailLen <= 0 || pc.TailLen > tailBytes || int64(pc.TailLen) > pc.Offset || size < pc.Offset {
 		return false, nil
@@ -81,7 +174,26 @@ func holdsCovered(r io.ReaderAt, size int64, pc persistedCursor) (bool, error) {
 	if _, err := r.ReadAt(b, pc.Offset-int64(pc.TailLen)); err != nil {
 		return false, err
 	}
-	return crc32.Checksum(b, crc32c) == pc.TailCRC, nil
+	if crc32.Checksum(b, crc32c) != pc.TailCRC {
+		return false, nil
+	}
+	if pc.LineLen == 0 {
+		return true, nil
+	}
+	start := pc.Offset - pc.LineLen
+	if pc.LineLen < 0 || start < 0 {
+		return false, nil
+	}
+	// The byte before the line, if any, ends the line before it.
+	from := max(start-1, 0)
+	b = buf[:start-from+min(pc.LineLen, lineHeadBytes)]
+	if _, err := r.ReadAt(b, from); err != nil {
+		return false, err
+	}
+	if start > 0 && b[0] != '\n' {
+		return false, nil
+	}
+	return crc32.Checksum(b[start-from:], crc32c) == pc.LineCRC, nil
 }
 
 // keepFor decides how much of the current file, size bytes long, recovery keeps given
@@ -263,5 +375,7 @@ func gzipHolds(path string, pc persistedCursor) bool {
 		}
 	}
 	n, crc := w.identity(total)
-	return total == pc.Offset && n == pc.TailLen && crc == pc.TailCRC
+	lineLen, lineCRC := w.lineIdentity(total)
+	return total == pc.Offset && n == pc.TailLen && crc == pc.TailCRC &&
+		(pc.LineLen == 0 || lineLen == pc.LineLen && lineCRC == pc.LineCRC)
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +38,12 @@ func TestRecoverCopied(t *testing.T) {
 		// savedAfter: the cursor is saved once more after the rotation, covering none of
 		// the new current file (offset 0, no content identity)
 		savedAfter bool
-		before     func(*testing.T, outsideState)
-		copy       bool
-		after      func(*testing.T, outsideState) // after the copy, in the copy
+		// long: lines longer than the content identity's tailBytes, alike but for their
+		// number, and as many after the last save as before it
+		long   bool
+		before func(*testing.T, outsideState)
+		copy   bool
+		after  func(*testing.T, outsideState) // after the copy, in the copy
 		// want is the current file after Open, from the current file before it (cur)
 		// and the bytes the cursor covers (covered).
 		want       func(cur, covered []byte) []byte
@@ -78,6 +83,26 @@ func TestRecoverCopied(t *testing.T) {
 			copy:       true,
 			want:       func([]byte, []byte) []byte { return nil },
 			wantLines:  5,
+		},
+		{
+			// Seed 999076264 (5 min, budget 4), soak-0/p-00/app: lines longer than the 256
+			// bytes of the content identity, ending alike, and the new current file grown
+			// past the cursor's offset before the kill: both files ended in the bytes the
+			// cursor identified, and recovery kept every byte with a file_unverified marker.
+			name:      "copied after a rotation that followed the last save, long lines that end alike",
+			crash:     true,
+			rotate:    true,
+			long:      true,
+			copy:      true,
+			want:      func([]byte, []byte) []byte { return nil },
+			wantLines: 5,
+		},
+		{
+			name:      "not copied, long lines that end alike, no rotation: only what is beyond the cursor is cut",
+			crash:     true,
+			long:      true,
+			want:      func(_, covered []byte) []byte { return covered },
+			wantLines: 5,
 		},
 		{
 			name:   "copied after a rotation that followed the last save, backup compressed",
@@ -149,8 +174,13 @@ func TestRecoverCopied(t *testing.T) {
 			m := newTestManager(t, Config{Dir: dir, Format: FormatRaw, maxSizeBytes: 1 << 20})
 			f := mustOpen(t, m, testKey)
 			startInstance(t, f)
+			pad, padAfter, after := strings.Repeat("-", 30), strings.Repeat("+", 30), 3
+			if tc.long {
+				pad, after = strings.Repeat("-", 2*tailBytes), 5
+				padAfter = pad
+			}
 			for i := range 5 {
-				if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("-", 30)))); err != nil {
+				if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, pad))); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -169,8 +199,8 @@ func TestRecoverCopied(t *testing.T) {
 					}
 				}
 			}
-			for i := 5; i < 8; i++ {
-				if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, strings.Repeat("+", 30)))); err != nil {
+			for i := 5; i < 5+after; i++ {
+				if err := f.Write(rec(i, fmt.Sprintf("line %d %s", i, padAfter))); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -427,6 +457,67 @@ func TestTailWindow(t *testing.T) {
 	w.add(bytes.Repeat([]byte("x"), tailBytes))
 	if n, _ := w.identity(1000); n != tailBytes {
 		t.Error("a full write did not make the window known again")
+	}
+}
+
+// TestLineIdentity checks the window's last line, followed through appends of random
+// sizes and loaded from the bytes on disk, against the last line of those bytes.
+func TestLineIdentity(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []byte
+	var w tailWindow
+	for i := range 400 {
+		var p []byte
+		for range rng.IntN(4) {
+			n := rng.IntN(3 * tailBytes)
+			if rng.IntN(20) == 0 {
+				n = lineScanBytes + rng.IntN(tailBytes) - tailBytes/2
+			}
+			p = append(p, fmt.Sprintf("%d ", len(all)+len(p))...)
+			p = append(p, bytes.Repeat([]byte{'x'}, n)...)
+			if rng.IntN(8) > 0 {
+				p = append(p, '\n')
+			}
+		}
+		w.add(p)
+		all = append(all, p...)
+		if len(all) == 0 {
+			continue
+		}
+		start := bytes.LastIndexByte(all[:len(all)-1], '\n') + 1
+		line := all[start:]
+		if w.lineLen != int64(len(line)) || !bytes.Equal(w.head[:min(len(line), lineHeadBytes)], line[:min(len(line), lineHeadBytes)]) {
+			t.Fatalf("after %d appends: last line %d bytes starting %q, want %d starting %q",
+				i+1, w.lineLen, w.head[:min(max(w.lineLen, 0), lineHeadBytes)], len(line), line[:min(len(line), lineHeadBytes)])
+		}
+		var l tailWindow
+		l.load(bytes.NewReader(all), int64(len(all)))
+		wantLen, wantCRC := w.lineIdentity(int64(len(all)))
+		gotLen, gotCRC := l.lineIdentity(int64(len(all)))
+		if (len(line) > tailBytes) != (wantLen > 0) {
+			t.Fatalf("after %d appends: last line %d bytes, line identity %d bytes", i+1, len(line), wantLen)
+		}
+		if gotLen == 0 && len(line) > lineScanBytes {
+			gotLen, gotCRC = wantLen, wantCRC // too far back to look for: no line identity
+		}
+		if gotLen != wantLen || gotCRC != wantCRC {
+			t.Fatalf("after %d appends (last line %d bytes): loaded line identity (%d, %x), followed (%d, %x)",
+				i+1, len(line), gotLen, gotCRC, wantLen, wantCRC)
+		}
+		pc := persistedCursor{Offset: int64(len(all))}
+		pc.TailLen, pc.TailCRC = w.identity(pc.Offset)
+		pc.LineLen, pc.LineCRC = w.lineIdentity(pc.Offset)
+		if ok, err := holdsCovered(bytes.NewReader(all), pc.Offset, pc); !ok || err != nil {
+			t.Fatalf("after %d appends: the bytes written do not hold their own identity (%v)", i+1, err)
+		}
+		if pc.LineLen > 0 {
+			other := slices.Clone(all)
+			other[start+len(line)/2] = '+' // the line's middle: tail and head stay
+			other[start] = '#'
+			if ok, _ := holdsCovered(bytes.NewReader(other), pc.Offset, pc); ok {
+				t.Fatalf("after %d appends: a line with another start holds the identity", i+1)
+			}
+		}
 	}
 }
 

@@ -37,6 +37,11 @@ type persistedCursor struct {
 	// content (see keepFor).
 	TailLen int    `json:"tailLen,omitempty"`
 	TailCRC uint32 `json:"tailCRC,omitempty"`
+	// LineLen and LineCRC identify the last line before Offset when it is longer than
+	// TailLen: its length, and the CRC-32C of its first min(LineLen, lineHeadBytes)
+	// bytes. Zero otherwise, and in cursors saved before them.
+	LineLen int64  `json:"lineLen,omitempty"`
+	LineCRC uint32 `json:"lineCRC,omitempty"`
 	// Epoch is the shard epoch of the replica that saved it (see fence.go); 0 without
 	// shards.
 	Epoch int64 `json:"epoch,omitempty"`
@@ -124,6 +129,9 @@ func (f *File) storeCursor(c *Cursor, sync bool) error {
 	}
 	pc := persistedCursor{Version: cursorVersion, Cursor: *c, Offset: f.size, Inode: f.inode, Outside: f.outsidePending, Epoch: f.epoch}
 	pc.TailLen, pc.TailCRC = f.tail.identity(f.size)
+	if pc.TailLen > 0 {
+		pc.LineLen, pc.LineCRC = f.tail.lineIdentity(f.size)
+	}
 	data, err := json.Marshal(pc)
 	if err != nil {
 		return fmt.Errorf("encoding cursor of %s: %w", f.p.current, err)
