@@ -282,9 +282,10 @@ func ended(rs []*releaseReq, key targetKey) []*releaseReq {
 
 // Release stops collecting the pods that match, as a shutdown stops every pod: each of
 // their targets stops its stream, writes what it read, saves its cursor and closes its
-// file. It returns once all have (at the latest when Run has returned) and the follow
-// streams they closed no longer count in the budget (followCloseGrace at most), or with
-// ctx's error when ctx ends first. The caller must have stopped passing those pods to OnPod:
+// file. It returns once all have (at the latest when Run has returned) and no follow
+// stream closing in this collector counts in the budget any more — the ones they closed,
+// and any other that closed in the same second (followCloseGrace at most) — or with ctx's
+// error when ctx ends first. The caller must have stopped passing those pods to OnPod:
 // states already pending are dropped, so nothing starts them again. Another kubelogd can
 // then take the files over exactly where this one stopped.
 func (c *Collector) Release(ctx context.Context, match func(namespace, pod string) bool) error {

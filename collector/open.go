@@ -194,7 +194,7 @@ func (t *target) newRequest(mode readMode, previous bool) request {
 // newest second again. Nodes within the margin (2 s) of kubelogd's clock never set it.
 func (t *target) aheadOfClock() {
 	cur := t.out.Cursor()
-	if cur.Lines > 0 && !cur.Unordered && cur.MaxSec-cur.MarginSec > t.c.cfg.Now().Unix() {
+	if cur.Lines > 0 && !cur.Unordered && t.resumesAfter(cur, 0) {
 		cur.Unordered = true
 	}
 }
@@ -209,7 +209,13 @@ const clockAllowance = 5 * time.Second
 // such lines wherever they are in its file). A follow finds that out with its stall probe
 // (errClockStep); a poll, or any request, must not need one: such a resume goes by content.
 func (t *target) resumeAhead(cur *sink.Cursor) bool {
-	return cur.MaxSec-cur.MarginSec > t.c.cfg.Now().Add(clockAllowance).Unix()
+	return t.resumesAfter(cur, clockAllowance)
+}
+
+// resumesAfter reports whether the cursor's resume second lies more than allowance
+// ahead of kubelogd's clock.
+func (t *target) resumesAfter(cur *sink.Cursor, allowance time.Duration) bool {
+	return cur.MaxSec-cur.MarginSec > t.c.cfg.Now().Add(allowance).Unix()
 }
 
 // readOnce opens one log request and writes its lines until it ends (see consume). It
