@@ -17,6 +17,10 @@ import (
 // deletionRetry is how long the deletion worker waits before retrying a failed deletion.
 const deletionRetry = 200 * time.Millisecond
 
+// DefaultReclaimDelay is Config.ReclaimDelay's default: the kubelet's pod lifecycle event
+// generator relists containers every second.
+const DefaultReclaimDelay = time.Second
+
 // startInformer watches the pods bound to the node, as the kubelet does, to finish graceful
 // deletions and to know pods no verb touched yet. It runs until Close cancels k.ctx.
 func (k *Kubelet) startInformer() {
@@ -164,6 +168,18 @@ func (k *Kubelet) runDeletions() {
 	}
 }
 
+// reclaimDelay is Config.ReclaimDelay with its default.
+func (k *Kubelet) reclaimDelay() time.Duration {
+	switch d := k.cfg.ReclaimDelay; {
+	case d == 0:
+		return DefaultReclaimDelay
+	case d < 0:
+		return 0
+	default:
+		return d
+	}
+}
+
 // finishDeletion does what the kubelet does for a pod with a deletionTimestamp: it stops the
 // running containers, reports the final status, and deletes the pod with grace period 0 and
 // a UID precondition, so that it never deletes a newer pod of the same name.
@@ -185,7 +201,7 @@ func (k *Kubelet) finishDeletion(ctx context.Context, key string, uid types.UID)
 		return nil
 	}
 	k.mu.Lock()
-	if k.held(namespace, name) {
+	if k.held(namespace, name) || k.reclaiming[uid] {
 		k.mu.Unlock()
 		return nil
 	}
@@ -208,7 +224,46 @@ func (k *Kubelet) finishDeletion(ctx context.Context, key string, uid types.UID)
 			return err
 		}
 	}
-	err = pods.Delete(ctx, name, metav1.DeleteOptions{
+	if d := k.reclaimDelay(); d > 0 {
+		// The object goes later, and other pods' deletions go on meanwhile.
+		k.mu.Lock()
+		k.reclaiming[uid] = true
+		k.mu.Unlock()
+		k.workers.Add(1)
+		go func() {
+			defer k.workers.Done()
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-k.ctx.Done():
+				return
+			}
+			k.opMu.Lock()
+			err := k.deleteObject(k.ctx, namespace, name, key, uid)
+			k.opMu.Unlock()
+			k.mu.Lock()
+			delete(k.reclaiming, uid)
+			k.mu.Unlock()
+			if err != nil && k.ctx.Err() == nil {
+				k.log.Error("finishing graceful deletion", "pod", key, "err", err)
+				k.mu.Lock()
+				if _, queued := k.deleteSet[key]; !queued {
+					k.deleteSet[key] = uid
+				}
+				k.kickDeletions()
+				k.mu.Unlock()
+			}
+		}()
+		return nil
+	}
+	return k.deleteObject(ctx, namespace, name, key, uid)
+}
+
+// deleteObject deletes the pod object with grace period 0 and a UID precondition. Called
+// with opMu held.
+func (k *Kubelet) deleteObject(ctx context.Context, namespace, name, key string, uid types.UID) error {
+	err := k.client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{
 		GracePeriodSeconds: new(int64),
 		Preconditions:      &metav1.Preconditions{UID: &uid},
 	})

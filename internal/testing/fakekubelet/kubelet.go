@@ -45,6 +45,12 @@ type Config struct {
 	// KillExitCode is the exit code of the containers that a graceful deletion stops:
 	// 0 (the default) ends them "Completed", anything else (such as 137) "Error".
 	KillExitCode int32
+	// ReclaimDelay is how long after a graceful deletion's final status the pod object is
+	// deleted; DefaultReclaimDelay when 0, none when negative. The kubelet deletes it only
+	// once the pod's resources are reclaimed after its containers stopped, never in the
+	// same instant: a log reader has that while to read the stopped containers' logs to
+	// their end. A forced deletion (grace period 0) has no such while.
+	ReclaimDelay time.Duration
 	// Exec runs the commands of /exec (pods/exec), such as ExecLocal; without it every
 	// exec fails with an error status once the session is open.
 	Exec Executor
@@ -91,6 +97,7 @@ type Kubelet struct {
 	faults      faults
 	holds       []target
 	deleteSet   map[string]types.UID // pods whose graceful deletion is due, by "ns/name"
+	reclaiming  map[types.UID]bool   // pods stopped whose object is deleted after ReclaimDelay
 
 	// deleteKick wakes the deletion worker; buffered so that a kick never blocks.
 	deleteKick chan struct{}
@@ -140,6 +147,7 @@ func New(cfg Config) (*Kubelet, error) {
 		byName:     map[string]types.UID{},
 		streams:    map[*stream]struct{}{},
 		deleteSet:  map[string]types.UID{},
+		reclaiming: map[types.UID]bool{},
 		deleteKick: make(chan struct{}, 1),
 	}
 	k.faults.changed = make(chan struct{})
