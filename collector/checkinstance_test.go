@@ -3,13 +3,17 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -119,5 +123,26 @@ func TestFirstReadAfterRestartChecksThePod(t *testing.T) {
 				t.Errorf("checkServed = %v after the read", tg.inst.checkServed)
 			}
 		})
+	}
+}
+
+// TestPodGone: only the API server's own "pod not found" says the pod object is gone; a
+// 404 the kubelet gave (it restarts, and does not know the pod yet) is proxied as one of
+// pods/log, and says the log could not be read.
+func TestPodGone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"pod object gone", apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, "p"), true},
+		{"kubelet 404", apierrors.NewGenericServerResponse(http.StatusNotFound, "", schema.GroupResource{Resource: "pods/log"}, "p", `pod "p" does not exist`, 0, false), false},
+		{"wrapped", fmt.Errorf("opening log stream: %w", apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, "p")), true},
+		{"other status", apierrors.NewServiceUnavailable("down"), false},
+		{"no status", errors.New("connection refused"), false},
+	} {
+		if got := podGone(tc.err); got != tc.want {
+			t.Errorf("%s: podGone(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }

@@ -41,6 +41,18 @@ var (
 )
 
 // reasonFor names why a read ended, for kubelogd_reconnects_total.
+// podGone reports whether err is the API server's own answer that the pod object does
+// not exist (it fetches the pod before proxying a log request): the pod was deleted,
+// which says nothing about its log. A 404 from the kubelet names pods/log instead.
+func podGone(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &status) {
+		return false
+	}
+	d := status.Status().Details
+	return d != nil && d.Kind == "pods"
+}
+
 func reasonFor(err error) string {
 	var status apierrors.APIStatus
 	switch {

@@ -37,6 +37,11 @@ type instance struct {
 	// which has no replay to check against what was written, would write another's lines
 	// here. So before such a read writes anything, the pod is fetched (see checkServed).
 	checkServed bool
+	// confirmed: the last read, a follow or a read to the end, ended cleanly where the read
+	// before it did. One clean end proves nothing (a kubelet that restarts, or an API
+	// server, ends its streams cleanly); a pod deleted before a second read agreed gets
+	// a gap marker.
+	confirmed bool
 	// end is where the cursor stood when the last read ended cleanly, if the read after it
 	// has not ended otherwise: a read to the end that ends there again confirms the end of
 	// the instance's log (see endsAgain).

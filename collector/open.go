@@ -51,6 +51,12 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	}
 	cur := t.out.Cursor()
 	again := t.endsAgain(err == nil && ctx.Err() == nil)
+	if t.inst.answered || !podGone(err) {
+		// A refusal because the pod object is gone says nothing of its log: an end
+		// confirmed before it stands. Any other refusal (a restarting kubelet answers
+		// 404 for its pods) may follow a cut taken for an end.
+		t.inst.confirmed = again && mode != readPoll
+	}
 	switch {
 	case ctx.Err() != nil:
 		return false
@@ -79,8 +85,11 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	case err == nil:
 		// The kubelet ended a follow stream: the container stopped, the stream was cut (a
 		// dying kubelet looks the same), or the log rotated. The pod status decides, so
-		// loop; back off only if nothing came, so a stream that keeps ending is no hot loop.
-		if !progress {
+		// loop. The next read is made at once unless this one only confirmed the end of
+		// the one before (nothing came, it ended where that did): a pod deleted before a
+		// second read agreed gets a gap marker (instance.confirmed), and a stream that
+		// keeps ending is still no hot loop.
+		if !progress && again {
 			t.sleep(ctx)
 		}
 		return true

@@ -221,14 +221,17 @@ func (t *target) run(ctx context.Context) (park bool) {
 			if p.Deleted {
 				// The pod object is gone, so its log cannot be read any more (the apiserver
 				// fetches the pod first). A last stream that ended cleanly after the
-				// container stopped saw its end; otherwise say what is missing.
+				// container stopped, where the one before it ended too, saw its end;
+				// otherwise say what is missing. One clean end is not enough: a kubelet
+				// that restarts ends every stream cleanly, and the lines its container
+				// logged until the pod was deleted were never served (seed 412598182).
 				switch {
 				case !t.inst.everRead:
 					t.gap(gapNeverReadable, "pod deleted before its log could be read")
-				case t.inst.ended != reasonEOF:
-					t.gap(gapPodDeleted, "pod deleted before its log was read to the end")
-				case ct.Running:
+				case t.inst.ended == reasonEOF && ct.Running:
 					t.gap(gapDeletedRunning, "pod deleted while its container was running; lines logged after the last stream ended may be missing")
+				case t.inst.ended != reasonEOF || !t.inst.confirmed:
+					t.gap(gapPodDeleted, "pod deleted before its log was read to the end")
 				}
 				cur.Done = true
 				continue

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -479,5 +480,68 @@ func TestFirstSightAfterRestarts(t *testing.T) {
 	})
 	if v := d.metric("kubelogd_gaps_total", "reason=instances_lost"); v != 1 {
 		t.Errorf("kubelogd_gaps_total{reason=instances_lost} = %v, want 1", v)
+	}
+}
+
+// TestFaultRecreatedWhileKubeletRestarts (seed 412598182, soak-0/p-03: the old pod's last
+// 5 and 8 lines lost without a marker): the pod's kubelet restarts (it ends every stream
+// cleanly, then answers 404 for the pod's logs for 2.3 s) and the pod is deleted and
+// created again under the same name meanwhile. The old pod's lines logged after the cut
+// cannot be read any more; the file must say so, not take the cut for the end of its log.
+// The new pod's lines follow the recreate marker from its first, its container streamed
+// or polled.
+func TestFaultRecreatedWhileKubeletRestarts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"streamed", nil},
+		{"polled", []string{"--max-streams-per-node", "1", "--poll-max-interval", "1s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := parallelEnv(t)
+			ctx := context.Background()
+			e.pod("f", "hold", nil, "app")
+			e.start("f", "hold", "app")
+			e.emit("f", "hold", "app", 5)
+			first := e.pod("f", "web-0", nil, "app")
+			e.start("f", "web-0", "app")
+			dir := t.TempDir()
+			d := e.kubelogd(dir, tc.args...)
+			d.waitReady()
+			stop := e.flow("f", "web-0", "app", 20*time.Millisecond, 1, func(i int) fakekubelet.Line {
+				return fakekubelet.Line{Text: fmt.Sprintf("web-0 line %d", i)}
+			})
+			defer stop()
+			time.Sleep(time.Second)
+			e.k.FailFor("f", "web-0", "", 2300*time.Millisecond, http.StatusNotFound, `pod "web-0" does not exist`)
+			e.k.CutStreams("f", "web-0", "", false)
+			time.Sleep(160 * time.Millisecond)
+			if err := e.c.Client.CoreV1().Pods("f").Delete(ctx, "web-0", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 30*time.Second, "old pod gone", func() (bool, string) {
+				_, err := e.c.Client.CoreV1().Pods("f").Get(ctx, "web-0", metav1.GetOptions{})
+				return apierrors.IsNotFound(err), fmt.Sprint(err)
+			})
+			second := e.pod("f", "web-0", nil, "app")
+			e.start("f", "web-0", "app")
+			time.Sleep(4 * time.Second)
+			stop()
+			// The old pod's lines logged while its kubelet was down were never served: the
+			// file holds the ones before, then a gap marker for the rest if any is missing.
+			e.sections(dir, "f", "web-0", "app", func() []oracle.Want {
+				old := e.k.EmittedByUID(first.UID, "app")
+				want := []oracle.Want{{Lines: old}}
+				got, err := oracle.ReadSections(logPath(dir, "f", "web-0", "app"), "timestamped")
+				if err == nil && len(got) > 0 && len(got[0].Lines) < len(old) {
+					want = []oracle.Want{{Lines: old[:len(got[0].Lines)]}, {Marker: "pod deleted before its log was read to the end"}}
+				}
+				return append(want, oracle.Want{
+					Marker: fmt.Sprintf("pod f/web-0 recreated with UID %s (previous UID %s)", second.UID, first.UID),
+					Lines:  e.k.EmittedByUID(second.UID, "app"),
+				})
+			})
+		})
 	}
 }
