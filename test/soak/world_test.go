@@ -36,26 +36,29 @@ import (
 // kubelogdArgs are the flags of kubelogd run number run (0, 1, …): small output files so
 // that kubelogd rotates and compresses its own files (and the rotation failpoints are
 // reachable), every backup kept so the files hold every line, and a short stall timeout.
-// The runs alternate between a follow budget of soakBudget streams on the soak's one node
+// The runs take turns with a follow budget of soakBudget streams on the soak's one node
 // (below its container count, so that containers move between stream and poll under every
-// fault) and no budget (every container followed); the first run has the budget.
+// fault), no budget (every container followed), and a budget of soakBudgetLow (most
+// containers polled: the poll path meets every fault); the first run has soakBudget.
 // KUBELOGD_SOAK_BUDGET=N gives every run a budget of N (0: none).
 func kubelogdArgs(run int) []string {
 	args := []string{"--flush-interval", "200ms", "--stall-timeout", stallTime.String(),
 		"--max-size-mb", "1", "--max-backups", "0", "--compress"}
-	budget := strconv.Itoa(soakBudget)
-	if run%2 == 1 {
-		budget = "0"
-	}
+	budget := strconv.Itoa([]int{soakBudget, 0, soakBudgetLow}[run%3])
 	if n := os.Getenv("KUBELOGD_SOAK_BUDGET"); n != "" {
 		budget = n
 	}
 	return append(args, "--max-streams-per-node", budget, "--max-streams", "0")
 }
 
-// soakBudget is the follow budget of every other kubelogd run: two thirds of the
-// containers that run at once (24 and the jobs').
-const soakBudget = 16
+// soakBudget is the follow budget of every third kubelogd run: two thirds of the
+// containers that run at once (24 and the jobs'). soakBudgetLow, that of another third,
+// polls most of them: with it, seeds 257859014 and 999076264 found what the poll path
+// lacked (a8f901f, c59df78).
+const (
+	soakBudget    = 16
+	soakBudgetLow = 4
+)
 
 type world struct {
 	t          *testing.T
