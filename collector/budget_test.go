@@ -3,10 +3,15 @@ package collector
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/kubelogd/kubelogd/internal/shard"
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 // TestBudget: slots per node and in all, and when an idle stream must give its slot up.
@@ -244,5 +249,44 @@ func TestQuietFor(t *testing.T) {
 				t.Fatalf("quietFor(%v) = %v, want within [%v, %v]", c.idle, d, c.lo, c.hi)
 			}
 		}
+	}
+}
+
+// TestReleaseWaitsForClosingStreams: a shard handed to another replica is released only
+// once the follow streams closing on its nodes no longer count — the replica taking the
+// pods over opens its follows on the same kubelets, which hold an ended stream's inotify
+// instance until its close reaches them (followCloseGrace).
+func TestReleaseWaitsForClosingStreams(t *testing.T) {
+	m, err := sink.NewManager(sink.Config{Dir: t.TempDir(), MaxBackups: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	c := New(Config{MaxStreamsPerNode: 1}, fake.NewClientset().CoreV1(), m, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	pool := c.budget.pool("node-a", "ns", "p")
+	if !c.budget.acquire(pool) {
+		t.Fatal("no slot on an empty node")
+	}
+	c.budget.closing(pool) // the stream of a released target has just ended
+	c.budget.release(pool)
+	until := c.budget.closingUntil()
+	if until.IsZero() {
+		t.Fatal("a closing stream does not count")
+	}
+	if err := c.Release(ctx, func(string, string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if now := time.Now(); now.Before(until) {
+		t.Errorf("Release returned %v before the closing stream stopped counting", until.Sub(now))
+	}
+	if u := c.budget.closingUntil(); time.Now().Before(u) {
+		t.Errorf("after Release, a closing stream counts until %v", u)
 	}
 }
