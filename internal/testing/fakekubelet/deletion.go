@@ -18,8 +18,12 @@ import (
 const deletionRetry = 200 * time.Millisecond
 
 // DefaultReclaimDelay is Config.ReclaimDelay's default: the kubelet's pod lifecycle event
-// generator relists containers every second.
-const DefaultReclaimDelay = time.Second
+// generator relists containers every second and its housekeeping runs every 2 s. A log
+// reader's follow of a stopped container ends up to a second after the stop (the CRI log
+// reader checks the container's state at least every second), and it then needs one more
+// read to confirm the end: 1 s raced that read in make test's load (a pod_deleted marker
+// where nothing was lost, TestFaultRecreatedWithNewUID).
+const DefaultReclaimDelay = 2 * time.Second
 
 // startInformer watches the pods bound to the node, as the kubelet does, to finish graceful
 // deletions and to know pods no verb touched yet. It runs until Close cancels k.ctx.
