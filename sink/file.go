@@ -589,7 +589,7 @@ func (f *File) rotate(retain bool) error {
 		return f.met.writeError(fmt.Errorf("rotating %s: %w; check free space and permissions in %s", f.p.current, err, f.p.dir))
 	}
 	f.size = 0
-	f.tail.n = 0
+	f.tail.empty()
 	f.stats.Rotations++
 	f.met.rotations.Inc()
 	// lumberjack created the new file with the old file's mode, minus the umask.

@@ -34,7 +34,8 @@ const (
 	// lineHeadBytes is how many of the last line's first bytes the identity covers.
 	lineHeadBytes = 64
 	// lineScanBytes bounds how far back from the end of a file load looks for the start
-	// of its last line; a longer one gets no line identity.
+	// of its last line (about that far: it reads in 4 KiB steps after the last 256
+	// bytes); a longer one gets no line identity.
 	lineScanBytes = 64 << 10
 )
 
@@ -54,6 +55,12 @@ type tailWindow struct {
 	lineLen int64
 	ended   bool
 }
+
+// empty makes the window that of an empty file.
+func (w *tailWindow) empty() { *w = tailWindow{} }
+
+// unknown makes the window that of a file whose last bytes are not known.
+func (w *tailWindow) unknown() { w.n, w.lineLen, w.ended = -1, -1, false }
 
 // add records that p was appended to the file.
 func (w *tailWindow) add(p []byte) {
@@ -97,7 +104,7 @@ func (w *tailWindow) addLine(p []byte) {
 // content identity (or no line identity, while the last line's start is unknown).
 func (w *tailWindow) load(fd io.ReaderAt, size int64) {
 	n := int(min(size, tailBytes))
-	w.n, w.lineLen, w.ended = -1, -1, false
+	w.unknown()
 	if _, err := fd.ReadAt(w.b[tailBytes-n:], size-int64(n)); err != nil {
 		return
 	}

@@ -148,11 +148,11 @@ func (f *File) markOutside(fd *os.File, change string) bool {
 // loadTail reads the last bytes of the current file, f.size long, into f.tail, for a
 // file the File did not write all of itself; unknown if they cannot be read.
 func (f *File) loadTail() {
-	f.tail.n = 0
+	f.tail.empty()
 	if f.size == 0 {
 		return
 	}
-	f.tail.n = -1
+	f.tail.unknown()
 	if fd, err := layout.OpenFile(f.p.current, os.O_RDONLY, 0); err == nil {
 		f.tail.load(fd, f.size)
 		_ = fd.Close()

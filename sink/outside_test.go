@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -512,10 +512,18 @@ func TestLineIdentity(t *testing.T) {
 		}
 		if pc.LineLen > 0 {
 			other := slices.Clone(all)
-			other[start+len(line)/2] = '+' // the line's middle: tail and head stay
-			other[start] = '#'
+			other[start] = '#' // the line's first byte: outside the tail, in the head
 			if ok, _ := holdsCovered(bytes.NewReader(other), pc.Offset, pc); ok {
 				t.Fatalf("after %d appends: a line with another start holds the identity", i+1)
+			}
+			if start > 0 {
+				// The line ends where the cursor's does, but starts elsewhere: the byte
+				// before it is no newline.
+				other = slices.Clone(all)
+				other[start-1] = '#'
+				if ok, _ := holdsCovered(bytes.NewReader(other), pc.Offset, pc); ok {
+					t.Fatalf("after %d appends: a line that starts elsewhere holds the identity", i+1)
+				}
 			}
 		}
 	}
