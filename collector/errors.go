@@ -40,7 +40,6 @@ var (
 	errDemoted = errors.New("idle stream demoted to polling")
 )
 
-// reasonFor names why a read ended, for kubelogd_reconnects_total.
 // podGone reports whether err is the API server's own answer that the pod object does
 // not exist (it fetches the pod before proxying a log request): the pod was deleted,
 // which says nothing about its log. A 404 from the kubelet names pods/log instead.
@@ -53,6 +52,7 @@ func podGone(err error) bool {
 	return d != nil && d.Kind == "pods"
 }
 
+// reasonFor names why a read ended, for kubelogd_reconnects_total.
 func reasonFor(err error) string {
 	var status apierrors.APIStatus
 	switch {

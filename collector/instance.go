@@ -42,6 +42,8 @@ type instance struct {
 	// server, ends its streams cleanly); a pod deleted before a second read agreed gets
 	// a gap marker.
 	confirmed bool
+	// endByPoll: end was set by a poll.
+	endByPoll bool
 	// end is where the cursor stood when the last read ended cleanly, if the read after it
 	// has not ended otherwise: a read to the end that ends there again confirms the end of
 	// the instance's log (see endsAgain).

@@ -50,7 +50,10 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		}
 	}
 	cur := t.out.Cursor()
-	again := t.endsAgain(err == nil && ctx.Err() == nil)
+	// A poll's end is no end of the instance's log: a read that ends where a poll did
+	// confirms nothing (the container ran on after the poll).
+	again := t.endsAgain(err == nil && ctx.Err() == nil) && !t.inst.endByPoll
+	t.inst.endByPoll = mode == readPoll
 	if t.inst.answered || !podGone(err) {
 		// A refusal because the pod object is gone says nothing of its log: an end
 		// confirmed before it stands. Any other refusal (a restarting kubelet answers

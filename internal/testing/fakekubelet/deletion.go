@@ -243,9 +243,15 @@ func (k *Kubelet) finishDeletion(ctx context.Context, key string, uid types.UID)
 			case <-k.ctx.Done():
 				return
 			}
-			k.opMu.Lock()
-			err := k.deleteObject(k.ctx, namespace, name, key, uid)
-			k.opMu.Unlock()
+			k.mu.Lock()
+			held := k.held(namespace, name)
+			k.mu.Unlock()
+			var err error
+			if !held { // a hold set meanwhile keeps the pod Terminating
+				k.opMu.Lock()
+				err = k.deleteObject(k.ctx, namespace, name, key, uid)
+				k.opMu.Unlock()
+			}
 			k.mu.Lock()
 			delete(k.reclaiming, uid)
 			k.mu.Unlock()

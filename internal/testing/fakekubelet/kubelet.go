@@ -102,7 +102,8 @@ type Kubelet struct {
 	// deleteKick wakes the deletion worker; buffered so that a kick never blocks.
 	deleteKick chan struct{}
 	// handlers counts running HTTP handlers and the serving goroutine; workers counts
-	// the deletion worker. Close waits for both, so that no goroutine outlives it.
+	// the deletion worker and the deletions waiting for ReclaimDelay. Close waits for
+	// both, so that no goroutine outlives it.
 	handlers  sync.WaitGroup
 	workers   sync.WaitGroup
 	closeOnce sync.Once
@@ -251,7 +252,8 @@ func (k *Kubelet) Register(ctx context.Context) error {
 
 // Close stops the server, ends every open log stream, stops the pod watch and the deletion
 // worker, and waits until all of its goroutines have returned. It leaves the Node object and
-// the log files in place. Calling it again returns the first result.
+// the log files in place, and the pods whose deletion waited for ReclaimDelay Terminating.
+// Calling it again returns the first result.
 func (k *Kubelet) Close() error {
 	k.closeOnce.Do(func() {
 		k.mu.Lock()
