@@ -31,7 +31,8 @@ type segment struct {
 	// not saved every line of it by then (it was behind, stopped or held).
 	rotated, lossy bool
 	// multi is set when the restart that ended this instance left it unreadable: the
-	// restartCount jumped, or an instance that logged nothing came in between.
+	// restartCount jumped, or an instance that logged nothing came in between; or when
+	// kubelogd did not run all the while it was the previous instance (see kRestart).
 	multi bool
 	// removed (kind remove-pod-dir) is set when kubelogd's files of the pod were removed
 	// after this segment.

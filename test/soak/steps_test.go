@@ -120,11 +120,21 @@ func (w *world) doContainer(c *contModel, s step) (string, error) {
 		if s.Code == 137 {
 			reason = "OOMKilled"
 		}
+		// The previous instance is served no more after this restart. It was readable
+		// with previous=true since the last restart, but only to a kubelogd that ran all
+		// that while: one down, or started meanwhile, may find it gone (seed 573519605:
+		// killed at a failpoint, started again between two restarts 400 ms apart).
+		if prev := w.currentKey(c); prev.rc > 0 && (w.d == nil || w.started.After(c.previousSince)) {
+			prev.rc--
+			c.multi[prev] = true
+		}
+		c.previousSince = time.Now()
 		return "", k.Restart(context.Background(), ns, pod, name, int32(s.Code), reason)
 	case kRestartEmpty:
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.multi[w.currentKey(c)] = true
+		c.previousSince = time.Now()
 		if err := k.Restart(context.Background(), ns, pod, name, 1, ""); err != nil {
 			return "", err
 		}
@@ -133,6 +143,7 @@ func (w *world) doContainer(c *contModel, s step) (string, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.multi[w.currentKey(c)] = true
+		c.previousSince = time.Now()
 		return "", k.RestartN(context.Background(), ns, pod, name, s.N, 1, "")
 	case kPartial:
 		return "", w.partial(c, s)

@@ -72,6 +72,7 @@ type world struct {
 	copies     int    // copy-output steps run, to name the next copy
 	d          *daemon
 	runs       []*daemon // every kubelogd run, for its log
+	started    time.Time // when the last kubelogd run started
 	pods       []*podModel
 	conts      []*contModel
 	// violations are failures found while the schedule runs (a SIGTERM that did not end
@@ -103,7 +104,10 @@ type contModel struct {
 	// rotations and multi, by pod UID and restartCount; removed likewise.
 	rotations map[instKey][]rotation
 	multi     map[instKey]bool
-	removed   map[instKey][]int
+	// previousSince is when the instance before the running one became the previous one
+	// (the restart that started the running one).
+	previousSince time.Time
+	removed       map[instKey][]int
 	// A removal of the pod's directory is unnoticed until kubelogd stops after it (the
 	// next cursor save notices it; see judge): if kubelogd was killed and the cursor is
 	// gone, the removal was silent, and the next run starts afresh (fresh) at a position
@@ -283,6 +287,7 @@ func (w *world) startKubelogd(environ ...string) {
 	}
 	w.d = d
 	w.runs = append(w.runs, d)
+	w.started = time.Now()
 	for _, c := range w.conts {
 		if c.killedUnnoticed {
 			c.killedUnnoticed = false
