@@ -146,3 +146,29 @@ func TestPodGone(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstLineChecksTheInstance: the first line of an instance seen first at restartCount
+// 0 has the pod fetched unless it was logged before kubelogd started (less the allowance):
+// the container may have restarted between the status that named the instance and the
+// read, which then serves the next one (soak seed 690359248).
+func TestFirstLineChecksTheInstance(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		age  time.Duration // how long before kubelogd's start the line was stamped
+		want error
+	}{
+		{name: "logged long before the start: no request", pod: runningPod("c2", 1, "c1"), age: servedAllowance + time.Second},
+		{name: "fresh, the cursor's instance", pod: runningPod("c1", 0, "")},
+		{name: "fresh, the container restarted meanwhile", pod: runningPod("c2", 1, "c1"), want: errInstanceReplaced},
+		{name: "within the allowance, restarted meanwhile", pod: runningPod("c2", 1, "c1"), age: servedAllowance - time.Second, want: errInstanceReplaced},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, _ := testTarget(t, tc.pod)
+			err := tg.checkFirstLine(tg.c.start.Add(-tc.age), false)
+			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Errorf("checkFirstLine = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

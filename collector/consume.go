@@ -246,6 +246,9 @@ func (t *target) write(ctx context.Context, ts time.Time, raw, text []byte) erro
 // the record (and the cursor did not count it), so it is offered again once what is
 // buffered could be flushed: nothing is lost, nothing is written twice.
 func (t *target) accept(ctx context.Context, rec sink.Record) error {
+	if err := t.verifyFirst(rec); err != nil {
+		return err
+	}
 	for {
 		err := t.out.Write(rec)
 		if err == nil {

@@ -379,6 +379,18 @@ func TestConsume(t *testing.T) {
 			pod:     runningPod("c2", 1, "c1"),
 			reads:   []bodyRead{{mode: readToEnd, previous: true, body: strings.NewReader(at0("x", "y", "z")), reason: reasonEOF}},
 			want:    []string{gapPrefix, "x", "y", "z"}, gaps: map[string]float64{gapRotated: 1}},
+		{name: "read to the end: an empty replay is marked once, then every line is new",
+			// Seed 690359248: a replay that settled with nothing held left the cursor as it
+			// was, and every second read marked the same gap again.
+			written: []string{"a", "b", "c"},
+			reads: []bodyRead{
+				{mode: readToEnd, body: strings.NewReader(""), want: errShortReplay, reason: reasonShortReplay},
+				{mode: readToEnd, body: strings.NewReader(""), reason: reasonEOF},
+				{mode: readToEnd, body: strings.NewReader(""), reason: reasonEOF},
+				{mode: readToEnd, body: strings.NewReader(""), reason: reasonEOF},
+				{mode: readToEnd, body: strings.NewReader(at0("d")), reason: reasonEOF},
+			},
+			want: []string{gapPrefix, "d"}, gaps: map[string]float64{gapRotated: 1}},
 		{name: "replay by content: skipped up to the last line written",
 			written: []string{"a", "b"}, unordered: true,
 			reads: []bodyRead{{mode: readFollow, body: strings.NewReader(at0("p", "q", "a", "b", "n")), reason: reasonEOF}},

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubelogd/kubelogd/informer"
+	"github.com/kubelogd/kubelogd/sink"
 )
 
 // instance is what a target keeps about reading the cursor's container instance, from one
@@ -48,6 +49,11 @@ type instance struct {
 	// has not ended otherwise: a read to the end that ends there again confirms the end of
 	// the instance's log (see endsAgain).
 	end *endPos
+	// settled is where the cursor stood after a replay was settled with a gap marker
+	// because the kubelet no longer has the last line written: a read from there replays
+	// nothing to check, or every read would find the same gap again and mark it again
+	// (soak seed 690359248: hundreds of markers for one gap, two reads apart).
+	settled *endPos
 }
 
 // endPos is where a read left the cursor: how many lines, the last of them this one, and
@@ -69,13 +75,18 @@ func (t *target) endsAgain(clean bool) bool {
 	if !clean {
 		return false
 	}
-	cur := t.out.Cursor()
+	pos := posOf(t.out.Cursor())
+	t.inst.end = &pos
+	return prev != nil && *prev == pos
+}
+
+// posOf is where the cursor stands.
+func posOf(cur *sink.Cursor) endPos {
 	pos := endPos{lines: cur.Lines, last: pendingLine{ts: cur.LastTime, hash: cur.LastHash}}
 	if cur.Partial != nil {
 		pos.partBytes = cur.Partial.Bytes
 	}
-	t.inst.end = &pos
-	return prev != nil && *prev == pos
+	return pos
 }
 
 // refreshPod replaces the target's pod state with the pod as the API server has it now.
@@ -159,6 +170,52 @@ func (t *target) checkReplayed(held []heldLine, previous bool) error {
 		return t.checkPrevious()
 	}
 	return t.checkInstance(held)
+}
+
+// firstRead is a read that may write the first line of its instance, which nothing has
+// checked yet (see checkFirstLine).
+type firstRead struct {
+	previous bool
+}
+
+// servedAllowance is how long before a pod status reached the API server the kubelet may
+// have begun to serve a newer instance than that status names (the lag of its status
+// reports), plus how far the node's clock may run behind kubelogd's (clockAllowance).
+const servedAllowance = 5*time.Second + clockAllowance
+
+// checkFirstLine is asked before the first line of a read is written when nothing has
+// checked which instance the read serves: an instance seen first at restartCount 0 (the
+// backlog at start, a new pod). A read by pod name serves the instance the kubelet knows
+// now; if the container restarted after the status that named the cursor's instance, the
+// read serves the next one, and with nothing written there is no replay to tell (soak seed
+// 690359248: a container that restarted between kubelogd's first list and its first read
+// had the next instance's lines written as the first one's, whose own were lost). Every
+// pod state kubelogd acts on is as of its start or later (its first list), and a newer
+// instance begun before that, less servedAllowance, would be named in it: a line stamped
+// earlier is the named instance's and costs no request. A later one has the pod fetched
+// (checkServed), as for an instance begun after a restart.
+func (t *target) checkFirstLine(ts time.Time, previous bool) error {
+	if ts.Before(t.c.start.Add(-servedAllowance)) {
+		return nil
+	}
+	if err := t.checkServed(previous); err != nil {
+		return fmt.Errorf("checking the pod before the first line of an instance: %w", err)
+	}
+	return nil
+}
+
+// verifyFirst runs the first-line check of the read in progress (t.firstRead), once,
+// before rec is written.
+func (t *target) verifyFirst(rec sink.Record) error {
+	f := t.firstRead
+	if f == nil || rec.Marker {
+		return nil
+	}
+	if err := t.checkFirstLine(rec.Time, f.previous); err != nil {
+		return err
+	}
+	t.firstRead = nil
+	return nil
 }
 
 // checkPrevious is checkInstance for a previous=true read, which the kubelet serves from

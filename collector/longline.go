@@ -130,6 +130,9 @@ func (t *target) partialGone(p *sink.PartialLine, more string) {
 
 // acceptPart is accept for sink.File.WritePart.
 func (t *target) acceptPart(ctx context.Context, rec sink.Record) (int, error) {
+	if err := t.verifyFirst(rec); err != nil {
+		return 0, err
+	}
 	for {
 		n, err := t.out.WritePart(rec)
 		if err == nil {

@@ -151,6 +151,9 @@ type request struct {
 	resuming bool
 	// byContent: the replay is skipped by content, not by count (sink.Cursor.ByContent).
 	byContent bool
+	// settled: a replay from here was settled with a gap marker already (instance.settled):
+	// every line the request returns is new.
+	settled bool
 }
 
 func (q request) follow() bool { return q.mode == readFollow }
@@ -173,6 +176,7 @@ func (t *target) newRequest(mode readMode, previous bool) request {
 		opts: &corev1.PodLogOptions{Container: t.container, Follow: mode == readFollow, Previous: previous, Timestamps: true}}
 	q.since, q.skip, q.resuming = cur.Resume()
 	q.byContent = q.resuming && (cur.ByContent() || t.resumeAhead(cur))
+	q.settled = q.resuming && t.inst.settled != nil && *t.inst.settled == posOf(cur)
 	switch {
 	case q.byContent && !cur.NotBefore.IsZero():
 		st := metav1.NewTime(cur.NotBefore)
@@ -258,11 +262,18 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 		return false, fmt.Errorf("opening log stream: %w", err)
 	}
 	defer body.Close()
-	if t.inst.checkServed && !req.resuming {
+	switch {
+	case req.resuming:
+	case t.inst.checkServed:
 		if err := t.checkServed(previous); err != nil {
 			return false, fmt.Errorf("checking the pod before a first read of its new instance: %w", err)
 		}
 		t.inst.checkServed = false
+	default:
+		// Nothing of the instance is written yet, and nothing was checked: its first
+		// line is (see checkFirstLine).
+		t.firstRead = &firstRead{previous: previous}
+		defer func() { t.firstRead = nil }()
 	}
 	t.inst.everRead = true
 	t.inst.answered = true

@@ -13,6 +13,8 @@ import (
 // newReplay returns the skipper for the lines req replays, or nil when it replays none.
 func newReplay(req request, cur *sink.Cursor) *skipper {
 	switch {
+	case req.settled:
+		return nil
 	case req.byContent:
 		return newContentSkipper(cur)
 	case req.resuming && req.skip > 0:
@@ -84,6 +86,12 @@ func (c *consumer) settle(ctx context.Context, replayCut bool) error {
 		// the next resume's replay is verified by its count rather than cut again after
 		// replayIdle, over and over while the container stays quiet.
 		cur.Rebase(c.req.since, k.found)
+	}
+	if marker != "" && len(held) == 0 {
+		// The kubelet has no line of the window at all: the cursor stays where it is, and
+		// a replay from it would find this gap again (see instance.settled).
+		pos := posOf(cur)
+		t.inst.settled = &pos
 	}
 	return c.release(ctx, held, marker)
 }

@@ -56,6 +56,8 @@ type target struct {
 	// poll is a first read too (see poll).
 	readID     string
 	retryFirst bool
+	// firstRead is the read in progress while its first line is to be checked.
+	firstRead *firstRead
 	// followEnd is when the target's last follow stream ended (see followCloseGrace).
 	followEnd time.Time
 	// pollEvery is the wait between polls of the running instance, while its node cannot
@@ -288,8 +290,9 @@ func (t *target) firstSight(p informer.Pod, ct *informer.Container) {
 	}
 	// A pod seen again under a new UID, or a container that has restarted, is where the
 	// watch's view is most likely behind (a recreate and a crash loop go fast): the first
-	// read is checked too. A container seen for the first time at restartCount 0 (the
-	// backlog at start) is not, which costs nothing.
+	// read is checked before it writes. A container seen for the first time at
+	// restartCount 0 has its first line checked instead (checkFirstLine), which for the
+	// backlog at start, logged before kubelogd started, costs no request.
 	t.beginInstance(string(p.UID), ct)
 	t.inst.checkServed = recreated || ct.RestartCount > 0
 }

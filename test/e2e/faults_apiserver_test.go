@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -551,6 +552,57 @@ func TestFaultRecreatedWhileWatchBlind(t *testing.T) {
 			// Honest, if every line came: the old pod's last read served the new pod.
 			{Marker: "gap: pod deleted before its log was read to the end"},
 			{Marker: fmt.Sprintf("pod f/sts-0 recreated with UID %s (previous UID %s)", second.UID, first.UID), Lines: e.k.EmittedByUID(second.UID, "app")},
+		}
+	})
+}
+
+// TestFaultRestartedBeforeFirstRead (soak seed 690359248): a container restarts after
+// kubelogd's list named its first instance and before kubelogd's first read of it, while
+// the pod watch is blind. The kubelet serves the read from the second instance, and with
+// nothing written there is no replay to tell: the first line is checked against the pod,
+// so the first instance is read with previous=true, then the restart marker, then the
+// second — not the second's lines under the first's name and the first's lost.
+func TestFaultRestartedBeforeFirstRead(t *testing.T) {
+	e := parallelEnv(t)
+	p, kubeconfig := e.httpProxy()
+	ctx := context.Background()
+	e.pod("f", "rbf", nil, "app")
+	e.start("f", "rbf", "app")
+	e.emit("f", "rbf", "app", 12)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	p.Fail(func(r *http.Request) bool { return faultproxy.PodLog(r) && refuse.Load() }, -1,
+		http.StatusServiceUnavailable, status(503, "ServiceUnavailable", "busy"))
+	dir := t.TempDir()
+	d := e.kubelogdWith(kubeconfig, dir)
+	d.waitReady()
+	eventually(t, 30*time.Second, "a first read refused", func() (bool, string) {
+		n := len(p.Requests(faultproxy.PodLog))
+		return n > 0, fmt.Sprintf("%d log requests", n)
+	})
+	// The watch and the lists say nothing more: kubelogd knows only the first instance.
+	p.Fail(faultproxy.List, -1, http.StatusInternalServerError, status(500, "InternalError", "down"))
+	blind(t, p)
+	if err := e.k.Restart(ctx, "f", "rbf", "app", 1, "Error"); err != nil {
+		t.Fatal(err)
+	}
+	e.emit("f", "rbf", "app", 20)
+	refuse.Store(false)
+	eventually(t, 60*time.Second, "the second instance's lines read", func() (bool, string) {
+		lines := readLines(t, filepath.Join(dir, "f", "rbf", "app.log"))
+		for _, l := range lines {
+			if strings.HasSuffix(l, "f/rbf/app line 31") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d lines", len(lines))
+	})
+	unblind(t, p)
+	e.emit("f", "rbf", "app", 5)
+	e.sections(dir, "f", "rbf", "app", func() []oracle.Want {
+		return []oracle.Want{
+			{Lines: e.instanceLines("f", "rbf", "app", 0)},
+			{Marker: "container restarted (restartCount 1): previous instance exited with code 1 (Error)", Lines: e.instanceLines("f", "rbf", "app", 1)},
 		}
 	})
 }
