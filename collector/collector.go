@@ -110,6 +110,9 @@ type Collector struct {
 	releases chan *releaseReq
 	stopped  chan struct{}
 
+	// fetches batches the pods fetched for first-line checks (see podFetches).
+	fetches podFetches
+
 	// forbidden is the last 403 a log stream got, for /readyz.
 	forbidden atomic.Pointer[forbiddenAt]
 

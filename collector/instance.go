@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubelogd/kubelogd/informer"
@@ -96,6 +97,11 @@ func (t *target) refreshPod(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.ProbeTimeout)
 	defer cancel()
 	pod, err := t.c.pods.Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
+	return t.adopt(pod, err)
+}
+
+// adopt is refreshPod's end: it takes the pod fetched, or the fetch's error.
+func (t *target) adopt(pod *corev1.Pod, err error) error {
 	if err != nil {
 		t.logger.Debug("cannot refresh pod status", "err", err)
 		return err
@@ -153,8 +159,13 @@ func (t *target) checkServed(previous bool) error {
 	if err := t.refreshPod(t.ctx); err != nil {
 		return err
 	}
+	return t.servedIsCursors(previous)
+}
+
+// servedIsCursors is checkServed once the pod is fetched.
+func (t *target) servedIsCursors(previous bool) error {
 	if previous {
-		return t.checkPrevious()
+		return t.previousIsCursors()
 	}
 	latest := t.snapshot()
 	if ct := latest.Container(t.container); ct != nil && ct.ContainerID != t.out.Cursor().ContainerID {
@@ -198,7 +209,12 @@ func (t *target) checkFirstLine(ts time.Time, previous bool) error {
 	if ts.Before(t.c.start.Add(-servedAllowance)) {
 		return nil
 	}
-	if err := t.checkServed(previous); err != nil {
+	// Many first lines come at once at a fresh start: the fetch is shared (podFetches).
+	err := t.adopt(t.c.fetchPod(t.ctx, t.ns, t.pod))
+	if err == nil {
+		err = t.servedIsCursors(previous)
+	}
+	if err != nil {
 		return fmt.Errorf("checking the pod before the first line of an instance: %w", err)
 	}
 	return nil
@@ -230,6 +246,12 @@ func (t *target) checkPrevious() error {
 		t.logger.Info("cannot check the pod before settling a replay; retrying", "err", err)
 		return errShortReplay
 	}
+	return t.previousIsCursors()
+}
+
+// previousIsCursors reports whether the target's state names the cursor's instance as the
+// last terminated one (nil), or another (errInstanceReplaced).
+func (t *target) previousIsCursors() error {
 	latest := t.snapshot()
 	ct := latest.Container(t.container)
 	if ct == nil || ct.LastTerminated == nil || ct.LastTerminated.ContainerID != t.out.Cursor().ContainerID {
