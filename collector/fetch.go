@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,24 +12,28 @@ import (
 )
 
 // podFetches serves the first-line checks (checkFirstLine), which need the pod as the
-// API server has it after their read was answered. A check that finds no fetch of its
-// namespace in flight makes one for itself and for every check waiting in that namespace
-// meanwhile: one GET each while few wait, one LIST of the namespace when many do (the
-// backlog of a fresh start with recent logs), so that thousands of first reads cost a few
-// requests rather than one each. No goroutine of its own: the fetch runs on the goroutine
-// of the check that makes it, with its context.
+// API server has it after their read was answered. A check makes its own GET, at once,
+// unless many checks of its namespace are under way together — the backlog of a fresh
+// start on recent logs — and the namespace is not much larger than their number: then one
+// LIST answers every check waiting for it, so that thousands of first reads cost a few
+// requests rather than one each. The check that finds no LIST of its namespace in flight
+// makes the next one, on its own goroutine, with its context.
 type podFetches struct {
 	mu sync.Mutex
 	ns map[string]*nsFetches
 }
 
-// nsFetches is one namespace's: whether a fetch is in flight, the checks waiting for the
-// next, and idle, closed when the fetch in flight ends (a waiting check may make the
-// next one).
+// nsFetches is one namespace's: the checks under way, whether a LIST is in flight, the
+// checks waiting for the next one, and idle, closed when the LIST in flight ends (a
+// waiting check may make the next one). pods is how many pods of the namespace the
+// collector collects, counted at podsAt.
 type nsFetches struct {
-	busy    bool
+	checks  int
+	listing bool
 	waiting []*podFetch
 	idle    chan struct{}
+	pods    int
+	podsAt  time.Time
 }
 
 // podFetch is one check's request: done is closed once pod or err is set.
@@ -39,18 +44,19 @@ type podFetch struct {
 	err  error
 }
 
-// listMinWaiting is how many checks must wait in a namespace before one LIST answers them,
-// and listMaxRatio how many of the namespace's collected pods a LIST may return per waiting
-// check (a LIST of a large namespace for a few checks costs more than their GETs).
+// listMinChecks is how many checks must be under way in a namespace before they share a
+// LIST, and listMaxRatio how many of the namespace's collected pods a LIST may return per
+// check under way (a LIST of a large namespace costs more than a few GETs).
 const (
-	listMinWaiting = 4
-	listMaxRatio   = 20
+	listMinChecks = 8
+	listMaxRatio  = 20
 )
 
 // fetchPod returns pod ns/name as the API server has it now: fetched after the call began.
 func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+	defer cancel()
 	f := &c.fetches
-	w := &podFetch{name: name, done: make(chan struct{})}
 	f.mu.Lock()
 	if f.ns == nil {
 		f.ns = map[string]*nsFetches{}
@@ -60,6 +66,19 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 		q = &nsFetches{idle: make(chan struct{})}
 		f.ns[ns] = q
 	}
+	q.checks++
+	defer func() {
+		f.mu.Lock()
+		if q.checks--; q.checks == 0 && !q.listing && f.ns[ns] == q {
+			delete(f.ns, ns)
+		}
+		f.mu.Unlock()
+	}()
+	if q.checks < listMinChecks || q.checks*listMaxRatio < c.podsIn(q, ns) {
+		f.mu.Unlock()
+		return c.pods.Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	}
+	w := &podFetch{name: name, done: make(chan struct{})}
 	q.waiting = append(q.waiting, w)
 	for {
 		select {
@@ -68,18 +87,15 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 			return w.pod, w.err
 		default:
 		}
-		if !q.busy {
+		if !q.listing {
 			batch := q.waiting
-			q.busy, q.waiting = true, nil
+			q.listing, q.waiting = true, nil
 			f.mu.Unlock()
-			c.answerFetches(ctx, ns, batch)
+			c.listFetches(ctx, ns, batch)
 			f.mu.Lock()
-			q.busy = false
+			q.listing = false
 			close(q.idle)
 			q.idle = make(chan struct{})
-			if len(q.waiting) == 0 {
-				delete(f.ns, ns)
-			}
 			continue // w is answered: it was in the batch
 		}
 		idle := q.idle
@@ -103,21 +119,13 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 	}
 }
 
-// answerFetches fetches the pods of batch, all of namespace ns, and answers each.
-func (c *Collector) answerFetches(ctx context.Context, ns string, batch []*podFetch) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
-	defer cancel()
+// listFetches answers batch, checks of namespace ns, with one LIST.
+func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetch) {
 	defer func() {
 		for _, w := range batch {
 			close(w.done)
 		}
 	}()
-	if len(batch) < listMinWaiting || len(batch)*listMaxRatio < c.podsIn(ns) {
-		for _, w := range batch {
-			w.pod, w.err = c.pods.Pods(ns).Get(ctx, w.name, metav1.GetOptions{})
-		}
-		return
-	}
 	// A LIST without resourceVersion is a consistent read, as a GET is.
 	list, err := c.pods.Pods(ns).List(ctx, metav1.ListOptions{})
 	byName := map[string]*corev1.Pod{}
@@ -138,14 +146,18 @@ func (c *Collector) answerFetches(ctx context.Context, ns string, batch []*podFe
 	}
 }
 
-// podsIn is how many pods of namespace ns the collector collects now.
-func (c *Collector) podsIn(ns string) int {
-	pods := map[string]bool{}
-	c.live.Range(func(_, v any) bool {
-		if t := v.(*target); t.ns == ns {
-			pods[t.pod] = true
-		}
-		return true
-	})
-	return len(pods)
+// podsIn is how many pods of namespace ns the collector collects, counted again at most
+// once a second (the count walks every target). Called with the fetches' lock held.
+func (c *Collector) podsIn(q *nsFetches, ns string) int {
+	if now := time.Now(); now.Sub(q.podsAt) >= time.Second {
+		pods := map[string]bool{}
+		c.live.Range(func(_, v any) bool {
+			if t := v.(*target); t.ns == ns {
+				pods[t.pod] = true
+			}
+			return true
+		})
+		q.pods, q.podsAt = len(pods), now
+	}
+	return q.pods
 }

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -13,72 +14,86 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
-// TestFetchPodBatches: first-line checks that wait while a fetch of their namespace is in
-// flight are answered together by the next one — GETs while few wait, one LIST when many
-// do — each with its own pod, or "not found" for a pod the API server does not have.
+// TestFetchPodBatches: a first-line check makes its own GET at once while few are under
+// way in its namespace; once many are (a fresh start on recent logs), the others share
+// LISTs — every check waiting while one is in flight is answered by the next — each with
+// its own pod, or "not found" for a pod the API server does not have.
 func TestFetchPodBatches(t *testing.T) {
 	for _, tc := range []struct {
-		name        string
-		waiting     int // checks that come while the first one's GET is in flight
-		gets, lists int
-		missing     string
+		name    string
+		getting int // checks whose GETs are held
+		listing int // checks that come then: the first makes a LIST, held; the rest wait
+		lists   int
+		missing string
 	}{
-		{name: "many waiting: one LIST", waiting: 9, gets: 1, lists: 1, missing: "p5"},
-		{name: "few waiting: a GET each", waiting: 2, gets: 3, lists: 0, missing: "p2"},
+		{name: "few: a GET each, at once", getting: 3, missing: "p2"},
+		{name: "many: the rest share LISTs", getting: listMinChecks - 1, listing: 5, lists: 2, missing: "p9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			n := tc.getting + tc.listing
 			var objs []runtime.Object
-			for i := range tc.waiting + 1 {
+			for i := range n {
 				if name := fmt.Sprintf("p%d", i); name != tc.missing {
 					objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name)}})
 				}
 			}
 			client := fake.NewClientset(objs...)
-			release := make(chan struct{})
+			releaseGets, releaseList := make(chan struct{}), make(chan struct{})
 			var mu sync.Mutex
 			gets, lists := 0, 0
-			client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-				mu.Lock()
-				gets++
-				first := gets == 1
-				mu.Unlock()
-				if first {
-					<-release
-				}
-				return false, nil, nil
-			})
-			client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-				mu.Lock()
-				lists++
-				mu.Unlock()
-				return false, nil, nil
-			})
-			c := New(Config{}, client.CoreV1(), nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			count := func(p *int) int { mu.Lock(); defer mu.Unlock(); return *p }
+			// Not reactors: the fake clientset runs them under one lock.
+			pods := heldPods{PodsGetter: client.CoreV1(),
+				get: func() {
+					mu.Lock()
+					gets++
+					mu.Unlock()
+					<-releaseGets
+				},
+				list: func() {
+					mu.Lock()
+					lists++
+					first := lists == 1
+					mu.Unlock()
+					if first {
+						<-releaseList
+					}
+				}}
+			c := New(Config{}, pods, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 			type result struct {
 				name string
 				pod  *corev1.Pod
 				err  error
 			}
-			results := make(chan result, tc.waiting+1)
-			fetch := func(name string) {
+			results := make(chan result, n)
+			fetch := func(i int) {
+				name := fmt.Sprintf("p%d", i)
 				p, err := c.fetchPod(t.Context(), "ns", name)
 				results <- result{name, p, err}
 			}
-			go fetch("p0")
-			waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return gets == 1 })
-			for i := 1; i <= tc.waiting; i++ {
-				go fetch(fmt.Sprintf("p%d", i))
+			for i := range tc.getting {
+				go fetch(i)
 			}
-			waitFor(t, func() bool {
-				c.fetches.mu.Lock()
-				defer c.fetches.mu.Unlock()
-				return len(c.fetches.ns["ns"].waiting) == tc.waiting
-			})
-			close(release)
-			for range tc.waiting + 1 {
+			// All at once: none waits for another's GET.
+			waitFor(t, "GETs under way", func() bool { return count(&gets) == tc.getting })
+			if tc.listing > 0 {
+				go fetch(tc.getting)
+				waitFor(t, "a LIST under way", func() bool { return count(&lists) == 1 })
+				for i := tc.getting + 1; i < n; i++ {
+					go fetch(i)
+				}
+				waitFor(t, "checks waiting for the next LIST", func() bool {
+					c.fetches.mu.Lock()
+					defer c.fetches.mu.Unlock()
+					return len(c.fetches.ns["ns"].waiting) == tc.listing-1
+				})
+				close(releaseList)
+			}
+			close(releaseGets)
+			for range n {
 				r := <-results
 				switch {
 				case r.name == tc.missing:
@@ -89,9 +104,11 @@ func TestFetchPodBatches(t *testing.T) {
 					t.Errorf("%s: got %v, %v", r.name, r.pod, r.err)
 				}
 			}
-			if gets != tc.gets || lists != tc.lists {
-				t.Errorf("%d GETs and %d LISTs, want %d and %d", gets, lists, tc.gets, tc.lists)
+			if count(&gets) != tc.getting || count(&lists) != tc.lists {
+				t.Errorf("%d GETs and %d LISTs, want %d and %d", gets, lists, tc.getting, tc.lists)
 			}
+			c.fetches.mu.Lock()
+			defer c.fetches.mu.Unlock()
 			if n := len(c.fetches.ns); n != 0 {
 				t.Errorf("%d namespaces left with fetches", n)
 			}
@@ -99,15 +116,39 @@ func TestFetchPodBatches(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor polls cond until it holds, for at most 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
-		select {
-		case <-t.Context().Done():
-			t.Fatal("condition never held")
-		default:
-			time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
 		}
+		time.Sleep(time.Millisecond)
 	}
+}
+
+// heldPods calls get and list before the pods' Get and List, which may hold them.
+type heldPods struct {
+	corev1client.PodsGetter
+	get, list func()
+}
+
+func (h heldPods) Pods(ns string) corev1client.PodInterface {
+	return heldPodInterface{h.PodsGetter.Pods(ns), h}
+}
+
+type heldPodInterface struct {
+	corev1client.PodInterface
+	h heldPods
+}
+
+func (p heldPodInterface) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error) {
+	p.h.get()
+	return p.PodInterface.Get(ctx, name, opts)
+}
+
+func (p heldPodInterface) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
+	p.h.list()
+	return p.PodInterface.List(ctx, opts)
 }

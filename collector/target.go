@@ -232,7 +232,7 @@ func (t *target) run(ctx context.Context) (park bool) {
 					t.gap(gapNeverReadable, "pod deleted before its log could be read")
 				case t.inst.ended == reasonEOF && ct.Running:
 					t.gap(gapDeletedRunning, "pod deleted while its container was running; lines logged after the last stream ended may be missing")
-				case t.inst.ended != reasonEOF || !t.inst.confirmed:
+				case !t.inst.confirmed: // confirmed implies the last answered read ended with EOF
 					t.gap(gapPodDeleted, "pod deleted before its log was read to the end")
 				}
 				cur.Done = true
