@@ -153,19 +153,23 @@ func TestPodGone(t *testing.T) {
 // read, which then serves the next one (soak seed 690359248).
 func TestFirstLineChecksTheInstance(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		pod  *corev1.Pod
-		age  time.Duration // how long before kubelogd's start the line was stamped
-		want error
+		name     string
+		pod      *corev1.Pod
+		age      time.Duration // how long before kubelogd's start the line was stamped
+		previous bool
+		want     error
 	}{
 		{name: "logged long before the start: no request", pod: runningPod("c2", 1, "c1"), age: servedAllowance + time.Second},
+		// previous=true serves the last instance that ended, however old its lines.
+		{name: "previous, logged long before: checked", pod: runningPod("c3", 2, "c2"), age: time.Hour, previous: true, want: errInstanceReplaced},
+		{name: "previous, the cursor's instance", pod: runningPod("c2", 1, "c1"), age: time.Hour, previous: true},
 		{name: "fresh, the cursor's instance", pod: runningPod("c1", 0, "")},
 		{name: "fresh, the container restarted meanwhile", pod: runningPod("c2", 1, "c1"), want: errInstanceReplaced},
 		{name: "within the allowance, restarted meanwhile", pod: runningPod("c2", 1, "c1"), age: servedAllowance - time.Second, want: errInstanceReplaced},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tg, _ := testTarget(t, tc.pod)
-			err := tg.checkFirstLine(tg.c.start.Add(-tc.age), false)
+			err := tg.checkFirstLine(tg.c.start.Add(-tc.age), tc.previous)
 			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
 				t.Errorf("checkFirstLine = %v, want %v", err, tc.want)
 			}

@@ -21,6 +21,8 @@ import (
 type podFetches struct {
 	mu sync.Mutex
 	ns map[string]*nsFetches
+	// listed is how many pods the last LIST of each namespace returned.
+	listed map[string]int
 }
 
 // nsFetches is one namespace's: the checks under way, whether a LIST is in flight, the
@@ -54,8 +56,6 @@ const (
 
 // fetchPod returns pod ns/name as the API server has it now: fetched after the call began.
 func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
-	defer cancel()
 	f := &c.fetches
 	f.mu.Lock()
 	if f.ns == nil {
@@ -76,6 +76,8 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 	}()
 	if q.checks < listMinChecks || q.checks*listMaxRatio < c.podsIn(q, ns) {
 		f.mu.Unlock()
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+		defer cancel()
 		return c.pods.Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	}
 	w := &podFetch{name: name, done: make(chan struct{})}
@@ -87,7 +89,7 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 			return w.pod, w.err
 		default:
 		}
-		if !q.listing {
+		if !q.listing && ctx.Err() == nil {
 			batch := q.waiting
 			q.listing, q.waiting = true, nil
 			f.mu.Unlock()
@@ -105,7 +107,15 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 			return w.pod, w.err
 		case <-idle:
 		case <-ctx.Done():
-			f.mu.Lock()
+		}
+		f.mu.Lock()
+		if ctx.Err() != nil {
+			select {
+			case <-w.done:
+				f.mu.Unlock()
+				return w.pod, w.err
+			default:
+			}
 			for i, o := range q.waiting {
 				if o == w {
 					q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
@@ -115,7 +125,6 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 			f.mu.Unlock()
 			return nil, ctx.Err()
 		}
-		f.mu.Lock()
 	}
 }
 
@@ -126,10 +135,20 @@ func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetc
 			close(w.done)
 		}
 	}()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+	defer cancel()
 	// A LIST without resourceVersion is a consistent read, as a GET is.
 	list, err := c.pods.Pods(ns).List(ctx, metav1.ListOptions{})
 	byName := map[string]*corev1.Pod{}
 	if err == nil {
+		// The namespace may hold far more pods than this kubelogd collects (--node,
+		// --shards, selectors): the next decision counts them all.
+		c.fetches.mu.Lock()
+		if c.fetches.listed == nil {
+			c.fetches.listed = map[string]int{}
+		}
+		c.fetches.listed[ns] = len(list.Items)
+		c.fetches.mu.Unlock()
 		for i := range list.Items {
 			byName[list.Items[i].Name] = &list.Items[i]
 		}
@@ -146,8 +165,9 @@ func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetc
 	}
 }
 
-// podsIn is how many pods of namespace ns the collector collects, counted again at most
-// once a second (the count walks every target). Called with the fetches' lock held.
+// podsIn is how many pods a LIST of namespace ns returns: as many as the last one did, or
+// as the collector collects there (counted again at most once a second: the count walks
+// every target), whichever is more. Called with the fetches' lock held.
 func (c *Collector) podsIn(q *nsFetches, ns string) int {
 	if now := time.Now(); now.Sub(q.podsAt) >= time.Second {
 		pods := map[string]bool{}
@@ -159,5 +179,5 @@ func (c *Collector) podsIn(q *nsFetches, ns string) int {
 		})
 		q.pods, q.podsAt = len(pods), now
 	}
-	return q.pods
+	return max(q.pods, c.fetches.listed[ns])
 }

@@ -196,17 +196,21 @@ const servedAllowance = 5*time.Second + clockAllowance
 
 // checkFirstLine is asked before the first line of a read is written when nothing has
 // checked which instance the read serves: an instance seen first at restartCount 0 (the
-// backlog at start, a new pod). A read by pod name serves the instance the kubelet knows
-// now; if the container restarted after the status that named the cursor's instance, the
-// read serves the next one, and with nothing written there is no replay to tell (soak seed
+// backlog at start, a new pod), or a read from where a replay was settled with nothing
+// (instance.settled). A read by pod name serves the instance the kubelet knows now; if
+// the container restarted after the status that named the cursor's instance, the read
+// serves the next one, and with nothing to replay there is nothing to tell (soak seed
 // 690359248: a container that restarted between kubelogd's first list and its first read
 // had the next instance's lines written as the first one's, whose own were lost). Every
-// pod state kubelogd acts on is as of its start or later (its first list), and a newer
-// instance begun before that, less servedAllowance, would be named in it: a line stamped
-// earlier is the named instance's and costs no request. A later one has the pod fetched
-// (checkServed), as for an instance begun after a restart.
+// pod state the informer gives kubelogd is as of its start or later (its first list,
+// which the API server's watch cache may serve a little late: servedAllowance covers
+// it), and a newer instance begun before that, less servedAllowance, would be named in
+// it: a line stamped earlier is the current instance's and costs no request. Not so for
+// previous=true, which serves the last instance that ended, whose lines may be old
+// however recently it ended: such reads are always checked. Otherwise the pod is fetched
+// (podFetches) and must name the cursor's instance.
 func (t *target) checkFirstLine(ts time.Time, previous bool) error {
-	if ts.Before(t.c.start.Add(-servedAllowance)) {
+	if !previous && ts.Before(t.c.start.Add(-servedAllowance)) {
 		return nil
 	}
 	// Many first lines come at once at a fresh start: the fetch is shared (podFetches).

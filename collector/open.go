@@ -263,7 +263,9 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	}
 	defer body.Close()
 	switch {
-	case req.resuming:
+	case req.resuming && !req.settled:
+		// The replay checks what the kubelet serves (checkReplayed). A settled read
+		// replays nothing: its first line is checked as an instance's first is.
 	case t.inst.checkServed:
 		if err := t.checkServed(previous); err != nil {
 			return false, fmt.Errorf("checking the pod before a first read of its new instance: %w", err)
