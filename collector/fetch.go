@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// podFetches serves the first-line checks (checkFirstLine), which need the pod as the
-// API server has it after their read was answered. A check makes its own GET, at once,
+// podFetches serves the checks of what a read served (checkServed, checkFirstLine), which
+// need the pod as the API server has it after their read was answered. A check makes its own GET, at once,
 // unless many checks of its namespace are under way together — the backlog of a fresh
 // start on recent logs — and the namespace is not much larger than their number: then one
 // LIST answers every check waiting for it, so that thousands of first reads cost a few

@@ -154,16 +154,12 @@ func (t *target) checkInstance(held []heldLine) error {
 // names the instance the kubelet serves. It returns nil when they are the cursor's,
 // errInstanceReplaced when the container restarted again (the target's state now says
 // so), and errOtherPod or the fetch's error otherwise: the read is not consumed, and is
-// made again after a backoff (the watch will tell of a deletion meanwhile).
+// made again after a backoff (the watch will tell of a deletion meanwhile). The fetch may
+// be shared with other checks (podFetches).
 func (t *target) checkServed(previous bool) error {
-	if err := t.refreshPod(t.ctx); err != nil {
+	if err := t.adopt(t.c.fetchPod(t.ctx, t.ns, t.pod)); err != nil {
 		return err
 	}
-	return t.servedIsCursors(previous)
-}
-
-// servedIsCursors is checkServed once the pod is fetched.
-func (t *target) servedIsCursors(previous bool) error {
 	if previous {
 		return t.previousIsCursors()
 	}
@@ -208,17 +204,12 @@ const servedAllowance = 5*time.Second + clockAllowance
 // it: a line stamped earlier is the current instance's and costs no request. Not so for
 // previous=true, which serves the last instance that ended, whose lines may be old
 // however recently it ended: such reads are always checked. Otherwise the pod is fetched
-// (podFetches) and must name the cursor's instance.
+// and must name the cursor's instance (checkServed).
 func (t *target) checkFirstLine(ts time.Time, previous bool) error {
 	if !previous && ts.Before(t.c.start.Add(-servedAllowance)) {
 		return nil
 	}
-	// Many first lines come at once at a fresh start: the fetch is shared (podFetches).
-	err := t.adopt(t.c.fetchPod(t.ctx, t.ns, t.pod))
-	if err == nil {
-		err = t.servedIsCursors(previous)
-	}
-	if err != nil {
+	if err := t.checkServed(previous); err != nil {
 		return fmt.Errorf("checking the pod before the first line of an instance: %w", err)
 	}
 	return nil
