@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	fakecorev1 "k8s.io/client-go/kubernetes/typed/core/v1/fake"
 
 	"github.com/kubelogd/kubelogd/informer"
 	"github.com/kubelogd/kubelogd/sink"
@@ -169,10 +170,79 @@ func TestFirstLineChecksTheInstance(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tg, _ := testTarget(t, tc.pod)
-			err := tg.checkFirstLine(tg.c.start.Add(-tc.age), tc.previous)
+			err := tg.checkFirstLine(tg.c.start.Add(-tc.age), &firstRead{previous: tc.previous})
 			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
 				t.Errorf("checkFirstLine = %v, want %v", err, tc.want)
 			}
 		})
 	}
+}
+
+// TestEarlyFirstLineCheck: a follow read that stays quiet after it was answered has its
+// first-line check's fetch made before its first line comes (earlyCheck), and the line is
+// judged by that fetch: the pod as the API server had it after the request was answered,
+// not as it has it when the line comes. A line that comes first takes the check, and no
+// fetch is made for it unless the line needs one.
+func TestEarlyFirstLineCheck(t *testing.T) {
+	gets := func(tg *target) int {
+		n := 0
+		for _, a := range tg.c.pods.(*fakecorev1.FakeCoreV1).Actions() {
+			if a.GetVerb() == "get" && a.GetResource().Resource == "pods" {
+				n++
+			}
+		}
+		return n
+	}
+	fresh := func(tg *target) time.Time { return tg.c.start.Add(time.Second) }
+	t.Run("fetched while quiet, the cursor's instance; restarted later", func(t *testing.T) {
+		tg, _ := testTarget(t, runningPod("c1", 0, ""))
+		tg.c.earlyQuiet = 0
+		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
+		defer f.early.stop()
+		<-f.early.done
+		// The container restarts after the fetch: the read was answered before, from c1.
+		if _, err := tg.c.pods.Pods("default").UpdateStatus(t.Context(), runningPod("c2", 1, "c1"), metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.checkFirstLine(fresh(tg), f); err != nil {
+			t.Errorf("checkFirstLine = %v, want nil: the early fetch named the cursor's instance", err)
+		}
+		if n := gets(tg); n != 1 {
+			t.Errorf("%d GETs of the pod, want 1 (the early fetch's)", n)
+		}
+	})
+	t.Run("fetched while quiet, restarted before", func(t *testing.T) {
+		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
+		tg.c.earlyQuiet = 0
+		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
+		defer f.early.stop()
+		<-f.early.done
+		if err := tg.checkFirstLine(fresh(tg), f); !errors.Is(err, errInstanceReplaced) {
+			t.Errorf("checkFirstLine = %v, want errInstanceReplaced", err)
+		}
+	})
+	t.Run("an old line first: no fetch", func(t *testing.T) {
+		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
+		tg.c.earlyQuiet = time.Hour
+		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
+		if err := tg.checkFirstLine(tg.c.start.Add(-time.Hour), f); err != nil {
+			t.Errorf("checkFirstLine = %v, want nil", err)
+		}
+		f.early.stop()
+		if n := gets(tg); n != 0 {
+			t.Errorf("%d GETs of the pod, want none", n)
+		}
+	})
+	t.Run("a fresh line first: fetched for it", func(t *testing.T) {
+		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
+		tg.c.earlyQuiet = time.Hour
+		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
+		if err := tg.checkFirstLine(fresh(tg), f); !errors.Is(err, errInstanceReplaced) {
+			t.Errorf("checkFirstLine = %v, want errInstanceReplaced", err)
+		}
+		f.early.stop()
+		if n := gets(tg); n != 1 {
+			t.Errorf("%d GETs of the pod, want 1", n)
+		}
+	})
 }

@@ -110,8 +110,10 @@ type Collector struct {
 	releases chan *releaseReq
 	stopped  chan struct{}
 
-	// fetches batches the pods fetched for first-line checks (see podFetches).
-	fetches podFetches
+	// fetches batches the pods fetched for first-line checks (see podFetches);
+	// earlyQuiet is earlyQuiet, which unit tests shorten.
+	fetches    podFetches
+	earlyQuiet time.Duration
 
 	// forbidden is the last 403 a log stream got, for /readyz.
 	forbidden atomic.Pointer[forbiddenAt]
@@ -134,6 +136,8 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 		wake:     make(chan struct{}, 1),
 		releases: make(chan *releaseReq),
 		stopped:  make(chan struct{}),
+
+		earlyQuiet: earlyQuiet,
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
 	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })

@@ -78,6 +78,7 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 		f.mu.Unlock()
 		ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
 		defer cancel()
+		c.metrics.podFetches.WithLabelValues(fetchGet).Inc()
 		return c.pods.Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	}
 	w := &podFetch{name: name, done: make(chan struct{})}
@@ -138,6 +139,7 @@ func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetc
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
 	defer cancel()
 	// A LIST without resourceVersion is a consistent read, as a GET is.
+	c.metrics.podFetches.WithLabelValues(fetchList).Inc()
 	list, err := c.pods.Pods(ns).List(ctx, metav1.ListOptions{})
 	byName := map[string]*corev1.Pod{}
 	if err == nil {

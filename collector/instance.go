@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -157,7 +158,13 @@ func (t *target) checkInstance(held []heldLine) error {
 // made again after a backoff (the watch will tell of a deletion meanwhile). The fetch may
 // be shared with other checks (podFetches).
 func (t *target) checkServed(previous bool) error {
-	if err := t.adopt(t.c.fetchPod(t.ctx, t.ns, t.pod)); err != nil {
+	pod, err := t.c.fetchPod(t.ctx, t.ns, t.pod)
+	return t.servedIsCursors(pod, err, previous)
+}
+
+// servedIsCursors is checkServed's verdict on the pod it fetched, or the fetch's error.
+func (t *target) servedIsCursors(pod *corev1.Pod, err error, previous bool) error {
+	if err := t.adopt(pod, err); err != nil {
 		return err
 	}
 	if previous {
@@ -180,9 +187,87 @@ func (t *target) checkReplayed(held []heldLine, previous bool) error {
 }
 
 // firstRead is a read that may write the first line of its instance, which nothing has
-// checked yet (see checkFirstLine).
+// checked yet (see checkFirstLine). early, if set, is the check begun before that line.
 type firstRead struct {
 	previous bool
+	early    *earlyCheck
+}
+
+// earlyQuiet is how long a follow read that needs a first-line check stays quiet after it
+// was answered before the check is begun without waiting for the line (earlyCheck).
+const earlyQuiet = 250 * time.Millisecond
+
+// earlyCheck is a first-line check's fetch begun ahead of the first line. A follow read
+// that delivers nothing soon after it was answered has no backlog: the container is new
+// or quiet, its next line will be fresh and need the check (which the shortcut for old
+// lines spares a backlog), and the line would wait for the fetch. A pod fetched at any
+// time after the request was answered says which instance the request was served from
+// (checkServed), so the fetch is made while the read is quiet, and the line finds it done.
+// The read's goroutine takes the check when its first line comes (take); once taken, the
+// fetch that has not begun never does. The fetch runs on a goroutine of its own, with the
+// request's context; readOnce stops it (cancel) and waits for it (exited) before the
+// read ends.
+type earlyCheck struct {
+	mu      sync.Mutex
+	taken   bool // the read's first line came: no fetch begins after this
+	fetched bool // the fetch began: pod and err are set once done is closed
+	done    chan struct{}
+	exited  chan struct{}
+	cancel  context.CancelFunc
+	pod     *corev1.Pod
+	err     error
+}
+
+// startEarlyCheck begins the wait for quiet, and then the fetch, of a first-line check of
+// a follow read whose request was answered; ctx is the request's.
+func (t *target) startEarlyCheck(ctx context.Context) *earlyCheck {
+	ctx, cancel := context.WithCancel(ctx)
+	e := &earlyCheck{done: make(chan struct{}), exited: make(chan struct{}), cancel: cancel}
+	quiet := t.c.earlyQuiet
+	go func() {
+		defer close(e.exited)
+		timer := time.NewTimer(quiet)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		e.mu.Lock()
+		if e.taken {
+			e.mu.Unlock()
+			return
+		}
+		e.fetched = true
+		e.mu.Unlock()
+		e.pod, e.err = t.c.fetchPod(ctx, t.ns, t.pod)
+		close(e.done)
+	}()
+	return e
+}
+
+// take is called by the read's goroutine when its first line comes. It returns the pod
+// the early fetch returned, waiting for it if it is under way, and ok false if it never
+// began (and now never will).
+func (e *earlyCheck) take() (pod *corev1.Pod, err error, ok bool) {
+	if e == nil {
+		return nil, nil, false
+	}
+	e.mu.Lock()
+	e.taken = true
+	fetched := e.fetched
+	e.mu.Unlock()
+	if !fetched {
+		return nil, nil, false
+	}
+	<-e.done
+	return e.pod, e.err, true
+}
+
+// stop ends the early check's goroutine and waits for it.
+func (e *earlyCheck) stop() {
+	e.cancel()
+	<-e.exited
 }
 
 // servedAllowance is how long before a pod status reached the API server the kubelet may
@@ -203,13 +288,20 @@ const servedAllowance = 5*time.Second + clockAllowance
 // it), and a newer instance begun before that, less servedAllowance, would be named in
 // it: a line stamped earlier is the current instance's and costs no request. Not so for
 // previous=true, which serves the last instance that ended, whose lines may be old
-// however recently it ended: such reads are always checked. Otherwise the pod is fetched
-// and must name the cursor's instance (checkServed).
-func (t *target) checkFirstLine(ts time.Time, previous bool) error {
-	if !previous && ts.Before(t.c.start.Add(-servedAllowance)) {
+// however recently it ended: such reads are always checked. Otherwise the pod must name
+// the cursor's instance: as fetched by f's early check if one began (earlyCheck), or as
+// fetched now (checkServed).
+func (t *target) checkFirstLine(ts time.Time, f *firstRead) error {
+	pod, err, early := f.early.take()
+	if !f.previous && ts.Before(t.c.start.Add(-servedAllowance)) {
 		return nil
 	}
-	if err := t.checkServed(previous); err != nil {
+	if early {
+		err = t.servedIsCursors(pod, err, f.previous)
+	} else {
+		err = t.checkServed(f.previous)
+	}
+	if err != nil {
 		return fmt.Errorf("checking the pod before the first line of an instance: %w", err)
 	}
 	return nil
@@ -222,7 +314,7 @@ func (t *target) verifyFirst(rec sink.Record) error {
 	if f == nil || rec.Marker {
 		return nil
 	}
-	if err := t.checkFirstLine(rec.Time, f.previous); err != nil {
+	if err := t.checkFirstLine(rec.Time, f); err != nil {
 		return err
 	}
 	t.firstRead = nil

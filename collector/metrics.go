@@ -83,7 +83,16 @@ type metrics struct {
 	promotions   prometheus.Counter
 	demotions    prometheus.Counter
 	pollInterval prometheus.Histogram
+	// podFetches counts the requests of the checks of what a read served (podFetches).
+	podFetches *prometheus.CounterVec
 }
+
+// Kinds of request a check of what a read served makes; the values of
+// kubelogd_pod_fetches_total's kind label.
+const (
+	fetchGet  = "get"  // one pod
+	fetchList = "list" // its namespace, shared by the checks waiting for it
+)
 
 func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metrics {
 	m := &metrics{
@@ -134,6 +143,9 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 			Help:    "Time between two polls of one container; above --poll-max-interval when the poll rate (--poll-qps) cannot keep up.",
 			Buckets: []float64{1, 2, 5, 10, 15, 20, 30, 45, 60, 120, 300},
 		}),
+		podFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubelogd_pod_fetches_total", Help: "Requests for pods made to check which instance a log read served, by kind: get (one pod) or list (a namespace, shared by the checks waiting).",
+		}, []string{"kind"}),
 		nodesOut: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kubelogd_nodes_inotify_exhausted", Help: "Nodes whose kubelet is out of inotify instances: their containers are polled.",
 		}),
@@ -145,7 +157,7 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 	}
 	reg.MustRegister(m.lines, m.bytes, m.streamsOpen, m.opened, m.reconnects, m.skipped, m.gaps,
 		m.restarts, m.targets, m.desired, m.lag, m.kubeletErrors, m.polls, m.nodesOut,
-		m.promotions, m.demotions, m.pollInterval,
+		m.promotions, m.demotions, m.pollInterval, m.podFetches,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kubelogd_oldest_waiting_target_age_seconds",
 			Help: "How long the container that has waited longest for a stream has been waiting (0: none waits).",
@@ -158,6 +170,9 @@ func newMetrics(reg prometheus.Registerer, oldestWaiting func() float64) *metric
 	}
 	for _, r := range kubeletErrReasons {
 		m.kubeletErrors.WithLabelValues(r)
+	}
+	for _, k := range []string{fetchGet, fetchList} {
+		m.podFetches.WithLabelValues(k)
 	}
 	for _, s := range targetStates {
 		m.targets.WithLabelValues(s)

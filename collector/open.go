@@ -275,6 +275,10 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 		// Nothing of the instance is written yet, and nothing was checked: its first
 		// line is (see checkFirstLine).
 		t.firstRead = &firstRead{previous: previous}
+		if req.follow() {
+			t.firstRead.early = t.startEarlyCheck(ctx)
+			defer t.firstRead.early.stop()
+		}
 		defer func() { t.firstRead = nil }()
 	}
 	t.inst.everRead = true
