@@ -36,6 +36,11 @@ type latencyResult struct {
 	P50Ms           float64 `json:"p50_ms"`
 	P99Ms           float64 `json:"p99_ms"`
 	MaxMs           float64 `json:"max_ms"`
+	// FirstP99Ms is the p99 of each container's first line alone (which waits for the
+	// first-line check unless it was made while the stream was quiet), and SteadyP99Ms
+	// that of the lines emitted 5 s or more after their container's first.
+	FirstP99Ms  float64 `json:"first_line_p99_ms"`
+	SteadyP99Ms float64 `json:"steady_p99_ms"`
 	// EmitBehindMs is how far the emitters fell behind their schedule at worst (a busy
 	// machine); each line's latency is measured from when it was really appended.
 	EmitBehindMs float64 `json:"emit_behind_ms"`
@@ -65,6 +70,9 @@ const (
 	latencyInterval = 100 * time.Millisecond
 	latencyLineSize = 100
 	latencyDirect   = 20
+	// latencySteady is the line of a container from which its latency counts as steady:
+	// 5 s after its first.
+	latencySteady = int(5 * time.Second / latencyInterval)
 )
 
 func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
@@ -201,6 +209,8 @@ func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
 	lat := fileLat.values()
 	res.Received, res.Duplicates = len(lat), fileLat.dups
 	res.P50Ms, res.P99Ms, res.MaxMs = percentile(lat, 50), percentile(lat, 99), percentile(lat, 100)
+	first, steady := fileLat.split()
+	res.FirstP99Ms, res.SteadyP99Ms = percentile(first, 99), percentile(steady, 99)
 	dl := direct.values()
 	res.Transport.Received = len(dl)
 	res.Transport.P50Ms, res.Transport.P99Ms, res.Transport.MaxMs = percentile(dl, 50), percentile(dl, 99), percentile(dl, 100)
@@ -212,12 +222,16 @@ func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// latencies collects, per line, how long after its emission it was read.
+// latencies collects, per line, how long after its emission it was read: all lines (ms),
+// each source's first (first), and those emitted latencySteady lines or more after it
+// (steady).
 type latencies struct {
-	mu   sync.Mutex
-	ms   []float64
-	seen map[string]int // source → lines, to spot duplicates
-	dups int
+	mu     sync.Mutex
+	ms     []float64
+	first  []float64
+	steady []float64
+	seen   map[string]int // source → lines, to spot duplicates
+	dups   int
 }
 
 // add parses a timestamped line whose text starts with "lat <unix nanoseconds> <pod> <n>".
@@ -244,13 +258,27 @@ func (l *latencies) add(source string, line []byte, at time.Time) {
 		return
 	}
 	l.seen[source] = seq + 1
-	l.ms = append(l.ms, ms(at.Sub(time.Unix(0, ns))))
+	d := ms(at.Sub(time.Unix(0, ns)))
+	l.ms = append(l.ms, d)
+	switch {
+	case seq == 0:
+		l.first = append(l.first, d)
+	case seq >= latencySteady:
+		l.steady = append(l.steady, d)
+	}
 }
 
 func (l *latencies) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.ms)
+}
+
+// split returns copies of the first lines' latencies and the steady lines'.
+func (l *latencies) split() (first, steady []float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]float64(nil), l.first...), append([]float64(nil), l.steady...)
 }
 
 func (l *latencies) values() []float64 {
