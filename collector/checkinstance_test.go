@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -245,4 +246,47 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 			t.Errorf("%d GETs of the pod, want 1", n)
 		}
 	})
+}
+
+// TestSettledReadChecksItsFirstLine: a replay the kubelet had no line of is settled with a
+// gap marker, and the next read from the same place replays nothing (instance.settled).
+// Nothing then tells which instance that read serves: if the container restarted
+// meanwhile, the kubelet serves the next instance, whose lines must not be written as
+// the cursor's. The read's first line is checked.
+func TestSettledReadChecksItsFirstLine(t *testing.T) {
+	tg, out := testTarget(t, runningPod("c1", 0, ""))
+	old := tg.c.start.Add(-time.Hour)
+	for _, text := range []string{"a", "b", "c"} {
+		out.cur.Observe(old, []byte(text))
+	}
+	// Two empty replays: the first is read again, the second settled with a gap marker.
+	for i, want := range []error{errShortReplay, nil} {
+		req := tg.newRequest(readToEnd, false)
+		if first, err := tg.checkAnswered(req, false); err != nil || first {
+			t.Fatalf("replay %d: checkAnswered = %v, %v; want its replay to check", i, first, err)
+		}
+		if _, err := tg.consume(t.Context(), strings.NewReader(""), req, nil); !errors.Is(err, want) || (err == nil) != (want == nil) {
+			t.Fatalf("replay %d: consume = %v, want %v", i, err, want)
+		}
+	}
+	// The container restarts; the informer has not said so.
+	if _, err := tg.c.pods.Pods("default").UpdateStatus(t.Context(), runningPod("c2", 1, "c1"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	req := tg.newRequest(readFollow, false)
+	if !req.settled {
+		t.Fatal("the read after the settled replay is not a settled one")
+	}
+	first, err := tg.checkAnswered(req, false)
+	if err != nil || !first {
+		t.Fatalf("checkAnswered = %v, %v; want the first line checked", first, err)
+	}
+	tg.firstRead = &firstRead{}
+	fresh := tg.c.start.Add(time.Second).Format(timeLayout) + " next instance's line\n"
+	if _, err := tg.consume(t.Context(), strings.NewReader(fresh), req, nil); !errors.Is(err, errInstanceReplaced) {
+		t.Errorf("consume = %v, want errInstanceReplaced", err)
+	}
+	if !matches(out.written, []string{"gap: "}) {
+		t.Errorf("written %s, want only the gap marker", short(out.written))
+	}
 }

@@ -234,6 +234,27 @@ func (t *target) resumesAfter(cur *sink.Cursor, allowance time.Duration) bool {
 	return cur.MaxSec-cur.MarginSec > t.c.cfg.Now().Add(allowance).Unix()
 }
 
+// checkAnswered is asked once a request was answered: what must be checked before its
+// lines are written. A replay checks what the kubelet serves itself (checkReplayed). The
+// first read of an instance begun after a restart has the pod fetched now (checkServed).
+// Any other read either has nothing of its instance written yet, or is one from where a
+// replay was settled, which replays nothing: checkFirst says that its first line is
+// checked (see checkFirstLine).
+func (t *target) checkAnswered(req request, previous bool) (checkFirst bool, err error) {
+	switch {
+	case req.resuming && !req.settled:
+		return false, nil
+	case t.inst.checkServed:
+		if err := t.checkServed(previous); err != nil {
+			return false, fmt.Errorf("checking the pod before a first read of its new instance: %w", err)
+		}
+		t.inst.checkServed = false
+		return false, nil
+	default:
+		return true, nil
+	}
+}
+
 // readOnce opens one log request and writes its lines until it ends (see consume). It
 // owns the request: its context, which the watchdog cancels with a cause, and its body.
 func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (progress bool, err error) {
@@ -262,18 +283,11 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 		return false, fmt.Errorf("opening log stream: %w", err)
 	}
 	defer body.Close()
-	switch {
-	case req.resuming && !req.settled:
-		// The replay checks what the kubelet serves (checkReplayed). A settled read
-		// replays nothing: its first line is checked as an instance's first is.
-	case t.inst.checkServed:
-		if err := t.checkServed(previous); err != nil {
-			return false, fmt.Errorf("checking the pod before a first read of its new instance: %w", err)
-		}
-		t.inst.checkServed = false
-	default:
-		// Nothing of the instance is written yet, and nothing was checked: its first
-		// line is (see checkFirstLine).
+	checkFirst, err := t.checkAnswered(req, previous)
+	if err != nil {
+		return false, err
+	}
+	if checkFirst {
 		t.firstRead = &firstRead{previous: previous}
 		if req.follow() {
 			t.firstRead.early = t.startEarlyCheck(ctx)
