@@ -97,20 +97,27 @@ func posOf(cur *sink.Cursor) endPos {
 func (t *target) refreshPod(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, t.c.cfg.ProbeTimeout)
 	defer cancel()
-	pod, err := t.c.pods.Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
-	return t.adopt(pod, err)
+	return t.adopt(stateOf(t.c.pods.Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})))
 }
 
-// adopt is refreshPod's end: it takes the pod fetched, or the fetch's error.
-func (t *target) adopt(pod *corev1.Pod, err error) error {
+// stateOf is what a target keeps of a pod fetched (informer.FromPod), or the fetch's error.
+func stateOf(pod *corev1.Pod, err error) (informer.Pod, error) {
+	if err != nil {
+		return informer.Pod{}, err
+	}
+	return informer.FromPod(pod), nil
+}
+
+// adopt is refreshPod's end: it takes the state of the pod fetched, or the fetch's error.
+func (t *target) adopt(p informer.Pod, err error) error {
 	if err != nil {
 		t.logger.Debug("cannot refresh pod status", "err", err)
 		return err
 	}
-	if pod.UID != t.snapshot().UID {
-		return fmt.Errorf("%w (%s)", errOtherPod, pod.UID)
+	if p.UID != t.snapshot().UID {
+		return fmt.Errorf("%w (%s)", errOtherPod, p.UID)
 	}
-	t.update(informer.FromPod(pod))
+	t.update(p)
 	return nil
 }
 
@@ -158,13 +165,13 @@ func (t *target) checkInstance(held []heldLine) error {
 // made again after a backoff (the watch will tell of a deletion meanwhile). The fetch may
 // be shared with other checks (podFetches).
 func (t *target) checkServed(previous bool) error {
-	pod, err := t.c.fetchPod(t.ctx, t.ns, t.pod)
-	return t.servedIsCursors(pod, err, previous)
+	p, err := stateOf(t.c.fetchPod(t.ctx, t.ns, t.pod))
+	return t.servedIsCursors(p, err, previous)
 }
 
 // servedIsCursors is checkServed's verdict on the pod it fetched, or the fetch's error.
-func (t *target) servedIsCursors(pod *corev1.Pod, err error, previous bool) error {
-	if err := t.adopt(pod, err); err != nil {
+func (t *target) servedIsCursors(p informer.Pod, err error, previous bool) error {
+	if err := t.adopt(p, err); err != nil {
 		return err
 	}
 	if previous {
@@ -214,8 +221,10 @@ type earlyCheck struct {
 	done    chan struct{}
 	exited  chan struct{}
 	cancel  context.CancelFunc
-	pod     *corev1.Pod
-	err     error
+	// pod is what the target keeps of the pod fetched, not the pod: a quiet container's
+	// read may hold it for hours.
+	pod informer.Pod
+	err error
 }
 
 // startEarlyCheck begins the wait for quiet, and then the fetch, of a first-line check of
@@ -240,7 +249,7 @@ func (t *target) startEarlyCheck(ctx context.Context) *earlyCheck {
 		}
 		e.fetched = true
 		e.mu.Unlock()
-		e.pod, e.err = t.c.fetchPod(ctx, t.ns, t.pod)
+		e.pod, e.err = stateOf(t.c.fetchPod(ctx, t.ns, t.pod))
 		close(e.done)
 	}()
 	return e
@@ -249,16 +258,16 @@ func (t *target) startEarlyCheck(ctx context.Context) *earlyCheck {
 // take is called by the read's goroutine when its first line comes. It returns the pod
 // the early fetch returned, waiting for it if it is under way, and ok false if it never
 // began (and now never will).
-func (e *earlyCheck) take() (pod *corev1.Pod, err error, ok bool) {
+func (e *earlyCheck) take() (pod informer.Pod, err error, ok bool) {
 	if e == nil {
-		return nil, nil, false
+		return informer.Pod{}, nil, false
 	}
 	e.mu.Lock()
 	e.taken = true
 	fetched := e.fetched
 	e.mu.Unlock()
 	if !fetched {
-		return nil, nil, false
+		return informer.Pod{}, nil, false
 	}
 	<-e.done
 	return e.pod, e.err, true
