@@ -129,7 +129,12 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 	}
 }
 
-// listFetches answers batch, checks of namespace ns, with one LIST.
+// listPageSize is how many pods one page of a shared LIST returns: a LIST of a namespace of
+// thousands of pods is read in pages, so that kubelogd never holds the whole of it decoded
+// at once, nor keeps a page alive for the checks that took one pod of it.
+const listPageSize = 500
+
+// listFetches answers batch, checks of namespace ns, with one LIST, read in pages.
 func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetch) {
 	defer func() {
 		for _, w := range batch {
@@ -138,30 +143,44 @@ func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetc
 	}()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
 	defer cancel()
-	// A LIST without resourceVersion is a consistent read, as a GET is.
-	c.metrics.podFetches.WithLabelValues(fetchList).Inc()
-	list, err := c.pods.Pods(ns).List(ctx, metav1.ListOptions{})
-	byName := map[string]*corev1.Pod{}
-	if err == nil {
-		// The namespace may hold far more pods than this kubelogd collects (--node,
-		// --shards, selectors): the next decision counts them all.
-		c.fetches.mu.Lock()
-		if c.fetches.listed == nil {
-			c.fetches.listed = map[string]int{}
+	want := make(map[string][]*podFetch, len(batch))
+	for _, w := range batch {
+		want[w.name] = append(want[w.name], w)
+	}
+	// A LIST without resourceVersion is a consistent read, as a GET is; its further
+	// pages are read at the first one's resourceVersion.
+	opts := metav1.ListOptions{Limit: listPageSize}
+	pods := 0
+	for {
+		c.metrics.podFetches.WithLabelValues(fetchList).Inc()
+		list, err := c.pods.Pods(ns).List(ctx, opts)
+		if err != nil {
+			for _, w := range batch {
+				w.err = err
+			}
+			return
 		}
-		c.fetches.listed[ns] = len(list.Items)
-		c.fetches.mu.Unlock()
+		pods += len(list.Items)
 		for i := range list.Items {
-			byName[list.Items[i].Name] = &list.Items[i]
+			for _, w := range want[list.Items[i].Name] {
+				p := list.Items[i] // a copy: the page is not kept alive by it
+				w.pod = &p
+			}
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			break
 		}
 	}
+	// The namespace may hold far more pods than this kubelogd collects (--node, --shards,
+	// selectors): the next decision counts them all.
+	c.fetches.mu.Lock()
+	if c.fetches.listed == nil {
+		c.fetches.listed = map[string]int{}
+	}
+	c.fetches.listed[ns] = pods
+	c.fetches.mu.Unlock()
 	for _, w := range batch {
-		switch p, ok := byName[w.name]; {
-		case err != nil:
-			w.err = err
-		case ok:
-			w.pod = p
-		default:
+		if w.pod == nil {
 			w.err = apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, w.name)
 		}
 	}

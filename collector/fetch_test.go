@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,4 +154,84 @@ func (p heldPodInterface) Get(ctx context.Context, name string, opts metav1.GetO
 func (p heldPodInterface) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
 	p.h.list()
 	return p.PodInterface.List(ctx, opts)
+}
+
+// TestListFetchesPages: a shared LIST is read in pages of listPageSize, at the first
+// page's resourceVersion, and every check finds its pod on whichever page holds it, or
+// "not found"; the namespace's size counts every page.
+func TestListFetchesPages(t *testing.T) {
+	const n = 2*listPageSize + 100
+	var objs []runtime.Object
+	for i := range n {
+		name := fmt.Sprintf("p%04d", i)
+		objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name)}})
+	}
+	client := fake.NewClientset(objs...)
+	var pages []metav1.ListOptions
+	c := New(Config{}, pagedPods{client.CoreV1(), &pages}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	names := []string{"p0000", "p0499", "p0500", "p1099", "p1099", "gone"}
+	var batch []*podFetch
+	for _, name := range names {
+		batch = append(batch, &podFetch{name: name, done: make(chan struct{})})
+	}
+	c.listFetches(t.Context(), "ns", batch)
+	for _, w := range batch {
+		<-w.done
+		switch {
+		case w.name == "gone":
+			if !podGone(w.err) {
+				t.Errorf("%s: %v, want the API server's not found", w.name, w.err)
+			}
+		case w.err != nil || w.pod == nil || w.pod.Name != w.name:
+			t.Errorf("%s: got %v, %v", w.name, w.pod, w.err)
+		}
+	}
+	if len(pages) != 3 {
+		t.Fatalf("%d LIST requests, want 3 pages", len(pages))
+	}
+	for i, o := range pages {
+		if o.Limit != listPageSize || (i == 0) != (o.Continue == "") {
+			t.Errorf("page %d: limit %d, continue %q", i, o.Limit, o.Continue)
+		}
+	}
+	if got := c.fetches.listed["ns"]; got != n {
+		t.Errorf("the namespace counted %d pods, want %d", got, n)
+	}
+}
+
+// pagedPods serves List in pages as the API server does (Limit, Continue; by name), and
+// records each request's options.
+type pagedPods struct {
+	corev1client.PodsGetter
+	pages *[]metav1.ListOptions
+}
+
+func (p pagedPods) Pods(ns string) corev1client.PodInterface {
+	return pagedPodInterface{p.PodsGetter.Pods(ns), p}
+}
+
+type pagedPodInterface struct {
+	corev1client.PodInterface
+	p pagedPods
+}
+
+func (p pagedPodInterface) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
+	*p.p.pages = append(*p.p.pages, opts)
+	all, err := p.PodInterface.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(all.Items, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	from := 0
+	if opts.Continue != "" {
+		if from, err = strconv.Atoi(opts.Continue); err != nil {
+			return nil, err
+		}
+	}
+	to := min(from+int(opts.Limit), len(all.Items))
+	page := &corev1.PodList{Items: all.Items[from:to]}
+	if to < len(all.Items) {
+		page.Continue = strconv.Itoa(to)
+	}
+	return page, nil
 }
