@@ -53,6 +53,9 @@ type latencyResult struct {
 		P50Ms    float64 `json:"p50_ms"`
 		P99Ms    float64 `json:"p99_ms"`
 		MaxMs    float64 `json:"max_ms"`
+		// FirstP99Ms and SteadyP99Ms: as the latencyResult's.
+		FirstP99Ms  float64 `json:"first_line_p99_ms"`
+		SteadyP99Ms float64 `json:"steady_p99_ms"`
 	} `json:"transport"`
 	// KubelogdCores is kubelogd's CPU time during the emission divided by its duration.
 	KubelogdCores float64 `json:"kubelogd_cores"`
@@ -214,6 +217,8 @@ func runLatency(ctx context.Context, cfg *config) (*latencyResult, error) {
 	dl := direct.values()
 	res.Transport.Received = len(dl)
 	res.Transport.P50Ms, res.Transport.P99Ms, res.Transport.MaxMs = percentile(dl, 50), percentile(dl, 99), percentile(dl, 100)
+	first, steady = direct.split()
+	res.Transport.FirstP99Ms, res.Transport.SteadyP99Ms = percentile(first, 99), percentile(steady, 99)
 	if res.Received < res.Emitted {
 		return res, fmt.Errorf("%d of %d lines emitted were readable in kubelogd's files 30s after the emission ended", res.Received, res.Emitted)
 	}
