@@ -14,10 +14,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	fakecorev1 "k8s.io/client-go/kubernetes/typed/core/v1/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubelogd/kubelogd/informer"
 	"github.com/kubelogd/kubelogd/sink"
@@ -182,8 +184,10 @@ func TestFirstLineChecksTheInstance(t *testing.T) {
 // TestEarlyFirstLineCheck: a follow read that stays quiet after it was answered has its
 // first-line check's fetch made before its first line comes (earlyCheck), and the line is
 // judged by that fetch: the pod as the API server had it after the request was answered,
-// not as it has it when the line comes. A line that comes first takes the check, and no
-// fetch is made for it unless the line needs one.
+// not as it has it when the line comes. The state fetched is the target's at once, never
+// later over a newer one. A line that comes first takes the check, and no fetch is made
+// for it unless the line needs one; a failed early fetch leaves the line a fetch of its
+// own.
 func TestEarlyFirstLineCheck(t *testing.T) {
 	gets := func(tg *target) int {
 		n := 0
@@ -195,11 +199,18 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 		return n
 	}
 	fresh := func(tg *target) time.Time { return tg.c.start.Add(time.Second) }
+	// early starts an early check whose quiet ends when the returned func is called.
+	early := func(tg *target) (*firstRead, func()) {
+		quiet := make(chan time.Time)
+		tg.c.earlyAfter = func() <-chan time.Time { return quiet }
+		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
+		t.Cleanup(f.early.stop)
+		return f, func() { close(quiet) }
+	}
 	t.Run("fetched while quiet, the cursor's instance; restarted later", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c1", 0, ""))
-		tg.c.earlyQuiet = 0
-		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
-		defer f.early.stop()
+		f, quietEnds := early(tg)
+		quietEnds()
 		<-f.early.done
 		// The container restarts after the fetch: the read was answered before, from c1.
 		if _, err := tg.c.pods.Pods("default").UpdateStatus(t.Context(), runningPod("c2", 1, "c1"), metav1.UpdateOptions{}); err != nil {
@@ -214,34 +225,73 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 	})
 	t.Run("fetched while quiet, restarted before", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
-		tg.c.earlyQuiet = 0
-		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
-		defer f.early.stop()
+		f, quietEnds := early(tg)
+		quietEnds()
 		<-f.early.done
+		if p := tg.snapshot(); p.Containers[0].ContainerID != "c2" {
+			t.Errorf("the target's state names %+v, want c2 as soon as it was fetched", p.Containers[0])
+		}
 		if err := tg.checkFirstLine(fresh(tg), f); !errors.Is(err, errInstanceReplaced) {
 			t.Errorf("checkFirstLine = %v, want errInstanceReplaced", err)
 		}
 	})
-	t.Run("an old line first: no fetch", func(t *testing.T) {
+	t.Run("the informer's newer state is not undone by the line's check", func(t *testing.T) {
+		tg, _ := testTarget(t, runningPod("c1", 0, ""))
+		f, quietEnds := early(tg)
+		quietEnds()
+		<-f.early.done
+		// The informer says c1 has exited.
+		ended := tg.snapshot()
+		ended.Phase = corev1.PodSucceeded
+		ended.Containers = []informer.Container{{Name: "app", ContainerID: "c1", Terminated: &informer.Termination{ExitCode: 0}}}
+		tg.update(ended)
+		if err := tg.checkFirstLine(fresh(tg), f); err != nil {
+			t.Errorf("checkFirstLine = %v, want nil", err)
+		}
+		if p := tg.snapshot(); p.Phase != corev1.PodSucceeded || p.Containers[0].Running {
+			t.Errorf("the target's state is %s, running %v; want the informer's: Succeeded, exited", p.Phase, p.Containers[0].Running)
+		}
+	})
+	t.Run("the early fetch failed: the line fetches again", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
-		tg.c.earlyQuiet = time.Hour
-		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
+		fails := true
+		tg.c.pods.(*fakecorev1.FakeCoreV1).PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if fails {
+				fails = false
+				return true, nil, apierrors.NewServiceUnavailable("etcd leader election")
+			}
+			return false, nil, nil
+		})
+		f, quietEnds := early(tg)
+		quietEnds()
+		<-f.early.done
+		if err := tg.checkFirstLine(fresh(tg), f); !errors.Is(err, errInstanceReplaced) {
+			t.Errorf("checkFirstLine = %v, want errInstanceReplaced from a fetch of its own", err)
+		}
+		if n := gets(tg); n != 2 {
+			t.Errorf("%d GETs of the pod, want 2", n)
+		}
+	})
+	t.Run("an old line first: no fetch, none after", func(t *testing.T) {
+		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
+		f, quietEnds := early(tg)
 		if err := tg.checkFirstLine(tg.c.start.Add(-time.Hour), f); err != nil {
 			t.Errorf("checkFirstLine = %v, want nil", err)
 		}
-		f.early.stop()
+		quietEnds()
+		<-f.early.exited
 		if n := gets(tg); n != 0 {
 			t.Errorf("%d GETs of the pod, want none", n)
 		}
 	})
-	t.Run("a fresh line first: fetched for it", func(t *testing.T) {
+	t.Run("a fresh line first: fetched for it, none after", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
-		tg.c.earlyQuiet = time.Hour
-		f := &firstRead{early: tg.startEarlyCheck(t.Context())}
+		f, quietEnds := early(tg)
 		if err := tg.checkFirstLine(fresh(tg), f); !errors.Is(err, errInstanceReplaced) {
 			t.Errorf("checkFirstLine = %v, want errInstanceReplaced", err)
 		}
-		f.early.stop()
+		quietEnds()
+		<-f.early.exited
 		if n := gets(tg); n != 1 {
 			t.Errorf("%d GETs of the pod, want 1", n)
 		}

@@ -111,9 +111,10 @@ type Collector struct {
 	stopped  chan struct{}
 
 	// fetches batches the pods fetched for first-line checks (see podFetches);
-	// earlyQuiet is earlyQuiet, which unit tests shorten.
+	// earlyAfter is when an early first-line check's fetch begins (earlyQuiet from now;
+	// unit tests choose).
 	fetches    podFetches
-	earlyQuiet time.Duration
+	earlyAfter func() <-chan time.Time
 
 	// forbidden is the last 403 a log stream got, for /readyz.
 	forbidden atomic.Pointer[forbiddenAt]
@@ -137,7 +138,7 @@ func New(cfg Config, pods corev1client.PodsGetter, s *sink.Manager, reg promethe
 		releases: make(chan *releaseReq),
 		stopped:  make(chan struct{}),
 
-		earlyQuiet: earlyQuiet,
+		earlyAfter: func() <-chan time.Time { return time.After(earlyQuiet) },
 	}
 	c.metrics = newMetrics(reg, c.oldestWaiting)
 	c.nodes = newNodes(logger, cfg.Now, func(n int) { c.metrics.nodesOut.Set(float64(n)) })

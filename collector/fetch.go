@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -86,6 +87,13 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 	for {
 		select {
 		case <-w.done:
+			if errors.Is(w.err, context.Canceled) && ctx.Err() == nil {
+				// The LIST was made by another check, which ended before it did: wait
+				// for the next one.
+				w = &podFetch{name: name, done: make(chan struct{})}
+				q.waiting = append(q.waiting, w)
+				continue
+			}
 			f.mu.Unlock()
 			return w.pod, w.err
 		default:
@@ -105,7 +113,6 @@ func (c *Collector) fetchPod(ctx context.Context, ns, name string) (*corev1.Pod,
 		f.mu.Unlock()
 		select {
 		case <-w.done:
-			return w.pod, w.err
 		case <-idle:
 		case <-ctx.Done():
 		}
@@ -141,8 +148,6 @@ func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetc
 			close(w.done)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
-	defer cancel()
 	want := make(map[string][]*podFetch, len(batch))
 	for _, w := range batch {
 		want[w.name] = append(want[w.name], w)
@@ -153,7 +158,9 @@ func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetc
 	pods := 0
 	for {
 		c.metrics.podFetches.WithLabelValues(fetchList).Inc()
-		list, err := c.pods.Pods(ns).List(ctx, opts)
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+		list, err := c.pods.Pods(ns).List(pctx, opts)
+		cancel()
 		if err != nil {
 			for _, w := range batch {
 				w.err = err

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -56,7 +57,7 @@ func TestFetchPodBatches(t *testing.T) {
 					mu.Unlock()
 					<-releaseGets
 				},
-				list: func() {
+				list: func(context.Context) error {
 					mu.Lock()
 					lists++
 					first := lists == 1
@@ -64,6 +65,7 @@ func TestFetchPodBatches(t *testing.T) {
 					if first {
 						<-releaseList
 					}
+					return nil
 				}}
 			c := New(Config{}, pods, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 			type result struct {
@@ -119,6 +121,104 @@ func TestFetchPodBatches(t *testing.T) {
 	}
 }
 
+// TestFetchPodOutlivesAnotherChecksList: the check that makes a shared LIST passes its own
+// context; if it ends before the LIST does (its read ended), the LIST fails for every
+// check it answers. Those whose own context lives on wait for the next LIST, which one of
+// them makes; only the check that ended gets the error.
+func TestFetchPodOutlivesAnotherChecksList(t *testing.T) {
+	const waiters = 4
+	n := listMinChecks + waiters
+	var objs []runtime.Object
+	for i := range n {
+		name := fmt.Sprintf("p%d", i)
+		objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name)}})
+	}
+	client := fake.NewClientset(objs...)
+	type nameKey struct{}
+	releaseGets, releaseList, firstList := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	gets, lists := 0, 0
+	cancels := map[string]context.CancelFunc{}
+	ended := "" // the check that led the second LIST, ended while it was held
+	count := func(p *int) int { mu.Lock(); defer mu.Unlock(); return *p }
+	pods := heldPods{PodsGetter: client.CoreV1(),
+		get: func() {
+			mu.Lock()
+			gets++
+			mu.Unlock()
+			<-releaseGets
+		},
+		list: func(ctx context.Context) error {
+			mu.Lock()
+			lists++
+			nth := lists
+			mu.Unlock()
+			switch nth {
+			case 1: // held while the other checks come and wait for the next
+				close(firstList)
+				<-releaseList
+			case 2: // its check ends while it is held
+				mu.Lock()
+				ended = ctx.Value(nameKey{}).(string)
+				cancels[ended]()
+				mu.Unlock()
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		}}
+	c := New(Config{}, pods, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	type result struct {
+		name string
+		pod  *corev1.Pod
+		err  error
+	}
+	results := make(chan result, n)
+	fetch := func(i int) {
+		name := fmt.Sprintf("p%d", i)
+		ctx, cancel := context.WithCancel(context.WithValue(t.Context(), nameKey{}, name))
+		defer cancel()
+		mu.Lock()
+		cancels[name] = cancel
+		mu.Unlock()
+		p, err := c.fetchPod(ctx, "ns", name)
+		results <- result{name, p, err}
+	}
+	for i := range listMinChecks - 1 {
+		go fetch(i)
+	}
+	waitFor(t, "GETs under way", func() bool { return count(&gets) == listMinChecks-1 })
+	go fetch(listMinChecks - 1)
+	<-firstList
+	for i := range waiters {
+		go fetch(listMinChecks + i)
+	}
+	waitFor(t, "checks waiting for the next LIST", func() bool {
+		c.fetches.mu.Lock()
+		defer c.fetches.mu.Unlock()
+		return len(c.fetches.ns["ns"].waiting) == waiters
+	})
+	close(releaseList)
+	close(releaseGets)
+	for range n {
+		r := <-results
+		mu.Lock()
+		wasEnded := r.name == ended
+		mu.Unlock()
+		switch {
+		case wasEnded:
+			if !errors.Is(r.err, context.Canceled) {
+				t.Errorf("%s, whose check ended: %v, want context.Canceled", r.name, r.err)
+			}
+		case r.err != nil || r.pod.Name != r.name:
+			t.Errorf("%s: got %v, %v", r.name, r.pod, r.err)
+		}
+	}
+	if n := count(&lists); n < 3 {
+		t.Errorf("%d LISTs, want 3 or more: the second, whose check ended, and the next", n)
+	}
+}
+
 // waitFor polls cond until it holds, for at most 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -134,7 +234,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // heldPods calls get and list before the pods' Get and List, which may hold them.
 type heldPods struct {
 	corev1client.PodsGetter
-	get, list func()
+	get  func()
+	list func(ctx context.Context) error
 }
 
 func (h heldPods) Pods(ns string) corev1client.PodInterface {
@@ -152,7 +253,9 @@ func (p heldPodInterface) Get(ctx context.Context, name string, opts metav1.GetO
 }
 
 func (p heldPodInterface) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
-	p.h.list()
+	if err := p.h.list(ctx); err != nil {
+		return nil, err
+	}
 	return p.PodInterface.List(ctx, opts)
 }
 

@@ -159,19 +159,15 @@ func (t *target) checkInstance(held []heldLine) error {
 // began after a restart (instance.checkServed), whether the pod and instance it served are
 // the cursor's. A pod fetched after the request was answered that still has the target's
 // UID had it when the request was served too (a UID never comes back), and its status
-// names the instance the kubelet serves. It returns nil when they are the cursor's,
+// names the instance the kubelet serves: surely when the fetch began statusLag or more
+// after the answer (an early check's); sooner, if the kubelet's status report of a
+// restart just before the request has reached the API server by then. It returns nil when they are the cursor's,
 // errInstanceReplaced when the container restarted again (the target's state now says
 // so), and errOtherPod or the fetch's error otherwise: the read is not consumed, and is
 // made again after a backoff (the watch will tell of a deletion meanwhile). The fetch may
 // be shared with other checks (podFetches).
 func (t *target) checkServed(previous bool) error {
-	p, err := stateOf(t.c.fetchPod(t.ctx, t.ns, t.pod))
-	return t.servedIsCursors(p, err, previous)
-}
-
-// servedIsCursors is checkServed's verdict on the pod it fetched, or the fetch's error.
-func (t *target) servedIsCursors(p informer.Pod, err error, previous bool) error {
-	if err := t.adopt(p, err); err != nil {
+	if err := t.adopt(stateOf(t.c.fetchPod(t.ctx, t.ns, t.pod))); err != nil {
 		return err
 	}
 	if previous {
@@ -200,31 +196,40 @@ type firstRead struct {
 	early    *earlyCheck
 }
 
-// earlyQuiet is how long a follow read that needs a first-line check stays quiet after it
-// was answered before the check is begun without waiting for the line (earlyCheck).
-const earlyQuiet = 250 * time.Millisecond
+// statusLag is how long after the kubelet began to serve a newer instance its status
+// report to the API server may still name the older one (see servedAllowance).
+const statusLag = 5 * time.Second
 
-// earlyCheck is a first-line check's fetch begun ahead of the first line. A follow read
-// that delivers nothing soon after it was answered has no backlog: the container is new
-// or quiet, its next line will be fresh and need the check (which the shortcut for old
-// lines spares a backlog), and the line would wait for the fetch. A pod fetched at any
-// time after the request was answered says which instance the request was served from
-// (checkServed), so the fetch is made while the read is quiet, and the line finds it done.
-// The read's goroutine takes the check when its first line comes (take); once taken, the
-// fetch that has not begun never does. The fetch runs on a goroutine of its own, with the
-// request's context; readOnce stops it (cancel) and waits for it (exited) before the
-// read ends.
+// earlyQuiet is how long after a follow read was answered its first-line check is fetched
+// if no line came by then (earlyCheck): statusLag, so that the fetch sees any restart that
+// came before the answer.
+const earlyQuiet = statusLag
+
+// earlyCheck is a first-line check's fetch made ahead of the first line. A follow read
+// that delivers nothing after it was answered has no backlog: the container is new or
+// quiet, its next line will be fresh and need the check (which the shortcut for old
+// lines spares a backlog), and the line would wait for the fetch. A pod fetched
+// statusLag or more after the request was answered names the instance the request was
+// served from, whatever came later (checkServed), so the fetch is made while the read is
+// quiet, and the line finds the verdict ready. A line that comes sooner is checked by a
+// fetch of its own (take says so), and no early fetch begins after it.
+//
+// The fetch runs on a goroutine of its own, with the request's context. The state it
+// fetched is handed to the target at once (update, as an informer event is), so that no
+// state older than the informer's is adopted later; the early check keeps only the
+// verdict. readOnce stops the goroutine (cancel) and waits for it (exited).
 type earlyCheck struct {
 	mu      sync.Mutex
 	taken   bool // the read's first line came: no fetch begins after this
-	fetched bool // the fetch began: pod and err are set once done is closed
+	fetched bool // the fetch began: verdict and err are set once done is closed
 	done    chan struct{}
 	exited  chan struct{}
 	cancel  context.CancelFunc
-	// pod is what the target keeps of the pod fetched, not the pod: a quiet container's
-	// read may hold it for hours.
-	pod informer.Pod
-	err error
+	// verdict is checkServed's on the pod fetched: nil, errInstanceReplaced or
+	// errOtherPod; err is the fetch's error, after which the line is checked by a fetch
+	// of its own.
+	verdict error
+	err     error
 }
 
 // startEarlyCheck begins the wait for quiet, and then the fetch, of a first-line check of
@@ -232,15 +237,13 @@ type earlyCheck struct {
 func (t *target) startEarlyCheck(ctx context.Context) *earlyCheck {
 	ctx, cancel := context.WithCancel(ctx)
 	e := &earlyCheck{done: make(chan struct{}), exited: make(chan struct{}), cancel: cancel}
-	quiet := t.c.earlyQuiet
+	quiet, cursorID := t.c.earlyAfter(), t.out.Cursor().ContainerID
 	go func() {
 		defer close(e.exited)
-		timer := time.NewTimer(quiet)
-		defer timer.Stop()
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
+		case <-quiet:
 		}
 		e.mu.Lock()
 		if e.taken {
@@ -249,28 +252,48 @@ func (t *target) startEarlyCheck(ctx context.Context) *earlyCheck {
 		}
 		e.fetched = true
 		e.mu.Unlock()
-		e.pod, e.err = stateOf(t.c.fetchPod(ctx, t.ns, t.pod))
-		close(e.done)
+		defer close(e.done)
+		p, err := stateOf(t.c.fetchPod(ctx, t.ns, t.pod))
+		switch {
+		case err != nil:
+			e.err = err
+		case p.UID != t.snapshot().UID:
+			e.verdict = fmt.Errorf("%w (%s)", errOtherPod, p.UID)
+		default:
+			t.update(p)
+			if ct := p.Container(t.container); ct != nil && ct.ContainerID != cursorID {
+				e.verdict = errInstanceReplaced
+			}
+		}
 	}()
 	return e
 }
 
-// take is called by the read's goroutine when its first line comes. It returns the pod
-// the early fetch returned, waiting for it if it is under way, and ok false if it never
-// began (and now never will).
-func (e *earlyCheck) take() (pod informer.Pod, err error, ok bool) {
-	if e == nil {
-		return informer.Pod{}, nil, false
-	}
-	e.mu.Lock()
-	e.taken = true
-	fetched := e.fetched
-	e.mu.Unlock()
-	if !fetched {
-		return informer.Pod{}, nil, false
+// take is called by the read's goroutine when its first line comes, if the line needs
+// checking. It returns the early fetch's verdict, waiting for it if the fetch is under
+// way, and ok false if there is none to take: the fetch never began (and now never
+// will), or it failed.
+func (e *earlyCheck) take() (verdict error, ok bool) {
+	if e == nil || !e.release() {
+		return nil, false
 	}
 	<-e.done
-	return e.pod, e.err, true
+	if e.err != nil {
+		return nil, false
+	}
+	return e.verdict, true
+}
+
+// release says the read's first line came; no fetch begins after it. It reports whether
+// one began before.
+func (e *earlyCheck) release() (fetched bool) {
+	if e == nil {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.taken = true
+	return e.fetched
 }
 
 // stop ends the early check's goroutine and waits for it.
@@ -282,7 +305,7 @@ func (e *earlyCheck) stop() {
 // servedAllowance is how long before a pod status reached the API server the kubelet may
 // have begun to serve a newer instance than that status names (the lag of its status
 // reports), plus how far the node's clock may run behind kubelogd's (clockAllowance).
-const servedAllowance = 5*time.Second + clockAllowance
+const servedAllowance = statusLag + clockAllowance
 
 // checkFirstLine is asked before the first line of a read is written when nothing has
 // checked which instance the read serves: an instance seen first at restartCount 0 (the
@@ -301,13 +324,12 @@ const servedAllowance = 5*time.Second + clockAllowance
 // the cursor's instance: as fetched by f's early check if one began (earlyCheck), or as
 // fetched now (checkServed).
 func (t *target) checkFirstLine(ts time.Time, f *firstRead) error {
-	pod, err, early := f.early.take()
 	if !f.previous && ts.Before(t.c.start.Add(-servedAllowance)) {
+		f.early.release()
 		return nil
 	}
-	if early {
-		err = t.servedIsCursors(pod, err, f.previous)
-	} else {
+	err, early := f.early.take()
+	if !early {
 		err = t.checkServed(f.previous)
 	}
 	if err != nil {

@@ -289,7 +289,7 @@ func (t *target) readOnce(ctx context.Context, mode readMode, previous bool) (pr
 	}
 	if checkFirst {
 		t.firstRead = &firstRead{previous: previous}
-		if req.follow() {
+		if req.follow() && !previous {
 			t.firstRead.early = t.startEarlyCheck(ctx)
 			defer t.firstRead.early.stop()
 		}
