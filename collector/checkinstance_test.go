@@ -340,3 +340,44 @@ func TestSettledReadChecksItsFirstLine(t *testing.T) {
 		t.Errorf("written %s, want only the gap marker", short(out.written))
 	}
 }
+
+// TestReadOnceStartsEarlyChecks: readOnce begins an early first-line check (earlyCheck)
+// for a follow read, without previous=true, whose first line is to be checked — and for
+// no other read; none outlives the read.
+func TestReadOnceStartsEarlyChecks(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mode     readMode
+		previous bool
+		written  bool // lines of the instance are written: the read replays them
+		check    bool // the instance began after a restart: checked before the read
+		want     bool
+	}{
+		{name: "follow, nothing written", mode: readFollow, want: true},
+		{name: "poll, nothing written", mode: readPoll},
+		{name: "previous=true", mode: readToEnd, previous: true},
+		{name: "follow, replaying", mode: readFollow, written: true},
+		{name: "follow after a restart, checked at once", mode: readFollow, check: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := runningPod("c1", 0, "")
+			if tc.previous {
+				pod = runningPod("c2", 1, "c1")
+			}
+			tg, out := testTarget(t, pod)
+			if tc.written {
+				out.cur.Observe(tg.c.start.Add(-time.Hour), []byte("a"))
+			}
+			tg.inst.checkServed = tc.check
+			started := 0
+			tg.c.earlyAfter = func() <-chan time.Time { started++; return nil }
+			_, _ = tg.readOnce(t.Context(), tc.mode, tc.previous)
+			if got := started == 1; got != tc.want || started > 1 {
+				t.Errorf("%d early checks begun, want one: %v", started, tc.want)
+			}
+			if tg.firstRead != nil {
+				t.Error("the read's first-line check outlived it")
+			}
+		})
+	}
+}
