@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -125,6 +126,11 @@ func (c *Config) RestConfig() (*rest.Config, error) {
 	}
 	rc.QPS, rc.Burst = c.QPS, c.Burst
 	rc.UserAgent = "kubelogd"
+	// Protobuf, as kubectl asks for: every type kubelogd reads is built in, and pods
+	// decode several times faster than from JSON (the informer's lists, the first-line
+	// checks' fetches). Log streams are text either way.
+	rc.ContentType = runtime.ContentTypeProtobuf
+	rc.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	return rc, nil
 }
 
