@@ -51,12 +51,7 @@ func TestFetchPodBatches(t *testing.T) {
 			count := func(p *int) int { mu.Lock(); defer mu.Unlock(); return *p }
 			// Not reactors: the fake clientset runs them under one lock.
 			pods := heldPods{PodsGetter: client.CoreV1(),
-				get: func() {
-					mu.Lock()
-					gets++
-					mu.Unlock()
-					<-releaseGets
-				},
+				get: countHeld(&mu, &gets, releaseGets),
 				list: func(context.Context) error {
 					mu.Lock()
 					lists++
@@ -68,16 +63,11 @@ func TestFetchPodBatches(t *testing.T) {
 					return nil
 				}}
 			c := New(Config{}, pods, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-			type result struct {
-				name string
-				pod  *corev1.Pod
-				err  error
-			}
-			results := make(chan result, n)
+			results := make(chan fetchResult, n)
 			fetch := func(i int) {
 				name := fmt.Sprintf("p%d", i)
 				p, err := c.fetchPod(t.Context(), "ns", name)
-				results <- result{name, p, err}
+				results <- fetchResult{name, p, err}
 			}
 			for i := range tc.getting {
 				go fetch(i)
@@ -142,12 +132,7 @@ func TestFetchPodOutlivesAnotherChecksList(t *testing.T) {
 	ended := "" // the check that led the second LIST, ended while it was held
 	count := func(p *int) int { mu.Lock(); defer mu.Unlock(); return *p }
 	pods := heldPods{PodsGetter: client.CoreV1(),
-		get: func() {
-			mu.Lock()
-			gets++
-			mu.Unlock()
-			<-releaseGets
-		},
+		get: countHeld(&mu, &gets, releaseGets),
 		list: func(ctx context.Context) error {
 			mu.Lock()
 			lists++
@@ -168,12 +153,7 @@ func TestFetchPodOutlivesAnotherChecksList(t *testing.T) {
 			return nil
 		}}
 	c := New(Config{}, pods, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	type result struct {
-		name string
-		pod  *corev1.Pod
-		err  error
-	}
-	results := make(chan result, n)
+	results := make(chan fetchResult, n)
 	fetch := func(i int) {
 		name := fmt.Sprintf("p%d", i)
 		ctx, cancel := context.WithCancel(context.WithValue(t.Context(), nameKey{}, name))
@@ -182,7 +162,7 @@ func TestFetchPodOutlivesAnotherChecksList(t *testing.T) {
 		cancels[name] = cancel
 		mu.Unlock()
 		p, err := c.fetchPod(ctx, "ns", name)
-		results <- result{name, p, err}
+		results <- fetchResult{name, p, err}
 	}
 	for i := range listMinChecks - 1 {
 		go fetch(i)
@@ -217,6 +197,23 @@ func TestFetchPodOutlivesAnotherChecksList(t *testing.T) {
 	if n := count(&lists); n < 3 {
 		t.Errorf("%d LISTs, want 3 or more: the second, whose check ended, and the next", n)
 	}
+}
+
+// countHeld returns a hook that counts its calls in n, under mu, and waits for release.
+func countHeld(mu *sync.Mutex, n *int, release <-chan struct{}) func() {
+	return func() {
+		mu.Lock()
+		*n++
+		mu.Unlock()
+		<-release
+	}
+}
+
+// fetchResult is what one check's fetchPod returned.
+type fetchResult struct {
+	name string
+	pod  *corev1.Pod
+	err  error
 }
 
 // waitFor polls cond until it holds, for at most 10 s.
