@@ -155,12 +155,20 @@ func (c *Collector) listFetches(ctx context.Context, ns string, batch []*podFetc
 	// A LIST without resourceVersion is a consistent read, as a GET is; its further
 	// pages are read at the first one's resourceVersion.
 	opts := metav1.ListOptions{Limit: listPageSize}
-	pods := 0
+	pods, restarted := 0, false
 	for {
 		c.metrics.podFetches.WithLabelValues(fetchList).Inc()
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
 		list, err := c.pods.Pods(ns).List(pctx, opts)
 		cancel()
+		if err != nil && apierrors.IsResourceExpired(err) && opts.Continue != "" && !restarted {
+			// The continue token expired (etcd was compacted past the first page's
+			// resourceVersion). Each check needs its pod as the API server had it after
+			// the check began, not one snapshot of all: the pods found stay, and the LIST
+			// begins again from a first page, once.
+			restarted, opts.Continue, pods = true, "", 0
+			continue
+		}
 		if err != nil {
 			for _, w := range batch {
 				w.err = err

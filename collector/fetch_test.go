@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -268,7 +269,7 @@ func TestListFetchesPages(t *testing.T) {
 	}
 	client := fake.NewClientset(objs...)
 	var pages []metav1.ListOptions
-	c := New(Config{}, pagedPods{client.CoreV1(), &pages}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	c := New(Config{}, pagedPods{PodsGetter: client.CoreV1(), pages: &pages}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	names := []string{"p0000", "p0499", "p0500", "p1099", "p1099", "gone"}
 	var batch []*podFetch
 	for _, name := range names {
@@ -299,11 +300,54 @@ func TestListFetchesPages(t *testing.T) {
 	}
 }
 
+// TestListFetchesExpiredContinue: a continue token that expired (410 Expired: etcd was
+// compacted between two pages) begins the LIST again from a first page, once; a second
+// expiry fails the checks, which read again after a backoff.
+func TestListFetchesExpiredContinue(t *testing.T) {
+	const n = listPageSize + 10
+	var objs []runtime.Object
+	for i := range n {
+		name := fmt.Sprintf("p%04d", i)
+		objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name)}})
+	}
+	for _, tc := range []struct {
+		name    string
+		expire  int // how many requests with a continue token fail with 410
+		pages   int
+		wantErr bool
+	}{
+		{name: "expired once: begun again", expire: 1, pages: 4},
+		{name: "expired twice: failed", expire: 2, pages: 4, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var pages []metav1.ListOptions
+			expire := tc.expire
+			c := New(Config{}, pagedPods{PodsGetter: fake.NewClientset(objs...).CoreV1(), pages: &pages, expire: &expire},
+				nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			w := &podFetch{name: "p0509", done: make(chan struct{})}
+			c.listFetches(t.Context(), "ns", []*podFetch{w})
+			<-w.done
+			if tc.wantErr {
+				if !apierrors.IsResourceExpired(w.err) {
+					t.Errorf("%v, want the 410", w.err)
+				}
+			} else if w.err != nil || w.pod == nil || w.pod.Name != "p0509" {
+				t.Errorf("got %v, %v", w.pod, w.err)
+			}
+			if len(pages) != tc.pages {
+				t.Errorf("%d LIST requests, want %d", len(pages), tc.pages)
+			}
+		})
+	}
+}
+
 // pagedPods serves List in pages as the API server does (Limit, Continue; by name), and
-// records each request's options.
+// records each request's options. While *expire is above 0, a request with a continue
+// token fails with 410 Expired, and counts it down.
 type pagedPods struct {
 	corev1client.PodsGetter
-	pages *[]metav1.ListOptions
+	pages  *[]metav1.ListOptions
+	expire *int
 }
 
 func (p pagedPods) Pods(ns string) corev1client.PodInterface {
@@ -317,6 +361,10 @@ type pagedPodInterface struct {
 
 func (p pagedPodInterface) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
 	*p.p.pages = append(*p.p.pages, opts)
+	if e := p.p.expire; opts.Continue != "" && e != nil && *e > 0 {
+		*e--
+		return nil, apierrors.NewResourceExpired("the provided continue parameter is too old")
+	}
 	all, err := p.PodInterface.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
