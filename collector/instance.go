@@ -160,12 +160,12 @@ func (t *target) checkInstance(held []heldLine) error {
 // the cursor's. A pod fetched after the request was answered that still has the target's
 // UID had it when the request was served too (a UID never comes back), and its status
 // names the instance the kubelet serves: surely when the fetch began statusLag or more
-// after the answer (an early check's); sooner, if the kubelet's status report of a
-// restart just before the request has reached the API server by then. It returns nil when they are the cursor's,
-// errInstanceReplaced when the container restarted again (the target's state now says
-// so), and errOtherPod or the fetch's error otherwise: the read is not consumed, and is
-// made again after a backoff (the watch will tell of a deletion meanwhile). The fetch may
-// be shared with other checks (podFetches).
+// after the answer (as an early check's does, see earlyCheck); sooner, if the kubelet's
+// status report of a restart just before the request has reached the API server by then.
+// It returns nil when they are the cursor's, errInstanceReplaced when the container
+// restarted again (the target's state now says so), and errOtherPod or the fetch's error
+// otherwise: the read is not consumed, and is made again after a backoff (the watch will
+// tell of a deletion meanwhile). The fetch may be shared with other checks (podFetches).
 func (t *target) checkServed(previous bool) error {
 	if err := t.adopt(stateOf(t.c.fetchPod(t.ctx, t.ns, t.pod))); err != nil {
 		return err
