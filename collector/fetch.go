@@ -13,11 +13,11 @@ import (
 )
 
 // podFetches serves the checks of what a read served (checkServed, checkFirstLine), which
-// need the pod as the API server has it after their read was answered. A check makes its own GET, at once,
-// unless many checks of its namespace are under way together — the backlog of a fresh
-// start on recent logs — and the namespace is not much larger than their number: then one
-// LIST answers every check waiting for it, so that thousands of first reads cost a few
-// requests rather than one each. The check that finds no LIST of its namespace in flight
+// need the pod as the API server has it after their read was answered. A check makes its
+// own GET, at once, unless many checks of its namespace are under way together — the
+// backlog of a fresh start on recent logs — and the namespace is not much larger than
+// their number: then one LIST answers every check waiting for it, so that thousands of
+// first reads cost a few requests rather than one each. The check that finds no LIST of its namespace in flight
 // makes the next one, on its own goroutine, with its context.
 type podFetches struct {
 	mu sync.Mutex
