@@ -257,9 +257,10 @@ func (p heldPodInterface) List(ctx context.Context, opts metav1.ListOptions) (*c
 	return p.PodInterface.List(ctx, opts)
 }
 
-// TestListFetchesPages: a shared LIST is read in pages of listPageSize, at the first
-// page's resourceVersion, and every check finds its pod on whichever page holds it, or
-// "not found"; the namespace's size counts every page.
+// TestListFetchesPages: a shared LIST is read in pages of listPageSize, each after the
+// first with the continue token of the one before (which holds the first page's
+// resourceVersion: the fake clientset does not model that), and every check finds its pod
+// on whichever page holds it, or "not found"; the namespace's size counts every page.
 func TestListFetchesPages(t *testing.T) {
 	const n = 2*listPageSize + 100
 	var objs []runtime.Object
@@ -291,8 +292,12 @@ func TestListFetchesPages(t *testing.T) {
 		t.Fatalf("%d LIST requests, want 3 pages", len(pages))
 	}
 	for i, o := range pages {
-		if o.Limit != listPageSize || (i == 0) != (o.Continue == "") {
-			t.Errorf("page %d: limit %d, continue %q", i, o.Limit, o.Continue)
+		want := "" // pagedPods' token is where the next page begins
+		if i > 0 {
+			want = strconv.Itoa(i * listPageSize)
+		}
+		if o.Limit != listPageSize || o.Continue != want || o.ResourceVersion != "" {
+			t.Errorf("page %d: limit %d, continue %q, resourceVersion %q; want continue %q", i, o.Limit, o.Continue, o.ResourceVersion, want)
 		}
 	}
 	if got := c.fetches.listed["ns"]; got != n {
