@@ -272,26 +272,42 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 			t.Errorf("%d GETs of the pod, want 2", n)
 		}
 	})
-	t.Run("an old line first: no fetch, none after", func(t *testing.T) {
+	t.Run("an old line first: no fetch, none after, no wait for quiet", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
 		f, quietEnds := early(tg)
 		if err := tg.checkFirstLine(tg.c.start.Add(-time.Hour), f); err != nil {
 			t.Errorf("checkFirstLine = %v, want nil", err)
 		}
+		// The line came: the goroutine that waited for quiet ends without it.
+		waitFor(t, "the early check's goroutine to end", func() bool {
+			select {
+			case <-f.early.exited:
+				return true
+			default:
+				return false
+			}
+		})
 		quietEnds()
-		<-f.early.exited
 		if n := gets(tg); n != 0 {
 			t.Errorf("%d GETs of the pod, want none", n)
 		}
 	})
-	t.Run("a fresh line first: fetched for it, none after", func(t *testing.T) {
+	t.Run("a fresh line first: fetched for it, none after, no wait for quiet", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
 		f, quietEnds := early(tg)
 		if err := tg.checkFirstLine(fresh(tg), f); !errors.Is(err, errInstanceReplaced) {
 			t.Errorf("checkFirstLine = %v, want errInstanceReplaced", err)
 		}
+		// The line came: the goroutine that waited for quiet ends without it.
+		waitFor(t, "the early check's goroutine to end", func() bool {
+			select {
+			case <-f.early.exited:
+				return true
+			default:
+				return false
+			}
+		})
 		quietEnds()
-		<-f.early.exited
 		if n := gets(tg); n != 1 {
 			t.Errorf("%d GETs of the pod, want 1", n)
 		}

@@ -284,8 +284,10 @@ func (e *earlyCheck) take() (verdict error, ok bool) {
 	return e.verdict, true
 }
 
-// release says the read's first line came; no fetch begins after it. It reports whether
-// one began before.
+// release says the read's first line came; no fetch begins after it, and the goroutine
+// waiting for quiet ends at once rather than when the quiet would have (a follow that
+// finds a backlog releases its check as soon as it was answered). It reports whether a
+// fetch began before.
 func (e *earlyCheck) release() (fetched bool) {
 	if e == nil {
 		return false
@@ -293,6 +295,9 @@ func (e *earlyCheck) release() (fetched bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.taken = true
+	if !e.fetched {
+		e.cancel()
+	}
 	return e.fetched
 }
 
