@@ -55,6 +55,7 @@ type config struct {
 	latencyDuration                        time.Duration
 	scale                                  scaleConfig
 	memorySizes                            []int
+	memorySettle                           time.Duration
 	polledContainers                       int
 	polledDuration, polledGap              time.Duration
 	syscallsCases                          []syscallsCase
@@ -108,6 +109,7 @@ func run() int {
 	flag.StringVar(&sizes, "coverage-pods", "1000,5000", "pod counts of the coverage scenario")
 	flag.StringVar(&syscallsPods, "syscalls-pods", "200x1,50x4", "cases of the syscalls scenario, PODSxCONTAINERS (containers per pod), comma-separated")
 	flag.StringVar(&memSizes, "memory-pods", "1000,5000", "idle container counts of the memory scenario")
+	flag.DurationVar(&cfg.memorySettle, "memory-settle", 3*time.Second, "how long each reader of the memory scenario settles, once it has read every container, before its RSS is read (Go runs a forced GC every 2 minutes)")
 	flag.IntVar(&cfg.polledContainers, "polled-containers", 1000, "quiet containers of the polled scenario (200 streamed, the others polled)")
 	flag.DurationVar(&cfg.polledDuration, "polled-duration", 3*time.Minute, "how long they log")
 	flag.DurationVar(&cfg.polledGap, "polled-gap", 40*time.Second, "mean time between two lines of one of them (random)")

@@ -32,11 +32,12 @@ import (
 // kubelogd_lines_written_total; stern: printed), has read every container (kubelogd:
 // each streaming or polling, all streaming without a budget; stern: the kubelets serve
 // its n follow streams) and, with the budget, its polls have slowed to their steady rate
-// (waitPollsSteady), it is given 3 s to settle. Then the reader's RSS is the median of
-// three readings half a second apart, as in the earlier memory rows, and the API server's
-// loaded RSS is read as its baseline was: the growth is loaded − baseline. The largest
-// reading of a window rather than a single one because the API server's RSS moves with
-// its GC cycles and, under kubelogd's default, with its polls; both ends are read alike.
+// (waitPollsSteady), it is given --memory-settle (3 s) to settle. Then the reader's RSS is
+// the median of three readings half a second apart, as in the earlier memory rows, and the
+// API server's loaded RSS is read as its baseline was: the growth is loaded − baseline. The
+// largest reading of a window rather than a single one because the API server's RSS moves
+// with its GC cycles and, under kubelogd's default, with its polls; both ends are read
+// alike.
 
 const (
 	nsMemory = "memory"
@@ -186,7 +187,7 @@ func memoryKubelogd(ctx context.Context, cfg *config, e *env, n int, name string
 		run.PollWaitSeconds, run.PollSteady = polls.waited.Seconds(), polls.steady
 		cfg.progress("memory %d, %s: polls steady %.0fs after every container was read: %v", n, run.Reader, polls.waited.Seconds(), polls.steady)
 	}
-	if err := sleepCtx(ctx, 3*time.Second); err != nil { // cursor saves and GC cycles after the burst
+	if err := sleepCtx(ctx, cfg.memorySettle); err != nil { // cursor saves and GC cycles after the burst
 		return nil, err
 	}
 	mem, err := readMemory(ctx, cfg, d, n, label)
@@ -237,7 +238,7 @@ func memoryStern(ctx context.Context, cfg *config, e *env, n int) (*memoryRun, e
 	}
 	cfg.progress("memory %d, stern: API server restarted, settled in %.1fs, baseline RSS %.1f MiB", n, api.SettleSeconds, mib(api.BaselineBytes))
 	st, err := runSternCoverage(ctx, cfg, e, nsMemory, n, coverageLines, coverageLineSize, func(p *sternProc) error {
-		sm, err := sampleSternMemory(ctx, p, n) // settles 3 s first, as kubelogd's runs
+		sm, err := sampleSternMemory(ctx, p, n, cfg.memorySettle) // settles first, as kubelogd's runs
 		if err != nil {
 			return err
 		}

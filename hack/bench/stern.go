@@ -121,14 +121,12 @@ func runSternCoverage(ctx context.Context, cfg *config, e *env, ns string, n, li
 	return res, nil
 }
 
-// sampleSternMemory lets stern settle 3 s, as the memory scenario does kubelogd, then
+// sampleSternMemory lets stern settle as the memory scenario does kubelogd, then
 // reads its RSS, threads and descriptors three times half a second apart, keeping the
 // median.
-func sampleSternMemory(ctx context.Context, p *sternProc, streams int) (sternMemory, error) {
-	select {
-	case <-ctx.Done():
-		return sternMemory{}, ctx.Err()
-	case <-time.After(3 * time.Second):
+func sampleSternMemory(ctx context.Context, p *sternProc, streams int, settle time.Duration) (sternMemory, error) {
+	if err := sleepCtx(ctx, settle); err != nil {
+		return sternMemory{}, err
 	}
 	var rss, threads []int64
 	var fds []int
