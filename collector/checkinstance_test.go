@@ -397,3 +397,89 @@ func TestReadOnceStartsEarlyChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestNoteEnd: which reads' ends confirm the end of an instance's log, so that a deletion
+// after them leaves no gap marker (fc1cf9f), and which take a confirmation back. A clean
+// end proves nothing alone (a restarting kubelet ends its streams cleanly, and the API
+// server ends a response cleanly when the kubelet's breaks); two clean reads that end at
+// the same place do, unless the first was a poll (3ccb0cb: a poll at X and a follow cut at
+// X by a restarting kubelet lost what the container logged after X).
+func TestNoteEnd(t *testing.T) {
+	type read struct {
+		mode      readMode
+		lines     int   // lines the read wrote before it ended
+		refused   error // the request was refused with this, never answered
+		broken    bool  // the body ended with an error
+		again     bool  // noteEnd's answer: ended where the read before did
+		confirmed bool  // the instance's end is confirmed after it
+	}
+	podGoneErr := fmt.Errorf("opening log stream: %w", apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, "web-0"))
+	kubelet404 := fmt.Errorf("opening log stream: %w", apierrors.NewGenericServerResponse(http.StatusNotFound, "",
+		schema.GroupResource{Resource: "pods/log"}, "web-0", `pod "web-0" does not exist`, 0, false))
+	for _, tc := range []struct {
+		name  string
+		reads []read
+	}{
+		{"two follows end at one place", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, again: true, confirmed: true},
+		}},
+		{"a follow ends where a poll did", []read{
+			{mode: readPoll, lines: 3},
+			{mode: readFollow},
+			{mode: readFollow, again: true, confirmed: true},
+		}},
+		{"a read to the end ends where a poll did", []read{
+			{mode: readPoll, lines: 3},
+			{mode: readToEnd},
+			{mode: readToEnd, again: true, confirmed: true},
+		}},
+		{"polls confirm nothing", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readPoll},
+			{mode: readPoll},
+		}},
+		{"lines in between", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, lines: 1},
+		}},
+		{"a broken body", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, broken: true},
+			{mode: readFollow},
+		}},
+		{"the pod object gone: the confirmation stands", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, again: true, confirmed: true},
+			{mode: readFollow, refused: podGoneErr, confirmed: true},
+		}},
+		{"the kubelet's 404: the confirmation is taken back", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, again: true, confirmed: true},
+			{mode: readFollow, refused: kubelet404},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, out := testTarget(t, runningPod("c1", 0, ""))
+			at := time.Now()
+			for i, r := range tc.reads {
+				for range r.lines {
+					at = at.Add(time.Millisecond)
+					out.cur.Observe(at, []byte(fmt.Sprintf("line at %s", at)))
+				}
+				tg.inst.answered = r.refused == nil
+				var err error
+				switch {
+				case r.refused != nil:
+					err = r.refused
+				case r.broken:
+					err = errors.New("unexpected EOF")
+				}
+				again := tg.noteEnd(r.mode, err, err == nil)
+				if again != r.again || tg.inst.confirmed != r.confirmed {
+					t.Errorf("read %d (mode %d): ends again %v, confirmed %v; want %v, %v", i, r.mode, again, tg.inst.confirmed, r.again, r.confirmed)
+				}
+			}
+		})
+	}
+}

@@ -50,16 +50,7 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 		}
 	}
 	cur := t.out.Cursor()
-	// A poll's end is no end of the instance's log: a read that ends where a poll did
-	// confirms nothing (the container ran on after the poll).
-	again := t.endsAgain(err == nil && ctx.Err() == nil) && !t.inst.endByPoll
-	t.inst.endByPoll = mode == readPoll
-	if t.inst.answered || !podGone(err) {
-		// A refusal because the pod object is gone says nothing of its log: an end
-		// confirmed before it stands. Any other refusal (a restarting kubelet answers
-		// 404 for its pods) may follow a cut taken for an end.
-		t.inst.confirmed = again && mode != readPoll
-	}
+	again := t.noteEnd(mode, err, err == nil && ctx.Err() == nil)
 	switch {
 	case ctx.Err() != nil:
 		return false
@@ -135,6 +126,24 @@ func (t *target) readInstance(ctx context.Context, p informer.Pod, ct *informer.
 	}
 	t.sleep(ctx)
 	return false
+}
+
+// noteEnd records how the read that just ended (in mode, with err; clean: its body ended
+// without error) left the instance's end, for the deletion rule (instance.confirmed). It
+// reports whether the read confirms the end of the instance's log: it ended cleanly where
+// the read before it did (endsAgain). A poll's end is no end of the instance's log, so a
+// read that ends where a poll did confirms nothing (the container ran on after the poll),
+// and a poll confirms nothing either. A refusal because the pod object is gone says
+// nothing of its log: an end confirmed before it stands. Any other refusal (a restarting
+// kubelet answers 404 for its pods) may follow a cut taken for an end, and takes the
+// confirmation back.
+func (t *target) noteEnd(mode readMode, err error, clean bool) (again bool) {
+	again = t.endsAgain(clean) && !t.inst.endByPoll && mode != readPoll
+	t.inst.endByPoll = mode == readPoll
+	if t.inst.answered || !podGone(err) {
+		t.inst.confirmed = again
+	}
+	return again
 }
 
 // request is one log request for the cursor's instance: its options, and what the read
