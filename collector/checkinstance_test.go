@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -272,6 +273,29 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 			t.Errorf("%d GETs of the pod, want 2", n)
 		}
 	})
+	t.Run("a line while the early fetch is under way: its verdict, no fetch of its own", func(t *testing.T) {
+		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
+		var mu sync.Mutex
+		held := 0
+		release := make(chan struct{})
+		fakePods := tg.c.pods.(*fakecorev1.FakeCoreV1)
+		tg.c.pods = heldPods{PodsGetter: fakePods, get: countHeld(&mu, &held, release)}
+		f, quietEnds := early(tg)
+		quietEnds()
+		waitFor(t, "the early fetch under way", func() bool { mu.Lock(); defer mu.Unlock(); return held == 1 })
+		verdict := make(chan error, 1)
+		go func() { verdict <- tg.checkFirstLine(fresh(tg), f) }()
+		waitFor(t, "the line to come", func() bool { f.early.mu.Lock(); defer f.early.mu.Unlock(); return f.early.taken })
+		close(release)
+		if err := <-verdict; !errors.Is(err, errInstanceReplaced) {
+			t.Errorf("checkFirstLine = %v, want errInstanceReplaced", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if held != 1 || f.early.err != nil {
+			t.Errorf("%d GETs of the pod, the early fetch's error %v; want 1, the early fetch's, which succeeded", held, f.early.err)
+		}
+	})
 	t.Run("an old line first: no fetch, none after, no wait for quiet", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c2", 1, "c1"))
 		f, quietEnds := early(tg)
@@ -406,12 +430,14 @@ func TestReadOnceStartsEarlyChecks(t *testing.T) {
 // X by a restarting kubelet lost what the container logged after X).
 func TestNoteEnd(t *testing.T) {
 	type read struct {
-		mode      readMode
-		lines     int   // lines the read wrote before it ended
-		refused   error // the request was refused with this, never answered
-		broken    bool  // the body ended with an error
-		again     bool  // noteEnd's answer: ended where the read before did
-		confirmed bool  // the instance's end is confirmed after it
+		mode    readMode
+		lines   int   // lines the read wrote before it ended
+		refused error // the request was refused with this, never answered
+		// answeredErr: the request was answered, and the read failed with this after
+		answeredErr error
+		broken      bool // the body ended with an error
+		again       bool // noteEnd's answer: ended where the read before did
+		confirmed   bool // the instance's end is confirmed after it
 	}
 	podGoneErr := fmt.Errorf("opening log stream: %w", apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, "web-0"))
 	kubelet404 := fmt.Errorf("opening log stream: %w", apierrors.NewGenericServerResponse(http.StatusNotFound, "",
@@ -458,6 +484,26 @@ func TestNoteEnd(t *testing.T) {
 			{mode: readFollow, again: true, confirmed: true},
 			{mode: readFollow, refused: kubelet404},
 		}},
+		{"a follow, then a read to the end at its place", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readToEnd, again: true, confirmed: true},
+		}},
+		{"after the pod object's 404, a clean end is a first one again", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, again: true, confirmed: true},
+			{mode: readFollow, refused: podGoneErr, confirmed: true},
+			{mode: readFollow},
+		}},
+		{"the pod object's 404 after an answer (the first line's check): taken back", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, again: true, confirmed: true},
+			{mode: readFollow, answeredErr: podGoneErr},
+		}},
+		{"lines after a confirmed end", []read{
+			{mode: readFollow, lines: 3},
+			{mode: readFollow, again: true, confirmed: true},
+			{mode: readFollow, lines: 2},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tg, out := testTarget(t, runningPod("c1", 0, ""))
@@ -472,6 +518,8 @@ func TestNoteEnd(t *testing.T) {
 				switch {
 				case r.refused != nil:
 					err = r.refused
+				case r.answeredErr != nil:
+					err = r.answeredErr
 				case r.broken:
 					err = errors.New("unexpected EOF")
 				}

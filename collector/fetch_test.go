@@ -247,6 +247,9 @@ type heldPodInterface struct {
 
 func (p heldPodInterface) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error) {
 	p.h.get()
+	if err := ctx.Err(); err != nil {
+		return nil, err // as a real request cancelled while it was held (the fake ignores ctx)
+	}
 	return p.PodInterface.Get(ctx, name, opts)
 }
 
