@@ -149,6 +149,10 @@ func run() int {
 		cfg.coverageSizes = append(cfg.coverageSizes, n)
 	}
 	var err error
+	if cfg.memorySettle < 0 {
+		fmt.Fprintf(os.Stderr, "bench: --memory-settle %s is negative\n", cfg.memorySettle)
+		return 2
+	}
 	if cfg.memorySizes, err = parseSizes(memSizes); err != nil || cfg.polledContainers <= 0 || cfg.polledGap <= 0 {
 		fmt.Fprintf(os.Stderr, "bench: bad --memory-pods %q, or --polled-containers, --polled-gap not positive\n", memSizes)
 		return 2

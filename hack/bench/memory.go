@@ -55,6 +55,9 @@ type memoryResult struct {
 	Containers        int `json:"containers"`
 	Nodes             int `json:"nodes"`
 	LinesPerContainer int `json:"lines_per_container"`
+	// SettleSeconds is how long each reader settled before its RSS was read
+	// (--memory-settle).
+	SettleSeconds float64 `json:"settle_seconds"`
 	// Default, AllFollow and Stern are the three readers' runs (Stern nil without stern).
 	Default   *memoryRun `json:"kubelogd_default"`
 	AllFollow *memoryRun `json:"kubelogd_all_follow"`
@@ -109,7 +112,7 @@ type memoryRun struct {
 }
 
 func runMemory(ctx context.Context, cfg *config, n int) (*memoryResult, error) {
-	res := &memoryResult{Containers: n, Nodes: coverageNodes, LinesPerContainer: coverageLines}
+	res := &memoryResult{Containers: n, Nodes: coverageNodes, LinesPerContainer: coverageLines, SettleSeconds: cfg.memorySettle.Seconds()}
 	e, err := startEnv(ctx, cfg.self, coverageNodes, nil)
 	if err != nil {
 		return nil, err
