@@ -208,6 +208,17 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 		t.Cleanup(f.early.stop)
 		return f, func() { close(quiet) }
 	}
+	// ended waits for f's early check's goroutine to end, its quiet not over.
+	ended := func(t *testing.T, f *firstRead) {
+		waitFor(t, "the early check's goroutine to end", func() bool {
+			select {
+			case <-f.early.exited:
+				return true
+			default:
+				return false
+			}
+		})
+	}
 	t.Run("fetched while quiet, the cursor's instance; restarted later", func(t *testing.T) {
 		tg, _ := testTarget(t, runningPod("c1", 0, ""))
 		f, quietEnds := early(tg)
@@ -302,15 +313,7 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 		if err := tg.checkFirstLine(tg.c.start.Add(-time.Hour), f); err != nil {
 			t.Errorf("checkFirstLine = %v, want nil", err)
 		}
-		// The line came: the goroutine that waited for quiet ends without it.
-		waitFor(t, "the early check's goroutine to end", func() bool {
-			select {
-			case <-f.early.exited:
-				return true
-			default:
-				return false
-			}
-		})
+		ended(t, f) // the line came: the goroutine that waited for quiet ends without it
 		quietEnds()
 		if n := gets(tg); n != 0 {
 			t.Errorf("%d GETs of the pod, want none", n)
@@ -322,15 +325,7 @@ func TestEarlyFirstLineCheck(t *testing.T) {
 		if err := tg.checkFirstLine(fresh(tg), f); !errors.Is(err, errInstanceReplaced) {
 			t.Errorf("checkFirstLine = %v, want errInstanceReplaced", err)
 		}
-		// The line came: the goroutine that waited for quiet ends without it.
-		waitFor(t, "the early check's goroutine to end", func() bool {
-			select {
-			case <-f.early.exited:
-				return true
-			default:
-				return false
-			}
-		})
+		ended(t, f) // the line came: the goroutine that waited for quiet ends without it
 		quietEnds()
 		if n := gets(tg); n != 1 {
 			t.Errorf("%d GETs of the pod, want 1", n)
@@ -442,14 +437,15 @@ func TestNoteEnd(t *testing.T) {
 	podGoneErr := fmt.Errorf("opening log stream: %w", apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, "web-0"))
 	kubelet404 := fmt.Errorf("opening log stream: %w", apierrors.NewGenericServerResponse(http.StatusNotFound, "",
 		schema.GroupResource{Resource: "pods/log"}, "web-0", `pod "web-0" does not exist`, 0, false))
+	// confirmedThen is two follows that end at one place, which confirms the end, then reads.
+	confirmedThen := func(then ...read) []read {
+		return append([]read{{mode: readFollow, lines: 3}, {mode: readFollow, again: true, confirmed: true}}, then...)
+	}
 	for _, tc := range []struct {
 		name  string
 		reads []read
 	}{
-		{"two follows end at one place", []read{
-			{mode: readFollow, lines: 3},
-			{mode: readFollow, again: true, confirmed: true},
-		}},
+		{"two follows end at one place", confirmedThen()},
 		{"a follow ends where a poll did", []read{
 			{mode: readPoll, lines: 3},
 			{mode: readFollow},
@@ -458,6 +454,10 @@ func TestNoteEnd(t *testing.T) {
 		{"a read to the end ends where a poll did", []read{
 			{mode: readPoll, lines: 3},
 			{mode: readToEnd},
+			{mode: readToEnd, again: true, confirmed: true},
+		}},
+		{"a follow, then a read to the end at its place", []read{
+			{mode: readFollow, lines: 3},
 			{mode: readToEnd, again: true, confirmed: true},
 		}},
 		{"polls confirm nothing", []read{
@@ -474,36 +474,12 @@ func TestNoteEnd(t *testing.T) {
 			{mode: readFollow, broken: true},
 			{mode: readFollow},
 		}},
-		{"the pod object gone: the confirmation stands", []read{
-			{mode: readFollow, lines: 3},
-			{mode: readFollow, again: true, confirmed: true},
-			{mode: readFollow, refused: podGoneErr, confirmed: true},
-		}},
-		{"the kubelet's 404: the confirmation is taken back", []read{
-			{mode: readFollow, lines: 3},
-			{mode: readFollow, again: true, confirmed: true},
-			{mode: readFollow, refused: kubelet404},
-		}},
-		{"a follow, then a read to the end at its place", []read{
-			{mode: readFollow, lines: 3},
-			{mode: readToEnd, again: true, confirmed: true},
-		}},
-		{"after the pod object's 404, a clean end is a first one again", []read{
-			{mode: readFollow, lines: 3},
-			{mode: readFollow, again: true, confirmed: true},
-			{mode: readFollow, refused: podGoneErr, confirmed: true},
-			{mode: readFollow},
-		}},
-		{"the pod object's 404 after an answer (the first line's check): taken back", []read{
-			{mode: readFollow, lines: 3},
-			{mode: readFollow, again: true, confirmed: true},
-			{mode: readFollow, answeredErr: podGoneErr},
-		}},
-		{"lines after a confirmed end", []read{
-			{mode: readFollow, lines: 3},
-			{mode: readFollow, again: true, confirmed: true},
-			{mode: readFollow, lines: 2},
-		}},
+		{"the pod object gone: the confirmation stands; a clean end after it is a first one",
+			confirmedThen(read{mode: readFollow, refused: podGoneErr, confirmed: true}, read{mode: readFollow})},
+		{"the kubelet's 404: the confirmation is taken back", confirmedThen(read{mode: readFollow, refused: kubelet404})},
+		{"the pod object's 404 after an answer (the first line's check): taken back",
+			confirmedThen(read{mode: readFollow, answeredErr: podGoneErr})},
+		{"lines after a confirmed end", confirmedThen(read{mode: readFollow, lines: 2})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tg, out := testTarget(t, runningPod("c1", 0, ""))
