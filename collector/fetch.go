@@ -17,8 +17,8 @@ import (
 // own GET, at once, unless many checks of its namespace are under way together — the
 // backlog of a fresh start on recent logs — and the namespace is not much larger than
 // their number: then one LIST answers every check waiting for it, so that thousands of
-// first reads cost a few requests rather than one each. The check that finds no LIST of its namespace in flight
-// makes the next one, on its own goroutine, with its context.
+// first reads cost a few requests rather than one each. The check that finds no LIST of
+// its namespace in flight makes the next one, on its own goroutine, with its context.
 type podFetches struct {
 	mu sync.Mutex
 	ns map[string]*nsFetches
